@@ -1,0 +1,17 @@
+"""User-facing errors: each message says what is wrong and how to fix it."""
+
+
+class MultiqError(Exception):
+    """Base class for errors caused by user input (config, task ids, files)."""
+
+
+class ConfigError(MultiqError, ValueError):
+    """A config key or value is invalid."""
+
+
+class TaskError(MultiqError, ValueError):
+    """A task cannot be built or is not supported by the agent."""
+
+
+class CheckpointError(MultiqError):
+    """A checkpoint or saved model is missing, corrupt or incompatible."""
