@@ -1,0 +1,540 @@
+"""Typed, validated run configuration.
+
+Every run writes its resolved `Config` to ``RUN_DIR/config.yaml`` (see `CONFIG_FILE`), and
+`Config.from_yaml` reads it back to an equal object. Build configs with `Config.from_dict`,
+`Config.from_yaml`, `Config.with_overrides` (CLI ``--set key=value``) or `Config.replace`: all of
+them validate and raise `multiq.errors.ConfigError` with a message that names the offending key.
+
+YAML is read with PyYAML's safe loader plus two fixes: exponent floats such as ``1e-4`` or
+``1.0e5`` are numbers (YAML 1.1 reads them as strings), and duplicate keys are an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from multiq.errors import ConfigError
+
+__all__ = ["CONFIG_FILE", "CONFIG_KEYS", "Config"]
+
+CONFIG_FILE = "config.yaml"
+"""File name of the resolved config inside a run directory."""
+
+_OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a run. Instances are validated on construction and immutable.
+
+    Change a config with `replace` or `with_overrides`; both return a new, validated config.
+    Step counts ending in "per task" or "env steps per task" count environment steps of one task
+    (summed over its `n_envs` copies).
+
+    Attributes:
+        tasks: which tasks to learn. A string: a suite name (``"minatar"``) or comma-separated
+            task ids (``"gym:CartPole-v1,gym:Acrobot-v1"``); or a list whose entries are task id
+            strings or mappings with keys ``id`` (required), ``name`` and ``kwargs`` (passed to
+            the env constructor).
+        scheme: parameter-sharing scheme name (validated by the nets registry), e.g. ``"shared"``.
+        dueling: use a dueling head (separate value and advantage streams).
+        hidden_size: units of the hidden layer(s); >= 1.
+        n_envs: envs per task, stepped together; >= 1.
+        total_steps_per_task: training length in env steps per task; >= 1.
+        learning_rate: Adam learning rate; > 0.
+        buffer_size: replay capacity in transitions per task; >= 1.
+        learning_starts: env steps per task collected before updates start; >= 0.
+        batch_size: samples per task per gradient step; >= 1.
+        tau: target update coefficient in (0, 1]; 1 copies the online net (hard update).
+        gamma: discount factor in (0, 1].
+        train_freq: run updates every this many vector steps; >= 1.
+        gradient_steps: gradient steps per update; >= 1.
+        target_update_interval: env steps per task between target updates; >= 1.
+        exploration_fraction: fraction of training over which epsilon decays, in [0, 1].
+        exploration_initial_eps: epsilon at the start of training, in [0, 1].
+        exploration_final_eps: epsilon after the decay, in [0, 1].
+        max_grad_norm: gradient-norm clipping threshold; > 0.
+        n_step: length of the n-step return; >= 1 (1 = one-step TD).
+        double_q: use Double DQN targets (online net picks, target net evaluates).
+        task_weights: loss weight (alpha) per task name, each >= 0 and at least one > 0;
+            null gives every task weight 1. Names are checked against the tasks at train time.
+        eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
+        eval_episodes: episodes per task per evaluation; >= 1.
+        eval_epsilon: epsilon of the evaluation policy, in [0, 1].
+        checkpoint_freq: env steps per task between checkpoints; >= 0 (0 = only at the end).
+        save_replay: also save the replay buffers with checkpoints (large files).
+        seed: random seed for envs, networks and sampling.
+        device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:<index>`` or
+            ``mps``.
+        tensorboard: write TensorBoard event files to the run directory.
+        progress_bar: show a progress bar while training.
+    """
+
+    # str "minatar" / "gym:CartPole-v1,gym:Acrobot-v1", or a list of str or
+    # {"id": ..., "name": ..., "kwargs": {...}}
+    tasks: str | list[str | dict[str, Any]] = "minatar"
+    scheme: str = "shared"  # parameter-sharing scheme name (validated by the nets registry)
+    dueling: bool = False  # dueling value/advantage head
+    hidden_size: int = 128  # units of the hidden layer(s)
+    n_envs: int = 1  # envs per task, stepped together
+    total_steps_per_task: int = 200_000  # training length in env steps per task
+    learning_rate: float = 2.5e-4  # Adam learning rate
+    buffer_size: int = 100_000  # transitions per task
+    learning_starts: int = 1_000  # env steps per task before updates start
+    batch_size: int = 32  # samples per task per update
+    tau: float = 1.0  # target update coefficient (1 = hard copy)
+    gamma: float = 0.99  # discount factor
+    train_freq: int = 4  # update every N vector steps
+    gradient_steps: int = 1  # gradient steps per update
+    target_update_interval: int = 1_000  # env steps per task
+    exploration_fraction: float = 0.1  # fraction of training over which epsilon decays
+    exploration_initial_eps: float = 1.0  # epsilon at the start
+    exploration_final_eps: float = 0.01  # epsilon after the decay
+    max_grad_norm: float = 10.0  # gradient-norm clipping threshold
+    n_step: int = 1  # n-step return length
+    double_q: bool = True  # Double DQN targets
+    task_weights: dict[str, float] | None = None  # alpha per task name; None = equal
+    eval_freq: int = 25_000  # env steps per task between evaluations; 0 = only at the end
+    eval_episodes: int = 10  # episodes per task per evaluation
+    eval_epsilon: float = 0.01  # epsilon of the evaluation policy
+    checkpoint_freq: int = 50_000  # env steps per task; 0 = only at the end
+    save_replay: bool = False  # save replay buffers with checkpoints
+    seed: int = 0  # random seed
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    tensorboard: bool = True  # write TensorBoard logs
+    progress_bar: bool = True  # show a progress bar
+
+    def __post_init__(self) -> None:
+        errors = []
+        for name, convert in _CONVERTERS.items():
+            try:
+                value = convert(name, getattr(self, name))
+                _check_rule(name, value)
+            except ConfigError as e:
+                errors.append(str(e))
+                continue
+            object.__setattr__(self, name, value)
+        if len(errors) == 1:
+            raise ConfigError(errors[0])
+        if errors:
+            raise ConfigError(
+                f"invalid config ({len(errors)} errors):\n  - " + "\n  - ".join(errors)
+            )
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Returns the valid config keys, in declaration order."""
+        return CONFIG_KEYS
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """Builds a validated config; keys left out take their defaults.
+
+        Args:
+            data: config keys to values, e.g. loaded from YAML.
+
+        Raises:
+            ConfigError: on an unknown key (with the closest valid key), a wrong type or a value
+                out of range.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a config must be a mapping of keys to values, got {_kind(data)}")
+        _reject_unknown(data, CONFIG_KEYS, "config key")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Config:
+        """Reads a config file such as ``RUN_DIR/config.yaml``; an empty file gives defaults.
+
+        Raises:
+            ConfigError: if the file is missing or unreadable, is not valid YAML (the message
+                gives the line), is not a mapping at the top level, or holds an invalid config.
+        """
+        path = Path(path)
+        data = _read_yaml(path)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def with_overrides(self, overrides: Sequence[str]) -> Config:
+        """Returns a copy with ``key=value`` overrides (CLI ``--set``) applied in order.
+
+        Values are read as int, else float, else YAML (``true``, ``null``, ``[a, b]``); values of
+        text keys (``scheme``, ``device``, ``tasks``) stay verbatim unless they are a YAML list.
+        A dotted key sets one entry of a mapping key: ``task_weights.Breakout=2.0``.
+
+        Raises:
+            ConfigError: on a malformed override, an unknown key or an invalid result.
+        """
+        if isinstance(overrides, str):
+            overrides = [overrides]
+        data = self.to_dict()
+        for item in overrides:
+            _apply_override(data, item)
+        return type(self).from_dict(data)
+
+    def replace(self, **changes: Any) -> Config:
+        """Returns a validated copy with the given keys changed, e.g. ``cfg.replace(seed=1)``."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns all keys as plain, YAML/JSON-safe values (a deep copy)."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the config atomically (temp file in the same folder, then rename).
+
+        Missing parent folders are created. ``Config.from_yaml(path)`` returns an equal config.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        body = yaml.dump(
+            self.to_dict(),
+            Dumper=_Dumper,
+            sort_keys=False,
+            default_flow_style=False,
+            allow_unicode=True,
+        )
+        _atomic_write(path, "# multiq run config (multiq.config.Config)\n" + body)
+        return path
+
+
+CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
+"""Valid config keys, in declaration order."""
+
+
+# --- YAML ---------------------------------------------------------------------------------------
+
+# PyYAML follows YAML 1.1, where `1e-4` and `1.0e5` are strings; read them as floats.
+_EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that reads exponent floats as numbers and rejects duplicate keys."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that quotes strings `_Loader` would read as floats (e.g. ``"1e5"``)."""
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
+
+
+def _read_yaml(path: Path) -> Mapping[Any, Any]:
+    """Loads a YAML mapping from `path`; an empty file is an empty mapping."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(path, e)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of config keys (e.g. `seed: 1`), "
+            f"got {_kind(data)}"
+        )
+    return data
+
+
+def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
+    """Formats a YAML error as 'invalid YAML in SOURCE at line L, column C: PROBLEM'."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"invalid YAML in {source}{where}: {problem}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Writes `text` to a temp file next to `path`, then renames it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --- overrides ----------------------------------------------------------------------------------
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    """Applies one ``key=value`` or ``mapping_key.entry=value`` override to `data` in place."""
+    key, sep, raw = str(item).partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like key=value, {_OVERRIDE_EXAMPLE}")
+    name, dot, entry = key.partition(".")
+    _reject_unknown({name: None}, CONFIG_KEYS, "config key")
+    if not dot:
+        data[name] = _override_value(name, key, raw)
+        return
+    entry = entry.strip()
+    if name not in _MAPPING_KEYS or not entry:
+        raise ConfigError(
+            f"override {item!r}: a dotted key sets one entry of "
+            f"{' or '.join(_MAPPING_KEYS)}, {_OVERRIDE_EXAMPLE}"
+        )
+    current = data.get(name)
+    data[name] = {**(current if isinstance(current, Mapping) else {}), entry: _parse(key, raw)}
+
+
+def _override_value(name: str, key: str, raw: str) -> Any:
+    """Parses an override value; text keys keep the raw string unless it is a YAML list."""
+    if name not in _TEXT_KEYS:
+        return _parse(key, raw)
+    try:
+        value = _parse(key, raw)
+    except ConfigError:
+        return raw.strip()
+    return value if isinstance(value, (list, dict)) else raw.strip()
+
+
+def _parse(key: str, raw: str) -> Any:
+    """Reads an override value as int, else float, else YAML."""
+    text = raw.strip()
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(f"the value of {key}", e)) from None
+
+
+# --- type checks: each takes (key, value) and returns the value in its canonical type -----------
+
+
+def _kind(value: Any) -> str:
+    return type(value).__name__
+
+
+def _type_error(key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{key}: expected {expected}, got {value!r} ({_kind(value)})")
+
+
+def _to_int(key: str, value: Any) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise _type_error(key, "an integer", value)
+
+
+def _to_float(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _type_error(key, "a number", value)
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _to_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(key, "a bool (true or false)", value)
+    return value
+
+
+def _to_str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _type_error(key, "a string", value)
+    return value
+
+
+def _to_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _type_error(key, "a non-empty string", value)
+    return value
+
+
+def _to_tasks(key: str, value: Any) -> str | list[str | dict[str, Any]]:
+    if isinstance(value, str):
+        return _to_name(key, value)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _type_error(key, "a string or a non-empty list of task entries", value)
+    return [_to_task_entry(f"{key}[{i}]", entry) for i, entry in enumerate(value)]
+
+
+_TASK_ENTRY_KEYS = ("id", "name", "kwargs")
+
+
+def _to_task_entry(key: str, value: Any) -> str | dict[str, Any]:
+    if isinstance(value, str):
+        return _to_name(key, value)
+    if not isinstance(value, Mapping):
+        raise _type_error(key, "a task id string or a mapping with keys id, name, kwargs", value)
+    _reject_unknown(value, _TASK_ENTRY_KEYS, f"{key} key")
+    if "id" not in value:
+        raise ConfigError(f"{key}: a task mapping needs an 'id', e.g. {{id: gym:CartPole-v1}}")
+    entry = {"id": _to_name(f"{key}.id", value["id"])}
+    if "name" in value:
+        entry["name"] = _to_name(f"{key}.name", value["name"])
+    if "kwargs" in value:
+        if not isinstance(value["kwargs"], Mapping):
+            raise _type_error(f"{key}.kwargs", "a mapping of keyword arguments", value["kwargs"])
+        entry["kwargs"] = _to_plain(f"{key}.kwargs", value["kwargs"])
+    return entry
+
+
+def _to_plain(key: str, value: Any) -> Any:
+    """Copies nested data as YAML-safe types (tuples become lists, numpy scalars Python ones)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and not math.isnan(value):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _to_plain(f"{key}.{k}", v) for k, v in value.items()}
+    raise _type_error(
+        key, "plain data (null, bool, number, string, list, mapping with string keys)", value
+    )
+
+
+def _to_task_weights(key: str, value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _type_error(key, "null or a mapping of task name to weight", value)
+    weights = {
+        _to_name(f"{key} task name", name): _to_float(f"{key}.{name}", w)
+        for name, w in value.items()
+    }
+    for name, weight in weights.items():
+        if weight < 0:
+            raise ConfigError(f"{key}.{name} must be >= 0, got {weight!r}")
+    if not any(w > 0 for w in weights.values()):
+        raise ConfigError(f"{key}: at least one weight must be > 0, got {weights!r}")
+    return weights
+
+
+_CONVERTER_BY_NAME: dict[str, Callable[[str, Any], Any]] = {
+    "tasks": _to_tasks,
+    "task_weights": _to_task_weights,
+}
+_CONVERTER_BY_TYPE: dict[str, Callable[[str, Any], Any]] = {
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "str": _to_str,
+}
+# Annotations are strings (postponed evaluation); an unsupported one fails here, at import.
+_CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    f.name: _CONVERTER_BY_NAME.get(f.name) or _CONVERTER_BY_TYPE[str(f.type)]
+    for f in fields(Config)
+}
+_TEXT_KEYS = frozenset(k for k, c in _CONVERTERS.items() if c in (_to_str, _to_tasks))
+_MAPPING_KEYS = ("task_weights",)
+
+
+# --- range rules: key -> (predicate on the converted value, allowed range in words) -------------
+
+_Rule = tuple[Callable[[Any], bool], str]
+
+
+def _at_least(low: int) -> _Rule:
+    return (lambda v: v >= low), f">= {low}"
+
+
+def _positive() -> _Rule:
+    return (lambda v: v > 0), "> 0"
+
+
+def _unit(*, open_low: bool = False) -> _Rule:
+    if open_low:
+        return (lambda v: 0 < v <= 1), "in (0, 1]"
+    return (lambda v: 0 <= v <= 1), "in [0, 1]"
+
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+_RULES: dict[str, _Rule] = {
+    "scheme": ((lambda v: bool(v.strip())), "a non-empty scheme name"),
+    "hidden_size": _at_least(1),
+    "n_envs": _at_least(1),
+    "total_steps_per_task": _at_least(1),
+    "learning_rate": _positive(),
+    "buffer_size": _at_least(1),
+    "learning_starts": _at_least(0),
+    "batch_size": _at_least(1),
+    "tau": _unit(open_low=True),
+    "gamma": _unit(open_low=True),
+    "train_freq": _at_least(1),
+    "gradient_steps": _at_least(1),
+    "target_update_interval": _at_least(1),
+    "exploration_fraction": _unit(),
+    "exploration_initial_eps": _unit(),
+    "exploration_final_eps": _unit(),
+    "max_grad_norm": _positive(),
+    "n_step": _at_least(1),
+    "eval_freq": _at_least(0),
+    "eval_episodes": _at_least(1),
+    "eval_epsilon": _unit(),
+    "checkpoint_freq": _at_least(0),
+    "device": (
+        (lambda v: _DEVICE.fullmatch(v) is not None),
+        "one of auto, cpu, cuda, cuda:<index>, mps",
+    ),
+}
+
+
+def _check_rule(key: str, value: Any) -> None:
+    rule = _RULES.get(key)
+    if rule is not None and not rule[0](value):
+        raise ConfigError(f"{key} must be {rule[1]}, got {value!r}")
+
+
+def _reject_unknown(data: Mapping[Any, Any], valid: Iterable[str], what: str) -> None:
+    """Raises naming the first unknown key of `data`, the closest valid key and all valid keys."""
+    valid = tuple(valid)
+    for key in data:
+        if key in valid:
+            continue
+        close = difflib.get_close_matches(str(key), valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise ConfigError(f"unknown {what} {key!r}{hint} Valid keys: {', '.join(valid)}")

@@ -1,0 +1,197 @@
+"""Per-task preallocated circular replay buffers, n-step returns and balanced sampling.
+
+Each task's storage is laid out `[capacity_per_env, n_envs, ...]` and every env has its own
+write position, so one env's transitions are consecutive in time. That makes the n-step look-ahead
+a vectorised index (`i, i+1, ..., i+n-1` in the same column) with no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from multiq.errors import ConfigError
+from multiq.tasks.spec import TaskSet
+
+RAM_FRACTION_ALLOWED = 0.9  # leave room for the networks, envs and the OS
+
+
+@dataclass
+class NStepSample:
+    """A sample from one task's buffer (numpy, B rows).
+
+    Attributes:
+        obs: [B, *obs_shape] observations s_t.
+        actions: [B] int64.
+        returns: [B] float32, `sum_{j<k} gamma^j r_{t+j}`.
+        next_obs: [B, *obs_shape] the bootstrap state s_{t+k}.
+        discounts: [B] float32, `gamma^k`, or 0 if the episode terminated within k steps.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    returns: np.ndarray
+    next_obs: np.ndarray
+    discounts: np.ndarray
+
+
+class TaskReplay:
+    """Circular storage of one task's transitions, with n-step sampling."""
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype,
+        capacity: int,
+        n_envs: int,
+        n_step: int = 1,
+        gamma: float = 0.99,
+    ):
+        self.n_envs = n_envs
+        self.length = max(capacity // n_envs, n_step + 1)
+        self.n_step = n_step
+        self.gamma = gamma
+        shape = (self.length, n_envs)
+        self.obs = np.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros_like(self.obs)
+        self.actions = np.zeros(shape, dtype=np.int64)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=bool)
+        self.done = np.zeros(shape, dtype=bool)
+        self.pos = np.zeros(n_envs, dtype=np.int64)
+        self.size = np.zeros(n_envs, dtype=np.int64)
+        self._discount_powers = gamma ** np.arange(n_step + 1, dtype=np.float64)
+
+    @staticmethod
+    def bytes_needed(obs_shape, obs_dtype, capacity: int) -> int:
+        """Bytes a buffer of `capacity` transitions takes (two observations + scalars each)."""
+        per_obs = int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize
+        return capacity * (2 * per_obs + 8 + 4 + 1 + 1)
+
+    def __len__(self) -> int:
+        return int(self.size.sum())
+
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
+        """Stores one vector step; rows where `valid` is False (autoreset steps) are skipped.
+
+        Args:
+            obs, next_obs: [n_envs, *obs_shape]. `next_obs` is the real last observation
+                of an episode that ended at this step.
+            actions, rewards, terminated, truncated, valid: [n_envs].
+        """
+        envs = np.flatnonzero(valid)
+        if envs.size == 0:
+            return
+        rows = self.pos[envs]
+        self.obs[rows, envs] = obs[envs]
+        self.next_obs[rows, envs] = next_obs[envs]
+        self.actions[rows, envs] = actions[envs]
+        self.rewards[rows, envs] = rewards[envs]
+        self.terminated[rows, envs] = terminated[envs]
+        self.done[rows, envs] = np.logical_or(terminated, truncated)[envs]
+        self.pos[envs] = (rows + 1) % self.length
+        self.size[envs] = np.minimum(self.size[envs] + 1, self.length)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> NStepSample:
+        """Uniformly samples stored transitions and builds their n-step returns."""
+        if len(self) == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        flat = rng.integers(0, len(self), size=batch_size)
+        bounds = np.cumsum(self.size)
+        envs = np.searchsorted(bounds, flat, side="right")
+        offset = flat - (bounds[envs] - self.size[envs])
+        full = self.size[envs] == self.length
+        # Oldest entry sits at `pos` once the column is full, at 0 before.
+        rows = np.where(full, (self.pos[envs] + offset) % self.length, offset)
+        return self._n_step(rows, envs, newer=self.size[envs] - offset)
+
+    def _n_step(self, rows: np.ndarray, envs: np.ndarray, newer: np.ndarray) -> NStepSample:
+        """n-step returns from rows `rows` of columns `envs`; `newer`: [B] entries from row on."""
+        steps = np.arange(self.n_step)
+        idx = (rows[:, None] + steps) % self.length  # [B, n]
+        cols = envs[:, None]
+        done = self.done[idx, cols]
+        # Step j counts if it was written and no episode ended at an earlier step.
+        ended_before = np.cumsum(done, axis=1) - done > 0
+        used = (steps < newer[:, None]) & ~ended_before
+        k = used.sum(axis=1)
+        returns = (self.rewards[idx, cols] * used * self._discount_powers[:-1]).sum(axis=1)
+        last = idx[np.arange(len(rows)), k - 1]
+        terminal = self.terminated[last, envs]
+        discounts = np.where(terminal, 0.0, self._discount_powers[k])
+        return NStepSample(
+            obs=self.obs[rows, envs],
+            actions=self.actions[rows, envs],
+            returns=returns.astype(np.float32),
+            next_obs=self.next_obs[last, envs],
+            discounts=discounts.astype(np.float32),
+        )
+
+    def state(self) -> dict[str, np.ndarray]:
+        """All arrays, for saving with `np.savez` (no pickled objects)."""
+        names = ("obs", "next_obs", "actions", "rewards", "terminated", "done", "pos", "size")
+        return {name: getattr(self, name) for name in names}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        for name, value in arrays.items():
+            target = getattr(self, name)
+            if target.shape != value.shape or target.dtype != value.dtype:
+                raise ValueError(f"replay array {name!r}: {value.shape} {value.dtype} does not fit")
+            target[...] = value
+
+
+class MultiTaskReplay:
+    """One TaskReplay per task, with balanced sampling across tasks."""
+
+    def __init__(self, tasks: TaskSet, capacity_per_task: int, n_envs: int, n_step: int, gamma):
+        check_memory(tasks, capacity_per_task)
+        self.buffers = [
+            TaskReplay(t.obs_shape, t.obs_dtype, capacity_per_task, n_envs, n_step, gamma)
+            for t in tasks
+        ]
+
+    def sample(self, counts: Sequence[int], rng: np.random.Generator) -> list[NStepSample]:
+        """`counts[t]` samples from task t (balanced sampling: the same count for every task)."""
+        return [buf.sample(n, rng) for buf, n in zip(self.buffers, counts, strict=True)]
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {f"{t}/{k}": v for t, buf in enumerate(self.buffers) for k, v in buf.state().items()}
+
+    def load_state(self, arrays) -> None:
+        for t, buf in enumerate(self.buffers):
+            prefix = f"{t}/"
+            buf.load_state({k[len(prefix) :]: arrays[k] for k in arrays if k.startswith(prefix)})
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable from /proc/meminfo, else total physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(tasks: TaskSet, capacity_per_task: int) -> int:
+    """Prints the replay memory the tasks need and refuses a size that would not fit in RAM."""
+    needed = {
+        t.name: TaskReplay.bytes_needed(t.obs_shape, t.obs_dtype, capacity_per_task) for t in tasks
+    }
+    total = sum(needed.values())
+    gib = 1024**3
+    parts = ", ".join(f"{n} {b / gib:.2f}" for n, b in needed.items())
+    print(f"replay memory: {total / gib:.2f} GiB ({parts} GiB; {capacity_per_task} per task)")
+    available = available_ram_bytes()
+    if total > RAM_FRACTION_ALLOWED * available:
+        raise ConfigError(
+            f"buffer_size={capacity_per_task} needs {total / gib:.1f} GiB of replay memory, but "
+            f"only {available / gib:.1f} GiB of RAM is available; lower buffer_size "
+            f"(at most ~{int(capacity_per_task * RAM_FRACTION_ALLOWED * available / total)})"
+        )
+    return total

@@ -1,0 +1,55 @@
+"""Reports from a run folder's files (metrics.csv, summary.json): curves and results tables.
+
+Reads only files; never imports torch, so it runs anywhere matplotlib does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from multiq.report.curves import CURVES_FILE, build_figure, plot_curves
+from multiq.report.metrics import (
+    METRICS_FILE,
+    SUMMARY_FILE,
+    ReportError,
+    RunFolderError,
+    Series,
+    read_metrics,
+    read_summary,
+    task_names,
+)
+from multiq.report.table import format_markdown_table, format_table
+
+__all__ = [
+    "CURVES_FILE",
+    "METRICS_FILE",
+    "SUMMARY_FILE",
+    "ReportError",
+    "RunFolderError",
+    "Series",
+    "build_figure",
+    "format_markdown_table",
+    "format_table",
+    "plot_curves",
+    "read_metrics",
+    "read_summary",
+    "task_names",
+    "write_report",
+]
+
+
+def write_report(run_dir: str | Path) -> tuple[str, Path]:
+    """Writes `RUN_DIR/curves.png` and returns the results table with the PNG's path.
+
+    Args:
+        run_dir: the run folder (holds metrics.csv and summary.json).
+
+    Returns:
+        (plain-text results table, path of curves.png).
+
+    Raises:
+        RunFolderError: metrics.csv or summary.json is missing.
+        ReportError: a file is malformed or metrics.csv holds no eval return yet.
+    """
+    table = format_table(read_summary(run_dir))
+    return table, plot_curves(run_dir)

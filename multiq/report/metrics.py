@@ -1,0 +1,124 @@
+"""Reading a run folder: metrics.csv (long format) and summary.json.
+
+This module (like the whole `multiq.report` package) never imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from multiq.errors import MultiqError
+
+METRICS_FILE = "metrics.csv"
+SUMMARY_FILE = "summary.json"
+CSV_HEADER = ["step", "wall_time_s", "key", "value"]
+
+Series = list[tuple[int, float]]
+
+
+class RunFolderError(MultiqError, FileNotFoundError):
+    """A file the report needs is missing from the run folder."""
+
+
+class ReportError(MultiqError, ValueError):
+    """A run folder's files are malformed or hold nothing to report."""
+
+
+def read_metrics(run_dir: str | Path) -> dict[str, Series]:
+    """Reads `RUN_DIR/metrics.csv` into one series per key.
+
+    A resumed run appends to the same file and may log a step again; when a key's step goes
+    back, the points logged at or after that step by the earlier session are replaced, so each
+    series is sorted by step with one value per step.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        key -> [(step, value), ...] in step order; keys in order of first appearance.
+
+    Raises:
+        RunFolderError: there is no metrics.csv in the folder.
+        ReportError: the file's header or a row is malformed.
+    """
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise RunFolderError(f"no {METRICS_FILE} in {run_dir}: is this a multiq run folder?")
+    series: dict[str, Series] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        _check_header(next(reader, None), path)
+        for row in filter(None, reader):
+            key, step, value = _parse_row(row, path, reader.line_num)
+            _append_point(series.setdefault(key, []), step, value)
+    return series
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    """Reads `RUN_DIR/summary.json`, which the trainer writes when training ends.
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        The summary: `{"tasks": {name: {"return_mean", "return_std", "episodes",
+        "random_return_mean", "random_return_std"}}, "env_steps_per_task", "wall_time_s",
+        "env_steps_per_s"}`.
+
+    Raises:
+        RunFolderError: there is no summary.json in the folder.
+        ReportError: the file is not a JSON object.
+    """
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise RunFolderError(
+            f"no {SUMMARY_FILE} in {run_dir}: the run has not finished (the trainer writes it "
+            "at the end) or this is not a multiq run folder"
+        )
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ReportError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(summary, dict):
+        raise ReportError(f"{path} must hold a JSON object, got {type(summary).__name__}")
+    return summary
+
+
+def task_names(metrics: dict[str, Series]) -> list[str]:
+    """Task names that have eval returns (keys `task/<name>/return`), in order of appearance.
+
+    Args:
+        metrics: as returned by `read_metrics`.
+
+    Returns:
+        The task names.
+    """
+    prefix, suffix = "task/", "/return"
+    return [
+        key[len(prefix) : -len(suffix)]
+        for key in metrics
+        if key.startswith(prefix) and key.endswith(suffix) and len(key) > len(prefix + suffix)
+    ]
+
+
+def _check_header(header: list[str] | None, path: Path) -> None:
+    if header != CSV_HEADER:
+        raise ReportError(f"{path} must start with the header {','.join(CSV_HEADER)}, got {header}")
+
+
+def _parse_row(row: list[str], path: Path, line: int) -> tuple[str, int, float]:
+    try:
+        step, _wall_time, key, value = row
+        return key, int(step), float(value)
+    except ValueError as err:
+        raise ReportError(f"{path}, line {line}: malformed row {row}: {err}") from err
+
+
+def _append_point(points: Series, step: int, value: float) -> None:
+    """Appends (step, value), first dropping points at or after `step` (a resumed session)."""
+    while points and points[-1][0] >= step:
+        points.pop()
+    points.append((step, value))

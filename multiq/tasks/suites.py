@@ -1,0 +1,221 @@
+"""The suite registry and the parsing of task entries into a TaskSet.
+
+A task entry is a string or a dict `{"id": <entry string>, "name": ..., "kwargs": {...}}`.
+Entry strings are a suite name (`minatar`: all its tasks), a suite member (`minatar:Breakout`)
+or `gym:<id>` (any Gymnasium id). For suites, kwargs are suite options; for `gym:<id>`
+they go to `gym.make`. New suites are added by putting a `Suite` into `SUITES`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from multiq.errors import TaskError
+from multiq.tasks import atari, classic, gym_ids, minatar
+from multiq.tasks.spec import TaskSet, TaskSpec
+
+Builder = Callable[[str, "str | None", dict[str, Any]], TaskSpec]
+Entries = str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]]
+ENTRY_KEYS = ("id", "name", "kwargs")
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named family of tasks.
+
+    Attributes:
+        name: the entry prefix (`minatar` in `minatar:Breakout`).
+        summary: one line for `multiq tasks`.
+        build: `build(member, name, options)` returns the member's TaskSpec (without
+            `source`); `name` None means the default name.
+        members: the suite's tasks; empty for an open suite (`gym`), whose member is free-form
+            and must be given.
+        options: option defaults; None for an open suite, whose kwargs pass through unchecked.
+    """
+
+    name: str
+    summary: str
+    build: Builder
+    members: tuple[str, ...] = ()
+    options: Mapping[str, Any] | None = None
+
+    def select(self, member: str, entry: str) -> list[str]:
+        """The members an entry selects: all for an empty `member`, else the one named."""
+        if not member:
+            if not self.members:
+                raise TaskError(f"task entry {entry!r} needs an id: {self.name}:<id>")
+            return list(self.members)
+        if not self.members:
+            return [member]
+        by_lower = {m.lower(): m for m in self.members}
+        if member.lower() in by_lower:
+            return [by_lower[member.lower()]]
+        raise TaskError(
+            f"unknown member {member!r} of suite {self.name!r} in task entry {entry!r};"
+            f"{_did_you_mean(member, self.members)} its members are {', '.join(self.members)}"
+        )
+
+    def resolve(self, kwargs: Mapping[str, Any], entry: str) -> dict[str, Any]:
+        """The suite options of an entry: defaults updated with `kwargs`, after checking them."""
+        if self.options is None:
+            return dict(kwargs)
+        bad = sorted(set(kwargs) - set(self.options))
+        if bad:
+            valid = ", ".join(self.options) or "none (the suite has no options)"
+            raise TaskError(
+                f"unknown option(s) {', '.join(bad)} for suite {self.name!r} in task entry "
+                f"{entry!r}; valid options: {valid}"
+            )
+        for key, value in kwargs.items():
+            _check_type(self.name, key, value, self.options[key])
+        return {**self.options, **kwargs}
+
+
+SUITES: dict[str, Suite] = {
+    "minatar": Suite("minatar", minatar.SUMMARY, minatar.build, minatar.GAMES, minatar.OPTIONS),
+    "classic": Suite(
+        "classic", classic.SUMMARY, classic.build, tuple(classic.ENV_IDS), classic.OPTIONS
+    ),
+    "atari": Suite("atari", atari.SUMMARY, atari.build, atari.GAMES, atari.OPTIONS),
+    "gym": Suite(
+        "gym",
+        "any registered Gymnasium id, e.g. gym:CartPole-v1; kwargs go to gym.make",
+        gym_ids.build_gym,
+    ),
+}
+
+
+def make_taskset(entries: Entries) -> TaskSet:
+    """Builds the TaskSet of the config's task entries.
+
+    Args:
+        entries: a comma-separated string of entry strings, one entry dict, or a list of
+            entry strings and dicts `{"id": ..., "name": ..., "kwargs": {...}}`.
+
+    Returns:
+        The tasks, in entry order; each spec's `source` is the entry dict that rebuilds it.
+
+    Raises:
+        TaskError: if an entry is malformed, unknown, or builds an unsupported task.
+    """
+    return TaskSet([spec for entry in _normalise(entries) for spec in _build_entry(entry)])
+
+
+def describe_suites() -> str:
+    """A listing of every suite with its options and tasks (env id, observation, actions).
+
+    Returns:
+        Multi-line text for `multiq tasks`.
+    """
+    lines = ["Task entries: <suite> (all its tasks), <suite>:<Member> (one task), gym:<id>."]
+    for suite in SUITES.values():
+        lines += ["", f"{suite.name}: {suite.summary}"]
+        if suite.options is not None:
+            options = ", ".join(f"{k}={v}" for k, v in suite.options.items()) or "none"
+            lines.append(f"  options: {options}")
+        lines += [_describe_task(suite, member) for member in suite.members]
+    return "\n".join(lines)
+
+
+def _describe_task(suite: Suite, member: str) -> str:
+    try:
+        spec = suite.build(member, None, dict(suite.options or {}))
+    except TaskError as exc:
+        return f"  {member:<14} unavailable: {exc}"
+    obs = f"obs {spec.obs_shape} {spec.obs_dtype}"
+    return f"  {member:<14} {spec.env_id:<26} {obs:<24} {spec.num_actions} actions"
+
+
+def _build_entry(entry: dict[str, Any]) -> list[TaskSpec]:
+    entry_id, name = entry["id"], entry["name"]
+    prefix, _, member = entry_id.partition(":")
+    suite = SUITES.get(prefix.strip().lower())
+    if suite is None:
+        raise TaskError(_unknown_entry_message(entry_id))
+    members = suite.select(member.strip(), entry_id)
+    if name is not None and len(members) > 1:
+        raise TaskError(f"task entry {entry_id!r} has several tasks and cannot take one `name`")
+    options = suite.resolve(entry["kwargs"], entry_id)
+    specs = []
+    for one in members:
+        spec = suite.build(one, name, copy.deepcopy(options))
+        source = {"id": f"{suite.name}:{one}", "name": spec.name, "kwargs": options}
+        specs.append(dataclasses.replace(spec, source=copy.deepcopy(source)))
+    return specs
+
+
+def _normalise(entries: Entries) -> list[dict[str, Any]]:
+    if isinstance(entries, str | Mapping):
+        entries = [entries]
+    if not isinstance(entries, Sequence):
+        raise TaskError(f"tasks must be a string or a list of entries, got {entries!r}")
+    normalised = []
+    for item in entries:
+        if isinstance(item, str):
+            normalised += [_entry(part.strip()) for part in item.split(",") if part.strip()]
+        elif isinstance(item, Mapping):
+            normalised.append(_entry_from_dict(item))
+        else:
+            raise TaskError(f"a task entry must be a string or a dict, got {item!r}")
+    return normalised
+
+
+def _entry(entry_id: str, name: str | None = None, kwargs: Any = None) -> dict[str, Any]:
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TaskError(f"task entry {entry_id!r}: `name` must be a non-empty string, got {name!r}")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise TaskError(f"task entry {entry_id!r}: `kwargs` must be a dict, got {kwargs!r}")
+    return {"id": entry_id, "name": name, "kwargs": dict(kwargs or {})}
+
+
+def _entry_from_dict(item: Mapping[str, Any]) -> dict[str, Any]:
+    bad = sorted(set(item) - set(ENTRY_KEYS))
+    if bad or not isinstance(item.get("id"), str):
+        raise TaskError(
+            f"a task entry dict needs a string `id` and may have `name` and `kwargs`, got "
+            f"{dict(item)!r}"
+        )
+    return _entry(item["id"].strip(), item.get("name"), item.get("kwargs"))
+
+
+def _check_type(suite: str, key: str, value: Any, default: Any) -> None:
+    expected: type | tuple[type, ...] = type(default)
+    if isinstance(default, float):
+        expected = (int, float)
+    if isinstance(value, expected) and (isinstance(default, bool) or not isinstance(value, bool)):
+        return
+    raise TaskError(
+        f"option {key!r} of suite {suite!r} must be a {type(default).__name__} "
+        f"(default {default!r}), got {value!r}"
+    )
+
+
+def _unknown_entry_message(entry_id: str) -> str:
+    suites = ", ".join(name for name, suite in SUITES.items() if suite.members)
+    return (
+        f"unknown task entry {entry_id!r};{_entry_hint(entry_id)} supported: a suite name "
+        f"({suites}) for all its tasks, <suite>:<Member> for one task (see `multiq tasks`), "
+        "or gym:<id> for any Gymnasium id"
+    )
+
+
+def _entry_hint(entry_id: str) -> str:
+    known_ids = gym_ids.all_ids()
+    if entry_id in known_ids:
+        return f" did you mean 'gym:{entry_id}'?"
+    members = {f"{s.name}:{m}": m.lower() for s in SUITES.values() for m in s.members}
+    matches = [full for full, member in members.items() if member == entry_id.lower()]
+    if matches:
+        return f" did you mean {' or '.join(map(repr, matches))}?"
+    suite_hint = _did_you_mean(entry_id.partition(":")[0], list(SUITES))
+    return suite_hint or _did_you_mean(entry_id, known_ids, prefix="gym:")
+
+
+def _did_you_mean(word: str, choices: Sequence[str], prefix: str = "") -> str:
+    close = [f"{prefix}{match}" for match in difflib.get_close_matches(word, choices, n=3)]
+    return f" did you mean {' or '.join(map(repr, close))}?" if close else ""

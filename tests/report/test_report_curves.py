@@ -1,0 +1,115 @@
+"""Learning curves (curves.png) and write_report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+
+from multiq.report import (
+    ReportError,
+    build_figure,
+    plot_curves,
+    read_metrics,
+    read_summary,
+    write_report,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SUMMARY = {
+    "tasks": {
+        "Breakout": {"return_mean": 3.0, "return_std": 1.0, "episodes": 10},
+        "Freeway": {
+            "return_mean": 12.0,
+            "return_std": 0.5,
+            "episodes": 10,
+            "random_return_mean": 0.25,
+            "random_return_std": 0.1,
+        },
+    },
+    "env_steps_per_task": 3000,
+    "wall_time_s": 60.0,
+    "env_steps_per_s": 100.0,
+}
+
+
+def _write_run(run_dir: Path, summary: bool = True) -> Path:
+    rows = ["step,wall_time_s,key,value"]
+    rows += [f"0,0.0,task/Breakout/random_return,{0.5}"]
+    for step, mean in ((1000, 1.0), (2000, 2.0), (3000, 3.0)):
+        rows += [
+            f"{step},{step / 100},task/Breakout/return,{mean}",
+            f"{step},{step / 100},task/Breakout/return_std,0.5",
+            f"{step},{step / 100},train/loss,0.1",
+        ]
+    rows += ["3000,30.0,task/Freeway/return,12.0"]
+    (run_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+    if summary:
+        (run_dir / "summary.json").write_text(json.dumps(SUMMARY))
+    return run_dir
+
+
+def _dashed_levels(axes: Axes) -> list[float]:
+    return [line.get_ydata()[0] for line in axes.lines if line.get_linestyle() == "--"]
+
+
+def test_plot_curves_writes_png(tmp_path: Path) -> None:
+    path = plot_curves(_write_run(tmp_path))
+    assert path == tmp_path / "curves.png"
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_plot_curves_custom_path_and_no_summary(tmp_path: Path) -> None:
+    out = tmp_path / "elsewhere.png"
+    assert plot_curves(_write_run(tmp_path, summary=False), out_path=out) == out
+    assert out.read_bytes().startswith(PNG_MAGIC)
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_figure_has_one_axes_per_task(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path)
+    figure = build_figure(read_metrics(run_dir), read_summary(run_dir))
+    assert [axes.get_title() for axes in figure.axes] == ["Breakout", "Freeway"]
+    for axes in figure.axes:
+        assert axes.get_xlabel() == "env steps per task"
+        assert axes.get_ylabel() == "eval return"
+        assert axes.get_legend() is not None
+
+
+def test_curve_band_and_random_line(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path)
+    breakout, freeway = build_figure(read_metrics(run_dir), read_summary(run_dir)).axes
+    assert list(breakout.lines[0].get_xdata()) == [1000, 2000, 3000]
+    assert list(breakout.lines[0].get_ydata()) == [1.0, 2.0, 3.0]
+    assert any(isinstance(c, PolyCollection) for c in breakout.collections)
+    assert _dashed_levels(breakout) == [0.5]  # logged random_return wins over summary.json
+    assert _dashed_levels(freeway) == [0.25]  # from summary.json
+    assert freeway.lines[0].get_marker() == "o"  # a single eval point is drawn as a marker
+
+
+def test_grid_keeps_only_task_axes() -> None:
+    metrics = {f"task/T{i}/return": [(100, float(i))] for i in range(4)}
+    figure = build_figure(metrics)
+    assert len(figure.axes) == 4
+    assert all(not _dashed_levels(axes) for axes in figure.axes)
+
+
+def test_no_eval_returns_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text("step,wall_time_s,key,value\n10,0.1,train/loss,1.0\n")
+    with pytest.raises(ReportError, match="no evaluation has run yet"):
+        plot_curves(tmp_path)
+
+
+def test_write_report(tmp_path: Path) -> None:
+    table, path = write_report(_write_run(tmp_path))
+    assert path == tmp_path / "curves.png" and path.read_bytes().startswith(PNG_MAGIC)
+    assert "Breakout" in table and "3.00 ± 1.00" in table and "12.00 ± 0.50" in table
+
+
+def test_write_report_needs_summary(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no summary.json"):
+        write_report(_write_run(tmp_path, summary=False))

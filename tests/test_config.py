@@ -1,0 +1,329 @@
+"""Tests for multiq.config: validation, YAML round trips and CLI-style overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import pytest
+import yaml
+
+from multiq.config import CONFIG_FILE, CONFIG_KEYS, Config
+from multiq.errors import ConfigError
+
+
+def test_defaults_are_valid_and_match_the_keys():
+    cfg = Config()
+    assert Config.from_dict({}) == cfg
+    assert Config.keys() == CONFIG_KEYS == tuple(f.name for f in dataclasses.fields(Config))
+    assert cfg.to_dict()["learning_rate"] == 2.5e-4
+
+
+def test_class_docstring_documents_every_key():
+    documented = set(re.findall(r"^\s{8}(\w+):", Config.__doc__, flags=re.MULTILINE))
+    assert documented == set(CONFIG_KEYS)
+
+
+def test_config_is_immutable():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Config().seed = 3  # type: ignore[misc]
+
+
+def _rich_config() -> Config:
+    return Config(
+        tasks=[
+            "gym:CartPole-v1",
+            {"id": "gym:Acrobot-v1", "name": "acro", "kwargs": {"max_steps": 5, "tag": "1e5"}},
+        ],
+        task_weights={"CartPole": 2.0, "acro": 0.5, "1e-3": 0.0},
+        learning_rate=1e-10,
+        seed=7,
+        device="cuda:1",
+    )
+
+
+@pytest.mark.parametrize("cfg", [Config(), _rich_config()], ids=["defaults", "rich"])
+def test_yaml_round_trip_is_exact(tmp_path, cfg):
+    path = cfg.to_yaml(tmp_path / "run" / CONFIG_FILE)
+    assert path == tmp_path / "run" / CONFIG_FILE
+    loaded = Config.from_yaml(path)
+    assert loaded == cfg
+    assert loaded.to_dict() == cfg.to_dict()
+    assert os.listdir(path.parent) == [CONFIG_FILE]
+
+
+def test_to_yaml_replaces_atomically_and_cleans_up_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / CONFIG_FILE
+    Config(seed=1).to_yaml(path)
+    Config(seed=2).to_yaml(path)
+    assert Config.from_yaml(path).seed == 2
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        Config(seed=3).to_yaml(path)
+    assert os.listdir(tmp_path) == [CONFIG_FILE]
+    assert Config.from_yaml(path).seed == 2
+
+
+def test_to_dict_is_plain_and_a_copy():
+    cfg = _rich_config()
+    data = cfg.to_dict()
+    data["tasks"][1]["kwargs"]["max_steps"] = 99
+    assert cfg.tasks[1]["kwargs"]["max_steps"] == 5
+    assert yaml.safe_load(yaml.safe_dump(data)) == data
+
+
+def test_from_dict_copies_and_normalizes_input():
+    kwargs = {"shape": (2, 3)}
+    tasks = [{"id": "gym:CartPole-v1", "kwargs": kwargs}]
+    cfg = Config.from_dict({"tasks": tasks, "learning_rate": 1, "buffer_size": 1e5})
+    kwargs["shape"] = (9,)
+    assert cfg.tasks == [{"id": "gym:CartPole-v1", "kwargs": {"shape": [2, 3]}}]
+    assert cfg.learning_rate == 1.0 and isinstance(cfg.learning_rate, float)
+    assert cfg.buffer_size == 100_000 and isinstance(cfg.buffer_size, int)
+
+
+def test_unknown_key_suggests_the_closest_key():
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rat'") as info:
+        Config.from_dict({"learning_rat": 1e-3})
+    assert "did you mean 'learning_rate'?" in str(info.value)
+    assert "Valid keys: tasks, scheme" in str(info.value)
+
+
+def test_unknown_task_entry_key_suggests_the_closest_key():
+    with pytest.raises(ConfigError, match=r"tasks\[0\] key 'nmae'; did you mean 'name'"):
+        Config(tasks=[{"id": "gym:CartPole-v1", "nmae": "cp"}])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("seed", "1", "an integer"),
+        ("seed", 2.5, "an integer"),
+        ("seed", True, "an integer"),
+        ("learning_rate", "fast", "a number"),
+        ("learning_rate", False, "a number"),
+        ("dueling", 1, "a bool"),
+        ("dueling", "yes", "a bool"),
+        ("scheme", 3, "a string"),
+        ("device", None, "a string"),
+        ("tasks", 5, "a string or a non-empty list"),
+        ("tasks", [], "a string or a non-empty list"),
+        ("tasks", [3], "a task id string or a mapping"),
+        ("task_weights", [1.0], "null or a mapping"),
+        ("task_weights", {"a": "x"}, "a number"),
+    ],
+)
+def test_wrong_type_names_key_and_expected_type(key, value, expected):
+    with pytest.raises(ConfigError, match=rf"^{key}.*expected {expected}"):
+        Config.from_dict({key: value})
+
+
+def test_non_finite_float_rejected():
+    with pytest.raises(ConfigError, match="max_grad_norm: expected a finite number"):
+        Config(max_grad_norm=float("inf"))
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "allowed"),
+    [
+        ("learning_rate", 0.0, "> 0"),
+        ("buffer_size", 0, ">= 1"),
+        ("batch_size", 0, ">= 1"),
+        ("n_envs", 0, ">= 1"),
+        ("total_steps_per_task", 0, ">= 1"),
+        ("learning_starts", -1, ">= 0"),
+        ("tau", 0.0, "in (0, 1]"),
+        ("tau", 1.5, "in (0, 1]"),
+        ("gamma", 0.0, "in (0, 1]"),
+        ("gamma", 1.01, "in (0, 1]"),
+        ("train_freq", 0, ">= 1"),
+        ("gradient_steps", 0, ">= 1"),
+        ("target_update_interval", 0, ">= 1"),
+        ("exploration_fraction", -0.1, "in [0, 1]"),
+        ("exploration_fraction", 1.1, "in [0, 1]"),
+        ("exploration_initial_eps", 1.5, "in [0, 1]"),
+        ("exploration_final_eps", -0.5, "in [0, 1]"),
+        ("max_grad_norm", 0.0, "> 0"),
+        ("n_step", 0, ">= 1"),
+        ("eval_freq", -1, ">= 0"),
+        ("eval_episodes", 0, ">= 1"),
+        ("eval_epsilon", 2.0, "in [0, 1]"),
+        ("checkpoint_freq", -5, ">= 0"),
+        ("hidden_size", 0, ">= 1"),
+        ("scheme", " ", "a non-empty scheme name"),
+        ("device", "gpu", "one of auto, cpu, cuda, cuda:<index>, mps"),
+        ("device", "cuda:x", "one of auto, cpu, cuda, cuda:<index>, mps"),
+    ],
+)
+def test_range_rule_rejects_bad_value(key, bad, allowed):
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict({key: bad})
+    assert str(info.value) == f"{key} must be {allowed}, got {bad!r}"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("tau", 1.0),
+        ("gamma", 1.0),
+        ("learning_starts", 0),
+        ("eval_freq", 0),
+        ("checkpoint_freq", 0),
+        ("exploration_final_eps", 0.0),
+        ("device", "cpu"),
+        ("device", "cuda"),
+        ("device", "cuda:3"),
+        ("device", "mps"),
+    ],
+)
+def test_range_edges_accepted(key, value):
+    assert getattr(Config.from_dict({key: value}), key) == value
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"a": -1.0}, "task_weights.a must be >= 0"),
+        ({"a": 0.0, "b": 0}, "at least one weight must be > 0"),
+        ({}, "at least one weight must be > 0"),
+        ({"": 1.0}, "non-empty string"),
+    ],
+)
+def test_task_weights_rules(weights, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Config(task_weights=weights)
+
+
+def test_task_entry_needs_id_and_plain_kwargs():
+    with pytest.raises(ConfigError, match=r"tasks\[0\]: a task mapping needs an 'id'"):
+        Config(tasks=[{"name": "cp"}])
+    with pytest.raises(ConfigError, match=r"tasks\[0\]\.kwargs\.f: expected plain data"):
+        Config(tasks=[{"id": "gym:CartPole-v1", "kwargs": {"f": object()}}])
+
+
+def test_several_errors_are_reported_together():
+    with pytest.raises(ConfigError, match=r"invalid config \(2 errors\)") as info:
+        Config.from_dict({"gamma": 2.0, "seed": "x"})
+    assert "gamma must be in (0, 1]" in str(info.value)
+    assert "seed: expected an integer" in str(info.value)
+
+
+def test_int_field_accepts_integral_float_only():
+    assert Config(total_steps_per_task=1e5).total_steps_per_task == 100_000
+    with pytest.raises(ConfigError, match="total_steps_per_task: expected an integer, got 2.5"):
+        Config(total_steps_per_task=2.5)
+
+
+def test_overrides_parse_values():
+    cfg = Config().with_overrides(
+        [
+            "learning_rate=1e-4",
+            "total_steps_per_task=1e5",
+            "dueling=true",
+            "double_q = false",
+            "seed=42",
+            "device=cuda:0",
+            "task_weights.Breakout=2.0",
+            "task_weights.Pong=1",
+            "tasks=[gym:CartPole-v1, gym:Acrobot-v1]",
+        ]
+    )
+    assert cfg.learning_rate == 1e-4
+    assert cfg.total_steps_per_task == 100_000
+    assert cfg.dueling is True and cfg.double_q is False
+    assert cfg.seed == 42
+    assert cfg.device == "cuda:0"
+    assert cfg.task_weights == {"Breakout": 2.0, "Pong": 1.0}
+    assert cfg.tasks == ["gym:CartPole-v1", "gym:Acrobot-v1"]
+
+
+def test_overrides_keep_text_values_verbatim_and_apply_in_order():
+    cfg = Config().with_overrides(["tasks=gym:CartPole-v1,gym:Acrobot-v1", "seed=1", "seed=2"])
+    assert cfg.tasks == "gym:CartPole-v1,gym:Acrobot-v1"
+    assert cfg.seed == 2
+    assert Config().with_overrides(["scheme=no"]).scheme == "no"
+
+
+def test_override_can_reset_task_weights():
+    cfg = Config(task_weights={"a": 1.0}).with_overrides(["task_weights=null"])
+    assert cfg.task_weights is None
+
+
+@pytest.mark.parametrize("item", ["learning_rate", "=3", "learning_rate 1e-4"])
+def test_override_without_equals_sign_shows_example(item):
+    with pytest.raises(ConfigError, match="must look like key=value, e.g. learning_rate=1e-4"):
+        Config().with_overrides([item])
+
+
+def test_override_errors_name_the_key():
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        Config().with_overrides(["learning_rat=1e-4"])
+    with pytest.raises(ConfigError, match="dotted key sets one entry of task_weights"):
+        Config().with_overrides(["seed.x=1"])
+    with pytest.raises(ConfigError, match="gamma must be in"):
+        Config().with_overrides(["gamma=1.5"])
+    with pytest.raises(ConfigError, match="invalid YAML in the value of dueling at line 1"):
+        Config().with_overrides(["dueling=[1, 2"])
+
+
+def test_replace_validates_and_suggests():
+    cfg = Config()
+    assert cfg.replace(seed=3, device="cpu") == Config(seed=3, device="cpu")
+    assert cfg.seed == 0
+    with pytest.raises(ConfigError, match="n_envs must be >= 1"):
+        cfg.replace(n_envs=0)
+    with pytest.raises(ConfigError, match="did you mean 'seed'"):
+        cfg.replace(sed=3)
+
+
+def test_from_yaml_reads_exponent_floats_and_empty_files(tmp_path):
+    path = tmp_path / CONFIG_FILE
+    path.write_text("learning_rate: 1e-4\ntotal_steps_per_task: 1.0e5\n")
+    cfg = Config.from_yaml(path)
+    assert cfg.learning_rate == 1e-4
+    assert cfg.total_steps_per_task == 100_000
+    path.write_text("")
+    assert Config.from_yaml(path) == Config()
+
+
+def test_from_yaml_missing_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=f"config file not found: {re.escape(str(missing))}"):
+        Config.from_yaml(missing)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("seed: 1\ngamma: [0.9\n", 3),
+        ("seed: 1\n  dueling: true\n", 2),
+        ("seed: 1\nseed: 2\n", 2),
+    ],
+    ids=["unclosed", "bad-indent", "duplicate-key"],
+)
+def test_from_yaml_syntax_error_mentions_file_and_line(tmp_path, text, line):
+    path = tmp_path / CONFIG_FILE
+    path.write_text(text)
+    with pytest.raises(
+        ConfigError, match=rf"invalid YAML in {re.escape(str(path))} at line {line}"
+    ):
+        Config.from_yaml(path)
+
+
+def test_from_yaml_top_level_must_be_a_mapping(tmp_path):
+    path = tmp_path / CONFIG_FILE
+    path.write_text("- seed\n- 1\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping.*got list"):
+        Config.from_yaml(path)
+
+
+def test_from_yaml_invalid_value_names_file_and_key(tmp_path):
+    path = tmp_path / CONFIG_FILE
+    path.write_text("batch_sise: 64\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: .*did you mean 'batch_size'"):
+        Config.from_yaml(path)
