@@ -74,6 +74,7 @@ class Config:
         eval_episodes: episodes per task per evaluation; >= 1.
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
         checkpoint_freq: env steps per task between checkpoints; >= 0 (0 = only at the end).
+        log_interval: env steps per task between rows of metrics.csv / TensorBoard; >= 1.
         save_replay: also save the replay buffers with checkpoints (large files).
         seed: random seed for envs, networks and sampling.
         device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:<index>`` or
@@ -110,6 +111,7 @@ class Config:
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
     checkpoint_freq: int = 50_000  # env steps per task; 0 = only at the end
+    log_interval: int = 2_000  # env steps per task between metric rows
     save_replay: bool = False  # save replay buffers with checkpoints
     seed: int = 0  # random seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -516,6 +518,7 @@ _RULES: dict[str, _Rule] = {
     "eval_episodes": _at_least(1),
     "eval_epsilon": _unit(),
     "checkpoint_freq": _at_least(0),
+    "log_interval": _at_least(1),
     "device": (
         (lambda v: _DEVICE.fullmatch(v) is not None),
         "one of auto, cpu, cuda, cuda:<index>, mps",

@@ -1,0 +1,238 @@
+"""The training loop: envs, replay, evaluation, logging and checkpoints around the agent.
+
+Per vector step: one batched forward chooses every env's action, every task's envs step, the
+transitions go to per-task buffers; every `train_freq` steps one update covers a batch holding
+`batch_size` samples of every task.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from multiq.agents.dqn import DQNAgent
+from multiq.config import CONFIG_FILE, Config
+from multiq.envs import MultiTaskEnvs
+from multiq.replay import MultiTaskReplay
+from multiq.tasks.spec import TaskSet
+from multiq.tracking import Tracker
+from multiq.train import checkpoint as ckpt
+from multiq.train.callbacks import Callback, as_callback
+from multiq.train.evaluation import evaluate_policy, summarise
+from multiq.train.state import TrainState
+
+SUMMARY_FILE = "summary.json"
+PROGRESS_EVERY_S = 0.5
+REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
+EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
+
+
+def crossed(step: int, increment: int, every: int) -> bool:
+    """True when going from `step - increment` to `step` passed a multiple of `every` (> 0)."""
+    return every > 0 and step // every != (step - increment) // every
+
+
+def linear_epsilon(cfg: Config, env_steps: int, total_steps: int) -> float:
+    """SB3's schedule: initial -> final over `exploration_fraction` of training, then flat."""
+    decay_steps = cfg.exploration_fraction * total_steps
+    progress = 1.0 if decay_steps == 0 else min(env_steps / decay_steps, 1.0)
+    return cfg.exploration_initial_eps + progress * (
+        cfg.exploration_final_eps - cfg.exploration_initial_eps
+    )
+
+
+class Trainer:
+    """Owns the envs, replay, evaluation, logs and checkpoints of one run."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        tasks: TaskSet,
+        agent: DQNAgent,
+        run_dir: Path,
+        state: TrainState,
+        rng: np.random.Generator,
+        callbacks: Callback | list[Callback] | None = None,
+        replay_arrays: dict[str, np.ndarray] | None = None,
+    ):
+        self.cfg, self.tasks, self.agent = cfg, tasks, agent
+        self.run_dir = Path(run_dir)
+        self.state, self.rng = state, rng
+        self.callback = as_callback(callbacks)
+        self.replay = MultiTaskReplay(tasks, cfg.buffer_size, cfg.n_envs, cfg.n_step, cfg.gamma)
+        if replay_arrays is not None:
+            self.replay.load_state(replay_arrays)
+        self._metric_sums: dict[str, torch.Tensor] = {}
+        self._metric_count = 0
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, evaluate: bool = True) -> dict[str, Any]:
+        """Trains until `cfg.total_steps_per_task`; returns the summary (empty if not evaluated)."""
+        cfg, state = self.cfg, self.state
+        cfg.to_yaml(self.run_dir / CONFIG_FILE)
+        tracker = Tracker(
+            self.run_dir, self.tasks.names, cfg.total_steps_per_task,
+            tensorboard=cfg.tensorboard, progress_bar=cfg.progress_bar,
+            start_step=state.env_steps,
+        )  # fmt: skip
+        if evaluate and state.random_returns is None:
+            self._measure_random(tracker)
+        envs = MultiTaskEnvs(self.tasks, cfg.n_envs, cfg.seed + state.vector_steps)
+        try:
+            self._train(envs, tracker, evaluate)
+        finally:
+            envs.close()
+        summary = self._finish(tracker, evaluate)
+        tracker.close()
+        return summary
+
+    def _train(self, envs: MultiTaskEnvs, tracker: Tracker, evaluate: bool) -> None:
+        cfg, state, agent, replay = self.cfg, self.state, self.agent, self.replay
+        n_envs, total = cfg.n_envs, cfg.total_steps_per_task
+        target_every = max(cfg.target_update_interval // n_envs, 1)
+        batch_counts = [cfg.batch_size] * len(self.tasks)
+        started, start_steps, last_progress = time.perf_counter(), state.env_steps, 0.0
+        obs = envs.reset()
+        self.callback.on_training_start(self)
+        while state.env_steps < total:
+            learning = state.env_steps >= state.learning_starts_at
+            epsilon = linear_epsilon(cfg, state.env_steps, total) if learning else 1.0
+            actions = agent.act(obs, epsilon, self.rng)
+            step = envs.step(actions)
+            for t, buffer in enumerate(replay.buffers):
+                buffer.add(
+                    obs[t], actions[t], step.rewards[t], step.obs[t],
+                    step.terminated[t], step.truncated[t], step.valid[t],
+                )  # fmt: skip
+            obs = step.obs  # CRUCIAL: continue from the new observations
+            state.vector_steps += 1
+            state.env_steps += n_envs
+            if learning and state.vector_steps % cfg.train_freq == 0:
+                for _ in range(cfg.gradient_steps):
+                    self._accumulate(agent.update(replay.sample(batch_counts, self.rng)))
+                    state.updates += 1
+            if state.vector_steps % target_every == 0:
+                agent.sync_target(cfg.tau)
+
+            now = time.perf_counter()
+            sps = (state.env_steps - start_steps) * len(self.tasks) / max(now - started, 1e-9)
+            if crossed(state.env_steps, n_envs, cfg.log_interval):
+                tracker.log(state.env_steps, self._train_metrics(envs, epsilon, sps))
+            if evaluate and crossed(state.env_steps, n_envs, cfg.eval_freq):
+                self._evaluate(tracker)
+            if crossed(state.env_steps, n_envs, cfg.checkpoint_freq):
+                self.save_checkpoint()
+            if now - last_progress > PROGRESS_EVERY_S:
+                tracker.progress(state.env_steps, sps, envs.recent_returns())
+                last_progress = now
+            if not self.callback.on_step(self):
+                break
+        state.wall_time_s += time.perf_counter() - started
+        tracker.progress(state.env_steps, sps, envs.recent_returns())
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self._metric_sums[key] = self._metric_sums.get(key, 0) + value
+        self._metric_count += 1
+
+    def _train_metrics(self, envs: MultiTaskEnvs, epsilon: float, sps: float) -> dict[str, float]:
+        metrics = {"rollout/epsilon": epsilon, "time/sps": sps, "train/updates": self.state.updates}
+        for name, value in envs.recent_returns().items():
+            metrics[f"rollout/{name}/ep_return"] = value
+        if self._metric_count:
+            means = {
+                k: (v / self._metric_count).cpu().numpy() for k, v in self._metric_sums.items()
+            }
+            metrics["train/loss"] = float(means["loss"])
+            for t, name in enumerate(self.tasks.names):
+                metrics[f"task/{name}/loss"] = float(means["task_losses"][t])
+                metrics[f"task/{name}/q_mean"] = float(means["q_mean"][t])
+        self._metric_sums, self._metric_count = {}, 0
+        return metrics
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, episodes: int, epsilon: float) -> dict[str, dict[str, Any]]:
+        """Task name -> {return_mean, return_std, episodes} of the current policy."""
+        seed = self.cfg.seed + EVAL_SEED_OFFSET + self.state.env_steps
+        returns = evaluate_policy(self.agent, self.tasks, episodes, epsilon, seed)
+        return {name: summarise(r) for name, r in returns.items()}
+
+    def _evaluate(self, tracker: Tracker) -> None:
+        results = self.evaluate(self.cfg.eval_episodes, self.cfg.eval_epsilon)
+        self.state.last_eval, self.state.last_eval_step = results, self.state.env_steps
+        metrics = {}
+        for name, r in results.items():
+            metrics[f"task/{name}/return"] = r["return_mean"]
+            metrics[f"task/{name}/return_std"] = r["return_std"]
+        tracker.log(self.state.env_steps, metrics)
+        self.callback.on_evaluation(self, results)
+
+    def _measure_random(self, tracker: Tracker) -> None:
+        """Return of the uniformly random policy per task, measured once per run."""
+        self.state.random_returns = self.evaluate(self.cfg.eval_episodes, epsilon=1.0)
+        tracker.log(
+            self.state.env_steps,
+            {
+                f"task/{n}/random_return": r["return_mean"]
+                for n, r in self.state.random_returns.items()
+            },
+        )
+
+    # --- end of training --------------------------------------------------------------------
+
+    def _finish(self, tracker: Tracker, evaluate: bool) -> dict[str, Any]:
+        if evaluate and self.state.last_eval_step != self.state.env_steps:
+            self._evaluate(tracker)
+        self.callback.on_training_end(self)
+        self.save_checkpoint()
+        if not evaluate:
+            return {}
+        summary = self.summary()
+        ckpt.atomic_write(
+            self.run_dir / SUMMARY_FILE, lambda f: f.write(json.dumps(summary, indent=2).encode())
+        )
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        """Per task final return and random return, plus totals (the summary.json schema)."""
+        state = self.state
+        tasks = {}
+        for name in self.tasks.names:
+            final, random = state.last_eval[name], state.random_returns[name]
+            tasks[name] = {
+                **final,
+                "random_return_mean": random["return_mean"],
+                "random_return_std": random["return_std"],
+            }
+        steps_per_s = state.env_steps * len(self.tasks) / max(state.wall_time_s, 1e-9)
+        return {
+            "tasks": tasks,
+            "env_steps_per_task": state.env_steps,
+            "wall_time_s": state.wall_time_s,
+            "env_steps_per_s": steps_per_s,
+        }
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> None:
+        """Weights, optimiser, counters and RNG states (and the replay if `save_replay`)."""
+        meta = {
+            "state": self.state.to_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "config": self.cfg.to_dict(),
+            "replay_saved_at": self.state.env_steps if self.cfg.save_replay else None,
+        }
+        if self.cfg.save_replay:
+            arrays = {**self.replay.state(), REPLAY_STEP_KEY: np.array(self.state.env_steps)}
+            ckpt.save_arrays(self.run_dir / ckpt.REPLAY_FILE, arrays)
+        tensors = {"agent": self.agent.state_dict(), "torch_rng": torch.get_rng_state()}
+        ckpt.save_tensors(self.run_dir / ckpt.CHECKPOINT_FILE, "checkpoint", meta, tensors)
