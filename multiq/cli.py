@@ -19,11 +19,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an agent (default: the five MinAtar games)")
     train.add_argument("config", nargs="?", help="YAML config file (default: built-in defaults)")
-    train.add_argument("--tasks", help="suite name or comma-separated ids, e.g. minatar or "
-                       "gym:CartPole-v1,gym:Acrobot-v1")  # fmt: skip
+    train.add_argument(
+        "--tasks",
+        help="suite name or comma-separated ids, e.g. minatar or gym:CartPole-v1,gym:Acrobot-v1",
+    )
     train.add_argument("--steps", type=int, help="env steps per task (total_steps_per_task)")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config key (repeatable), e.g. --set learning_rate=1e-4")  # fmt: skip
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. --set learning_rate=1e-4",
+    )
     train.add_argument("--run-dir", help="output folder (default runs/<date-time>-<tasks>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
@@ -51,8 +58,12 @@ def _config_from_args(args: argparse.Namespace):
 
     cfg = Config.from_yaml(args.config) if args.config else Config()
     cfg = cfg.with_overrides(args.set) if args.set else cfg
-    flags = {"tasks": args.tasks, "total_steps_per_task": args.steps, "device": args.device,
-             "seed": args.seed}  # fmt: skip
+    flags = {
+        "tasks": args.tasks,
+        "total_steps_per_task": args.steps,
+        "device": args.device,
+        "seed": args.seed,
+    }
     changes = {key: value for key, value in flags.items() if value is not None}
     return cfg.replace(**changes) if changes else cfg
 
@@ -62,8 +73,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.config or args.tasks or args.set or args.seed is not None:
-            raise MultiqError("--resume continues a run with its own config; give only --steps, "
-                              "--device or --run-dir with it")  # fmt: skip
+            raise MultiqError(
+                "--resume continues a run with its own config; give only --steps, "
+                "--device or --run-dir with it"
+            )
         steps = {"total_steps_per_task": args.steps} if args.steps else {}
         model = MultiTaskDQN.resume(args.resume, device=args.device, **steps)
         print(f"resuming {args.resume} at {model.state.env_steps} env steps per task")
@@ -80,8 +93,10 @@ def _print_results(run_dir: Path) -> None:
 
     print()
     print(format_table(read_summary(run_dir)))
-    print(f"\nresults in {run_dir}/: summary.json, curves.png, metrics.csv, config.yaml, "
-          f"model.pt, checkpoint.pt; TensorBoard: tensorboard --logdir {run_dir}/tb")  # fmt: skip
+    print(
+        f"\nresults in {run_dir}/: summary.json, curves.png, metrics.csv, config.yaml, "
+        f"model.pt, checkpoint.pt; TensorBoard: tensorboard --logdir {run_dir}/tb"
+    )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
