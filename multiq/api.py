@@ -16,8 +16,9 @@ from multiq.config import CONFIG_FILE, Config
 from multiq.errors import CheckpointError, ConfigError
 from multiq.tasks import TaskSet, make_taskset
 from multiq.train import checkpoint as ckpt
-from multiq.train.callbacks import Callback
-from multiq.train.loop import REPLAY_STEP_KEY, Trainer
+from multiq.train.callbacks import Callback, as_callback
+from multiq.train.evaluation import evaluate_summary
+from multiq.train.loop import EVAL_SEED_OFFSET, REPLAY_STEP_KEY, Trainer
 from multiq.train.state import TrainState
 
 RUNS_DIR = Path("runs")
@@ -105,11 +106,14 @@ class MultiTaskDQN:
         """
         if total_steps_per_task is not None:
             self.config = self.config.replace(total_steps_per_task=total_steps_per_task)
-        self.trainer = Trainer(
-            self.config, self.task_set, self.agent, self.run_dir, self.state, self.rng,
-            callbacks, self._replay_arrays,
-        )  # fmt: skip
-        self._replay_arrays = None
+        if self.trainer is None:
+            self.trainer = Trainer(
+                self.config, self.task_set, self.agent, self.run_dir, self.state, self.rng,
+                callbacks, self._replay_arrays,
+            )  # fmt: skip
+            self._replay_arrays = None
+        else:  # a further learn() call continues with the same replay buffers
+            self.trainer.cfg, self.trainer.callback = self.config, as_callback(callbacks)
         summary = self.trainer.run(evaluate=evaluate)
         self.save(self.run_dir / ckpt.MODEL_FILE)
         if evaluate:
@@ -148,12 +152,10 @@ class MultiTaskDQN:
 
     def evaluate(self, episodes: int | None = None, epsilon: float | None = None) -> dict:
         """Task name -> {return_mean, return_std, episodes} over fresh evaluation envs."""
-        trainer = self.trainer or Trainer(
-            self.config, self.task_set, self.agent, self.run_dir, self.state, self.rng
-        )
         episodes = episodes or self.config.eval_episodes
         eps = self.config.eval_epsilon if epsilon is None else epsilon
-        return trainer.evaluate(episodes, eps)
+        seed = self.config.seed + EVAL_SEED_OFFSET + self.state.env_steps
+        return evaluate_summary(self.agent, self.task_set, episodes, eps, seed)
 
     # --- persistence ------------------------------------------------------------------------
 

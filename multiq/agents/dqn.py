@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from multiq.agents.losses import masked_argmax, per_task_mean, q_target, td_loss, weighted_sum
-from multiq.nets import build_qnet, task_ids_for
+from multiq.nets import build_qnet
 from multiq.replay import NStepSample
 from multiq.tasks.spec import TaskSet
 
@@ -85,7 +85,7 @@ class DQNAgent:
         explore = rng.random(len(actions)) < epsilon
         if not explore.all():
             q = self.q_values(obs)
-            valid = self.online.action_mask[task_ids_for(sizes, self.device)]
+            valid = self.online.action_mask[self.online.task_ids(sizes)]
             greedy = masked_argmax(q, valid).cpu().numpy()
             actions = np.where(explore, actions, greedy)
         return np.split(actions, np.cumsum(sizes)[:-1])
@@ -103,7 +103,7 @@ class DQNAgent:
         discounts = torch.as_tensor(
             np.concatenate([s.discounts for s in samples]), device=self.device
         )
-        task_ids = task_ids_for([len(s.actions) for s in samples], self.device)
+        task_ids = self.online.task_ids([len(s.actions) for s in samples])
         valid = self.online.action_mask[task_ids]
 
         with torch.no_grad():

@@ -30,6 +30,16 @@ class MultiTaskQNet(nn.Module, abc.ABC):
         self.num_actions = [t.num_actions for t in tasks]
         self.max_actions = max(self.num_actions)
         self.register_buffer("action_mask", action_mask_for(self.num_actions), persistent=False)
+        self._task_ids: dict[tuple, torch.Tensor] = {}
+
+    def task_ids(self, sizes: Sequence[int]) -> torch.Tensor:
+        """`task_ids_for(sizes)` on the net's device, cached: batch layouts repeat every step."""
+        key = tuple(sizes)
+        if key not in self._task_ids:
+            if len(self._task_ids) > 64:
+                self._task_ids.clear()
+            self._task_ids[key] = task_ids_for(key, self.action_mask.device)
+        return self._task_ids[key]
 
     @abc.abstractmethod
     def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from multiq.errors import TaskError
-from multiq.nets.base import MultiTaskQNet, task_ids_for
+from multiq.nets.base import MultiTaskQNet
 from multiq.nets.encoders import encoder_for
 from multiq.nets.heads import TaskQHeads
 from multiq.tasks.spec import TaskSet
@@ -54,5 +54,5 @@ class SharedQNet(MultiTaskQNet):
 
     def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         features = self.encode(obs)
-        task_ids = task_ids_for([x.shape[0] for x in obs], features.device)
+        task_ids = self.task_ids([x.shape[0] for x in obs])
         return self.heads(features, task_ids)

@@ -69,7 +69,8 @@ def load_tensors(path: Path, kind: str, map_location: str | torch.device = "cpu"
     except Exception as error:
         raise CheckpointError(
             f"{path} is corrupt or not a multiq {kind} ({type(error).__name__}: "
-            f"{(str(error).splitlines() or [''])[0][:200]}); restore it from a copy or start a new run"
+            f"{(str(error).splitlines() or [''])[0][:200]}); "
+            "restore it from a copy or start a new run"
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a multiq {kind} file")

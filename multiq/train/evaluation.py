@@ -47,6 +47,14 @@ def evaluate_policy(
     return {task.name: total for task, total in zip(tasks, totals, strict=True)}
 
 
+def evaluate_summary(
+    agent: DQNAgent, tasks: TaskSet, episodes: int, epsilon: float, seed: int
+) -> dict[str, dict[str, float]]:
+    """Task name -> {return_mean, return_std, episodes} of an epsilon-greedy policy."""
+    returns = evaluate_policy(agent, tasks, episodes, epsilon, seed)
+    return {name: summarise(r) for name, r in returns.items()}
+
+
 def summarise(returns: np.ndarray) -> dict[str, float]:
     """Mean, std and count of a returns array."""
     return {

@@ -23,7 +23,7 @@ from multiq.tasks.spec import TaskSet
 from multiq.tracking import Tracker
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
-from multiq.train.evaluation import evaluate_policy, summarise
+from multiq.train.evaluation import evaluate_summary
 from multiq.train.state import TrainState
 
 SUMMARY_FILE = "summary.json"
@@ -163,8 +163,7 @@ class Trainer:
     def evaluate(self, episodes: int, epsilon: float) -> dict[str, dict[str, Any]]:
         """Task name -> {return_mean, return_std, episodes} of the current policy."""
         seed = self.cfg.seed + EVAL_SEED_OFFSET + self.state.env_steps
-        returns = evaluate_policy(self.agent, self.tasks, episodes, epsilon, seed)
-        return {name: summarise(r) for name, r in returns.items()}
+        return evaluate_summary(self.agent, self.tasks, episodes, epsilon, seed)
 
     def _evaluate(self, tracker: Tracker) -> None:
         results = self.evaluate(self.cfg.eval_episodes, self.cfg.eval_epsilon)

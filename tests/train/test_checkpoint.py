@@ -192,7 +192,7 @@ def test_arbitrary_objects_are_not_unpickled(tmp_path, how):
     if how == "torch_save":
         torch.save(evil, path)
     else:
-        path.write_bytes(pickle.dumps(evil))
+        path.write_bytes(pickle.dumps(evil, protocol=2))
     assert not marker.exists()
 
     with pytest.raises(CheckpointError) as info:
