@@ -71,9 +71,31 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (respects taskset and cgroup CPU sets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def pin_threads() -> None:
-    """Give torch one thread per core, identically before each library's run."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    """Give torch one thread per usable core, identically before each library's run."""
+    torch.set_num_threads(usable_cores())
+
+
+def load_average() -> float:
+    """The 1-minute load average, or NaN where the platform has none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def warn_if_busy(load: float) -> None:
+    """Warn when other processes already use the CPU: they distort both timings, SB3's most."""
+    if load > 0.5:
+        print(
+            f"warning: 1-minute load average is {load:.2f} before the benchmark; other processes "
+            "compete for the CPU and the figures will be unreliable",
+            file=sys.stderr,
+        )
 
 
 def sb3_steps_per_sec(steps: int, train_freq: int, seed: int) -> float:
@@ -131,7 +153,7 @@ def measure(train_freq: int, args: argparse.Namespace, device: str) -> Row:
     return row
 
 
-def markdown(rows: list[Row], args: argparse.Namespace, device: str) -> str:
+def markdown(rows: list[Row], args: argparse.Namespace, device: str, load: float) -> str:
     """Render the result file: date, command, machine, settings and the table."""
     machine = platform.processor() or platform.machine()
     lines = [
@@ -139,8 +161,10 @@ def markdown(rows: list[Row], args: argparse.Namespace, device: str) -> str:
         "",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- command: `{shlex.join(['python', *sys.argv])}`",
-        f"- machine: {machine}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"torch threads {torch.get_num_threads()}",
+        f"- machine: {machine}, {os.cpu_count()} CPUs ({usable_cores()} usable), "
+        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}",
+        f"- 1-minute load average before the run: {load:.2f} "
+        "(well above 0 means other processes were competing for the CPU)",
         f"- device: multiq {device}, SB3 cpu",
         f"- games: {', '.join(GAMES)}; {args.steps_per_game:,} env steps per game "
         f"({len(GAMES) * args.steps_per_game:,} in all); seed {args.seed}",
@@ -159,10 +183,12 @@ def main() -> None:
     """Run the benchmark, print the ratio line and write the markdown result file."""
     args = parse_args()
     device = resolve_device(args.device)
+    load_before = load_average()
+    warn_if_busy(load_before)
     rows = [measure(train_freq, args, device) for train_freq in args.train_freqs]
     out = args.out or Path("benchmarks/results") / f"throughput-{device}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown(rows, args, device))
+    out.write_text(markdown(rows, args, device, load_before))
     print(f"wrote {out}")
     ratios = ", ".join(f"train_freq={r.train_freq} {r.ratio:.2f}" for r in rows)
     print(f"throughput ratio vs SB3: {ratios}")
