@@ -90,7 +90,7 @@ class Config:
     dueling: bool = False  # dueling value/advantage head
     hidden_size: int = 128  # units of the hidden layer(s)
     n_envs: int = 1  # envs per task, stepped together
-    total_steps_per_task: int = 200_000  # training length in env steps per task
+    total_steps_per_task: int = 120_000  # training length in env steps per task
     learning_rate: float = 2.5e-4  # Adam learning rate
     buffer_size: int = 100_000  # transitions per task
     learning_starts: int = 1_000  # env steps per task before updates start
@@ -107,7 +107,7 @@ class Config:
     n_step: int = 1  # n-step return length
     double_q: bool = True  # Double DQN targets
     task_weights: dict[str, float] | None = None  # alpha per task name; None = equal
-    eval_freq: int = 25_000  # env steps per task between evaluations; 0 = only at the end
+    eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
     checkpoint_freq: int = 50_000  # env steps per task; 0 = only at the end
