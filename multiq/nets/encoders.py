@@ -91,7 +91,8 @@ def _nature_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Module, int]:
 
 
 def _is_image(space: gym.spaces.Box, min_side: int, max_side: int) -> bool:
-    return len(space.shape) == 3 and min_side <= min(space.shape[1:]) <= max_side
+    sides = space.shape[1:]
+    return len(space.shape) == 3 and min_side <= min(sides) and max(sides) <= max_side
 
 
 ENCODERS: dict[str, EncoderFamily] = {

@@ -98,6 +98,7 @@ class Trainer:
         target_every = max(cfg.target_update_interval // n_envs, 1)
         batch_counts = [cfg.batch_size] * len(self.tasks)
         started, start_steps, last_progress = time.perf_counter(), state.env_steps, 0.0
+        sps = 0.0
         obs = envs.reset()
         self.callback.on_training_start(self)
         while state.env_steps < total:
