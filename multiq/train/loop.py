@@ -19,6 +19,7 @@ from multiq.agents.dqn import DQNAgent
 from multiq.config import CONFIG_FILE, Config
 from multiq.envs import MultiTaskEnvs
 from multiq.replay import MultiTaskReplay
+from multiq.report.metrics import SUMMARY_FILE
 from multiq.tasks.spec import TaskSet
 from multiq.tracking import Tracker
 from multiq.train import checkpoint as ckpt
@@ -26,7 +27,6 @@ from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
 from multiq.train.state import TrainState
 
-SUMMARY_FILE = "summary.json"
 PROGRESS_EVERY_S = 0.5
 REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
