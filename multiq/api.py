@@ -102,7 +102,8 @@ class MultiTaskDQN:
         """Trains until `total_steps_per_task` env steps per task (a total, as in SB3's resume).
 
         With `evaluate`, measures the random policy once, evaluates every `eval_freq` steps and
-        at the end, and writes summary.json and curves.png to the run folder.
+        at the end, and writes summary.json and curves.png to the run folder; a net that logs
+        routing weights (scheme `routed`) also gets routing.png.
         """
         if total_steps_per_task is not None:
             self.config = self.config.replace(total_steps_per_task=total_steps_per_task)
@@ -116,10 +117,11 @@ class MultiTaskDQN:
             self.trainer.cfg, self.trainer.callback = self.config, as_callback(callbacks)
         summary = self.trainer.run(evaluate=evaluate)
         self.save(self.run_dir / ckpt.MODEL_FILE)
-        if evaluate:
-            from multiq.report import plot_curves
+        from multiq.report import plot_curves, plot_routing
 
+        if evaluate:
             plot_curves(self.run_dir)
+        plot_routing(self.run_dir)  # writes routing.png only if routing weights were logged
         self.summary = summary
         return self
 
@@ -160,20 +162,21 @@ class MultiTaskDQN:
     # --- persistence ------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Writes config + weights to one file (atomic; loads without unpickling code)."""
+        """Writes config, weights and balancer/PopArt state to one file (atomic, no pickle)."""
         path = Path(path)
         meta = {"config": self.config.to_dict(), "state": self.state.to_dict()}
-        tensors = {"online": self.agent.online.state_dict()}
+        tensors = {"online": self.agent.online.state_dict(), **self.agent.balance_state_dict()}
         ckpt.save_tensors(path, "model", meta, tensors)
         return path
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, **overrides: Any) -> MultiTaskDQN:
-        """Rebuilds a model saved by `save` (weights only; optimiser and replay not included)."""
+        """Rebuilds a model saved by `save` (no optimiser or replay)."""
         meta, payload = ckpt.load_tensors(Path(path), "model")
         model = cls._from_config_dict(meta["config"], device, overrides)
         model.agent.online.load_state_dict(payload["online"])
         model.agent.sync_target(1.0)
+        model.agent.load_balance_state_dict(payload)
         model.state = TrainState.from_dict(meta["state"])
         return model
 

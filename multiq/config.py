@@ -51,6 +51,17 @@ class Config:
         scheme: parameter-sharing scheme name (validated by the nets registry), e.g. ``"shared"``.
         dueling: use a dueling head (separate value and advantage streams).
         hidden_size: units of the hidden layer(s); >= 1.
+        task_embedding: scheme ``conditioned``: the task's embedding, ``onehot`` or ``learned``.
+        task_embedding_dim: scheme ``conditioned``: size of a learned task embedding; >= 1.
+        private_merge: scheme ``shared-private``: ``sum`` or ``concat`` the shared and private
+            features.
+        routing: scheme ``routed``: routing weights by ``softmax`` over learned logits, or
+            ``gumbel`` (Gumbel-softmax with an annealed temperature).
+        routing_modules: scheme ``routed``: modules K per routed layer; >= 1.
+        routing_tau_start: scheme ``routed`` with gumbel: temperature at the start; > 0.
+        routing_tau_end: scheme ``routed`` with gumbel: temperature at the end of training; > 0.
+        routing_hard: scheme ``routed``: one-hot routing forward, soft gradients
+            (straight-through).
         n_envs: envs per task, stepped together; >= 1.
         total_steps_per_task: training length in env steps per task; >= 1.
         learning_rate: Adam learning rate; > 0.
@@ -70,6 +81,12 @@ class Config:
         double_q: use Double DQN targets (online net picks, target net evaluates).
         task_weights: loss weight (alpha) per task name, each >= 0 and at least one > 0;
             null gives every task weight 1. Names are checked against the tasks at train time.
+        balancer: how task losses become gradients (validated by the `multiq.mtl` registry):
+            ``fixed`` (weights alpha), ``uncertainty``, ``gradnorm`` or ``pcgrad``.
+        gradnorm_alpha: GradNorm's asymmetry alpha; >= 0 (0 = equal gradient norms).
+        popart: PopArt per-task normalisation of the Q targets; combines with any balancer,
+            needs per-task heads without dueling (so not scheme ``conditioned``).
+        popart_beta: step size of PopArt's running target statistics, in (0, 1].
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
         eval_episodes: episodes per task per evaluation; >= 1.
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
@@ -89,8 +106,16 @@ class Config:
     scheme: str = "shared"  # parameter-sharing scheme name (validated by the nets registry)
     dueling: bool = False  # dueling value/advantage head
     hidden_size: int = 128  # units of the hidden layer(s)
+    task_embedding: str = "onehot"  # conditioned: onehot | learned
+    task_embedding_dim: int = 16  # conditioned: size of a learned task embedding
+    private_merge: str = "sum"  # shared-private: sum | concat
+    routing: str = "softmax"  # routed: softmax | gumbel
+    routing_modules: int = 4  # routed: modules per routed layer
+    routing_tau_start: float = 1.0  # routed + gumbel: initial temperature
+    routing_tau_end: float = 0.1  # routed + gumbel: final temperature
+    routing_hard: bool = False  # routed: straight-through one-hot routing
     n_envs: int = 1  # envs per task, stepped together
-    total_steps_per_task: int = 120_000  # training length in env steps per task
+    total_steps_per_task: int = 100_000  # training length in env steps per task
     learning_rate: float = 2.5e-4  # Adam learning rate
     buffer_size: int = 100_000  # transitions per task
     learning_starts: int = 1_000  # env steps per task before updates start
@@ -107,6 +132,10 @@ class Config:
     n_step: int = 1  # n-step return length
     double_q: bool = True  # Double DQN targets
     task_weights: dict[str, float] | None = None  # alpha per task name; None = equal
+    balancer: str = "fixed"  # fixed | uncertainty | gradnorm | pcgrad (multiq.mtl registry)
+    gradnorm_alpha: float = 1.5  # GradNorm asymmetry
+    popart: bool = False  # PopArt target normalisation
+    popart_beta: float = 3e-4  # PopArt statistics step size
     eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
@@ -493,11 +522,22 @@ def _unit(*, open_low: bool = False) -> _Rule:
     return (lambda v: 0 <= v <= 1), "in [0, 1]"
 
 
+def _one_of(*allowed: str) -> _Rule:
+    return (lambda v: v in allowed), f"one of {', '.join(allowed)}"
+
+
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
 
 _RULES: dict[str, _Rule] = {
     "scheme": ((lambda v: bool(v.strip())), "a non-empty scheme name"),
     "hidden_size": _at_least(1),
+    "task_embedding": _one_of("onehot", "learned"),
+    "task_embedding_dim": _at_least(1),
+    "private_merge": _one_of("sum", "concat"),
+    "routing": _one_of("softmax", "gumbel"),
+    "routing_modules": _at_least(1),
+    "routing_tau_start": _positive(),
+    "routing_tau_end": _positive(),
     "n_envs": _at_least(1),
     "total_steps_per_task": _at_least(1),
     "learning_rate": _positive(),
@@ -514,6 +554,9 @@ _RULES: dict[str, _Rule] = {
     "exploration_final_eps": _unit(),
     "max_grad_norm": _positive(),
     "n_step": _at_least(1),
+    "balancer": ((lambda v: bool(v.strip())), "a non-empty balancer name"),
+    "gradnorm_alpha": _at_least(0),
+    "popart_beta": _unit(open_low=True),
     "eval_freq": _at_least(0),
     "eval_episodes": _at_least(1),
     "eval_epsilon": _unit(),

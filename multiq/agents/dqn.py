@@ -12,15 +12,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from multiq.agents.losses import masked_argmax, per_task_mean, q_target, td_loss, weighted_sum
-from multiq.nets import build_qnet
+from multiq.agents.losses import masked_argmax, per_task_mean, q_target, td_loss
+from multiq.mtl import PopArt, build_balancer, shared_params
+from multiq.nets import SchemeOptions, build_qnet
 from multiq.replay import NStepSample
 from multiq.tasks.spec import TaskSet
 
 
 @dataclass
-class LearnerSettings:
-    """The hyperparameters the learner itself uses (names follow Stable-Baselines3)."""
+class LearnerSettings(SchemeOptions):
+    """Learner hyperparameters (names follow Stable-Baselines3) plus the scheme options."""
 
     scheme: str = "shared"
     hidden_size: int = 128
@@ -29,6 +30,10 @@ class LearnerSettings:
     gamma: float = 0.99
     double_q: bool = True
     max_grad_norm: float = 10.0
+    balancer: str = "fixed"
+    gradnorm_alpha: float = 1.5
+    popart: bool = False
+    popart_beta: float = 3e-4
 
 
 def make_adam(params, learning_rate: float, device: torch.device) -> torch.optim.Optimizer:
@@ -38,7 +43,12 @@ def make_adam(params, learning_rate: float, device: torch.device) -> torch.optim
 
 
 class DQNAgent:
-    """Double DQN with n-step targets, Huber loss and per-task losses combined by weights alpha."""
+    """Double DQN with n-step targets, Huber loss and per-task losses combined by a balancer.
+
+    The balancer (`settings.balancer`, see `multiq.mtl.BALANCERS`) turns the [T] task losses
+    into gradients; with `settings.popart` the network predicts PopArt-normalised values and
+    `q_values` returns the unnormalised ones.
+    """
 
     def __init__(
         self,
@@ -50,12 +60,30 @@ class DQNAgent:
         self.tasks = tasks
         self.settings = settings
         self.device = torch.device(device)
-        self.online = build_qnet(settings.scheme, tasks, settings.hidden_size, settings.dueling)
+        self.online = build_qnet(
+            settings.scheme, tasks, settings.hidden_size, settings.dueling, settings
+        )
         self.online.to(self.device)
         self.target = copy.deepcopy(self.online).requires_grad_(False)
-        self.optimizer = make_adam(self.online.parameters(), settings.learning_rate, self.device)
         weights = task_weights if task_weights is not None else [1.0] * len(tasks)
         self.task_weights = torch.tensor(weights, dtype=torch.float32, device=self.device)
+        params = list(self.online.parameters())
+        self.balancer = build_balancer(
+            settings.balancer,
+            params,
+            shared_params(self.online, tasks),
+            self.task_weights,
+            settings.gradnorm_alpha,
+        ).to(self.device)
+        groups = [{"params": params}]
+        if own := list(self.balancer.parameters()):
+            groups.append({"params": own})
+        self.optimizer = make_adam(groups, settings.learning_rate, self.device)
+        self.popart = (
+            PopArt([self.online, self.target], len(tasks), settings.popart_beta)
+            if settings.popart
+            else None
+        )
         self.num_actions = np.array([t.num_actions for t in tasks])
 
     def _tensors(self, arrays: Sequence[np.ndarray]) -> list[torch.Tensor]:
@@ -64,7 +92,10 @@ class DQNAgent:
     def q_values(self, obs: Sequence[np.ndarray]) -> torch.Tensor:
         """[sum B_t, A_max] greedy-network Q-values; obs: one [B_t, *obs_shape_t] array per task."""
         with torch.inference_mode():
-            return self.online(self._tensors(obs))
+            q = self.online(self._tensors(obs))
+            if self.popart is not None:
+                q = self.popart.unnormalise(q, self.online.task_ids([len(o) for o in obs]))
+            return q
 
     def act(
         self, obs: Sequence[np.ndarray], epsilon: float, rng: np.random.Generator
@@ -94,7 +125,8 @@ class DQNAgent:
         """One gradient step on a batch holding every task's samples.
 
         Returns:
-            detached tensors: `loss` (scalar), `task_losses` [T], `q_mean` [T].
+            detached tensors: `loss` (scalar), `task_losses` [T], `q_mean` [T] (unnormalised
+            under PopArt), and the balancer's and PopArt's [T] metrics.
         """
         obs = self._tensors([s.obs for s in samples])
         next_obs = self._tensors([s.next_obs for s in samples])
@@ -107,21 +139,32 @@ class DQNAgent:
         valid = self.online.action_mask[task_ids]
 
         with torch.no_grad():
+            # the online net picks a* (double DQN); an affine map per task leaves argmax alone
             next_online = self.online(next_obs) if self.settings.double_q else None
-            targets = q_target(self.target(next_obs), valid, returns, discounts, next_online)
+            next_q = self.target(next_obs)
+            if self.popart is not None:
+                next_q = self.popart.unnormalise(next_q, task_ids)
+            targets = q_target(next_q, valid, returns, discounts, next_online)
+            if self.popart is not None:
+                # rescales both nets' heads before the forward below, which then sees them
+                targets = self.popart.update(targets, task_ids)
         q = self.online(obs)
         task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(self.tasks))
-        loss = weighted_sum(task_losses, self.task_weights)
 
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = self.balancer.backward(task_losses)
         torch.nn.utils.clip_grad_norm_(
             self.online.parameters(), self.settings.max_grad_norm, foreach=True
         )
         self.optimizer.step()
+        self.balancer.after_step()
         q_taken = q.detach().gather(1, actions[:, None]).squeeze(1)
+        metrics = self.balancer.metrics()
+        if self.popart is not None:
+            q_taken = self.popart.unnormalise(q_taken[:, None], task_ids).squeeze(1)
+            metrics.update(self.popart.metrics())
         q_mean = per_task_mean(q_taken, task_ids, len(self.tasks))
-        return {"loss": loss.detach(), "task_losses": task_losses.detach(), "q_mean": q_mean}
+        return {"loss": loss, "task_losses": task_losses.detach(), "q_mean": q_mean, **metrics}
 
     def sync_target(self, tau: float = 1.0) -> None:
         """Target <- tau * online + (1 - tau) * target (tau = 1: hard copy)."""
@@ -132,16 +175,31 @@ class DQNAgent:
             else:
                 torch._foreach_lerp_(target, online, tau)
 
+    def balance_state_dict(self) -> dict:
+        """The balancer's learned values and PopArt's statistics (part of the model)."""
+        state = {"balancer": self.balancer.state_dict()}
+        if self.popart is not None:
+            state["popart"] = self.popart.state_dict()
+        return state
+
+    def load_balance_state_dict(self, state: dict) -> None:
+        """Loads `balance_state_dict` entries; an empty default fits only a stateless balancer."""
+        self.balancer.load_state_dict(state.get("balancer", {}))
+        if self.popart is not None:
+            self.popart.load_state_dict(state.get("popart", {}))
+
     def state_dict(self) -> dict:
-        """Weights and optimiser state (tensors and plain values only)."""
+        """Weights, balancer/PopArt state and optimiser state (tensors and plain values only)."""
         return {
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            **self.balance_state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
+        self.load_balance_state_dict(state)
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])

@@ -6,25 +6,48 @@ import difflib
 
 from multiq.errors import ConfigError
 from multiq.nets.base import MultiTaskQNet, task_ids_for
+from multiq.nets.conditioned import ConditionedQNet
 from multiq.nets.independent import IndependentQNet
+from multiq.nets.options import SchemeOptions
+from multiq.nets.routed import RoutedQNet
 from multiq.nets.shared import SharedQNet
+from multiq.nets.shared_private import SharedPrivateQNet
 from multiq.tasks.spec import TaskSet
 
 SCHEMES: dict[str, type[MultiTaskQNet]] = {
     "independent": IndependentQNet,
     "shared": SharedQNet,
+    "conditioned": ConditionedQNet,
+    "shared-private": SharedPrivateQNet,
+    "routed": RoutedQNet,
 }
 
 
 def build_qnet(
-    scheme: str, tasks: TaskSet, hidden_size: int = 128, dueling: bool = False
+    scheme: str,
+    tasks: TaskSet,
+    hidden_size: int = 128,
+    dueling: bool = False,
+    options: SchemeOptions | None = None,
 ) -> MultiTaskQNet:
-    """Builds the Q-network of a sharing scheme from the registry."""
+    """Builds the Q-network of a sharing scheme from the registry.
+
+    Args:
+        scheme: a key of `SCHEMES`.
+        tasks: the tasks the net serves.
+        hidden_size: units of the hidden layer(s).
+        dueling: dueling Q heads.
+        options: scheme options (any `SchemeOptions`, e.g. the learner's settings); the scheme
+            takes the fields named in its `option_names`. None: the defaults.
+    """
     if scheme not in SCHEMES:
         close = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(f"unknown scheme {scheme!r}; {hint}available schemes: {sorted(SCHEMES)}")
-    return SCHEMES[scheme](tasks, hidden_size=hidden_size, dueling=dueling)
+    cls = SCHEMES[scheme]
+    options = options if options is not None else SchemeOptions()
+    kwargs = {name: getattr(options, name) for name in cls.option_names}
+    return cls(tasks, hidden_size=hidden_size, dueling=dueling, **kwargs)
 
 
-__all__ = ["SCHEMES", "MultiTaskQNet", "build_qnet", "task_ids_for"]
+__all__ = ["SCHEMES", "MultiTaskQNet", "SchemeOptions", "build_qnet", "task_ids_for"]

@@ -22,8 +22,11 @@ class MultiTaskQNet(nn.Module, abc.ABC):
     """Maps each task's observations to that task's Q-values.
 
     Subclasses implement `forward(obs)`; `action_mask` ([T, A_max] bool) says which of the
-    `A_max` output columns are real actions of each task.
+    `A_max` output columns are real actions of each task. `option_names` lists the
+    `SchemeOptions` fields a scheme takes as keyword arguments.
     """
+
+    option_names: tuple[str, ...] = ()
 
     def __init__(self, tasks: TaskSet):
         super().__init__()
@@ -40,6 +43,13 @@ class MultiTaskQNet(nn.Module, abc.ABC):
                 self._task_ids.clear()
             self._task_ids[key] = task_ids_for(key, self.action_mask.device)
         return self._task_ids[key]
+
+    def set_progress(self, fraction: float) -> None:
+        """Tells the net how far training has come (0 = start, 1 = end), e.g. for annealing."""
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """Name -> detached [T, K] per-task values worth logging (e.g. routing weights)."""
+        return {}
 
     @abc.abstractmethod
     def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:

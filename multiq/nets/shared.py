@@ -13,7 +13,7 @@ from torch import nn
 
 from multiq.errors import TaskError
 from multiq.nets.base import MultiTaskQNet
-from multiq.nets.encoders import encoder_for
+from multiq.nets.encoders import EncoderFamily, encoder_for
 from multiq.nets.heads import TaskQHeads
 from multiq.tasks.spec import TaskSet
 
@@ -30,27 +30,37 @@ def check_shareable(tasks: TaskSet) -> None:
         )
 
 
+def shared_input_layers(tasks: TaskSet, hidden_size: int) -> tuple[EncoderFamily, nn.ModuleList]:
+    """The encoder family of shareable tasks and their input layers.
+
+    One input layer when all tasks' observations have the same shape and dtype, else one per task.
+    """
+    check_shareable(tasks)
+    family = encoder_for(tasks[0].observation_space, tasks[0].name)
+    same_input = len({(t.obs_shape, t.obs_dtype.str) for t in tasks}) == 1
+    spaces = [tasks[0].observation_space] if same_input else [t.observation_space for t in tasks]
+    return family, nn.ModuleList(family.input_layer(s, hidden_size) for s in spaces)
+
+
+def apply_input_layers(inputs: nn.ModuleList, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[sum B_t, ...] body inputs, rows in task order (see `shared_input_layers`)."""
+    if len(inputs) == 1:
+        return inputs[0](torch.cat(list(obs)))
+    return torch.cat([layer(x) for layer, x in zip(inputs, obs, strict=True)])
+
+
 class SharedQNet(MultiTaskQNet):
     """Shared trunk + per-task heads (Caruana 1997 hard parameter sharing)."""
 
     def __init__(self, tasks: TaskSet, hidden_size: int = 128, dueling: bool = False):
         super().__init__(tasks)
-        check_shareable(tasks)
-        family = encoder_for(tasks[0].observation_space, tasks[0].name)
-        same_input = len({(t.obs_shape, t.obs_dtype.str) for t in tasks}) == 1
-        spaces = (
-            [tasks[0].observation_space] if same_input else [t.observation_space for t in tasks]
-        )
-        self.inputs = nn.ModuleList(family.input_layer(s, hidden_size) for s in spaces)
+        family, self.inputs = shared_input_layers(tasks, hidden_size)
         self.body, feature_dim = family.body(tasks[0].observation_space, hidden_size)
         self.heads = TaskQHeads(feature_dim, self.num_actions, dueling)
 
     def encode(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         """[sum B_t, F] shared features of every task's observations."""
-        if len(self.inputs) == 1:
-            return self.body(self.inputs[0](torch.cat(list(obs))))
-        hidden = [layer(x) for layer, x in zip(self.inputs, obs, strict=True)]
-        return self.body(torch.cat(hidden))
+        return self.body(apply_input_layers(self.inputs, obs))
 
     def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
         features = self.encode(obs)

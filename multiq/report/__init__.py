@@ -1,4 +1,4 @@
-"""Reports from a run folder's files (metrics.csv, summary.json): curves and results tables.
+"""Reports from a run folder's files (metrics.csv, summary.json): curves, routing, tables.
 
 Reads only files; never imports torch, so it runs anywhere matplotlib does.
 """
@@ -18,11 +18,13 @@ from multiq.report.metrics import (
     read_summary,
     task_names,
 )
+from multiq.report.routing import ROUTING_FILE, plot_routing, routing_weights
 from multiq.report.table import format_markdown_table, format_table
 
 __all__ = [
     "CURVES_FILE",
     "METRICS_FILE",
+    "ROUTING_FILE",
     "SUMMARY_FILE",
     "ReportError",
     "RunFolderError",
@@ -31,8 +33,10 @@ __all__ = [
     "format_markdown_table",
     "format_table",
     "plot_curves",
+    "plot_routing",
     "read_metrics",
     "read_summary",
+    "routing_weights",
     "task_names",
     "write_report",
 ]

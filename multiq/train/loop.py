@@ -30,6 +30,7 @@ from multiq.train.state import TrainState
 PROGRESS_EVERY_S = 0.5
 REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
+TASK_METRIC_NAMES = {"task_losses": "loss"}  # update() key -> logged name under task/<name>/
 
 
 def crossed(step: int, increment: int, every: int) -> bool:
@@ -115,6 +116,7 @@ class Trainer:
             state.vector_steps += 1
             state.env_steps += n_envs
             if learning and state.vector_steps % cfg.train_freq == 0:
+                self._set_progress(state.env_steps / total)
                 for _ in range(cfg.gradient_steps):
                     self._accumulate(agent.update(replay.sample(batch_counts, self.rng)))
                     state.updates += 1
@@ -137,6 +139,11 @@ class Trainer:
         state.wall_time_s += time.perf_counter() - started
         tracker.progress(state.env_steps, sps, envs.recent_returns())
 
+    def _set_progress(self, fraction: float) -> None:
+        """Tells both networks how far training has come (e.g. for annealed temperatures)."""
+        self.agent.online.set_progress(fraction)
+        self.agent.target.set_progress(fraction)
+
     # --- metrics ----------------------------------------------------------------------------
 
     def _accumulate(self, metrics: dict[str, torch.Tensor]) -> None:
@@ -152,10 +159,23 @@ class Trainer:
             means = {
                 k: (v / self._metric_count).cpu().numpy() for k, v in self._metric_sums.items()
             }
-            metrics["train/loss"] = float(means["loss"])
-            for t, name in enumerate(self.tasks.names):
-                metrics[f"task/{name}/loss"] = float(means["task_losses"][t])
-                metrics[f"task/{name}/q_mean"] = float(means["q_mean"][t])
+            for key, value in means.items():
+                if value.ndim == 0:
+                    metrics[f"train/{key}"] = float(value)
+                    continue
+                label = TASK_METRIC_NAMES.get(key, key)
+                for t, name in enumerate(self.tasks.names):
+                    row = value[t].reshape(-1)  # [T] -> one number, [T, K] -> K numbers
+                    if row.size == 1:
+                        metrics[f"task/{name}/{label}"] = float(row[0])
+                    else:
+                        metrics.update(
+                            {f"task/{name}/{label}_{i}": float(v) for i, v in enumerate(row)}
+                        )
+        for key, values in self.agent.online.diagnostics().items():  # [T, K] per diagnostic
+            for name, row in zip(self.tasks.names, values.cpu().tolist(), strict=True):
+                for k, value in enumerate(row):
+                    metrics[f"task/{name}/{key}_{k}"] = value
         self._metric_sums, self._metric_count = {}, 0
         return metrics
 

@@ -1,0 +1,51 @@
+"""Multi-task learning methods: loss balancers (chosen by name) and PopArt normalisation."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from multiq.errors import ConfigError
+from multiq.mtl.base import Balancer, shared_params
+from multiq.mtl.fixed import FixedWeights
+from multiq.mtl.gradnorm import GradNorm
+from multiq.mtl.pcgrad import PCGrad, project_conflicting
+from multiq.mtl.popart import PopArt
+from multiq.mtl.uncertainty import UncertaintyWeighting
+
+BALANCERS: dict[str, type[Balancer]] = {
+    "fixed": FixedWeights,
+    "uncertainty": UncertaintyWeighting,
+    "gradnorm": GradNorm,
+    "pcgrad": PCGrad,
+}
+
+
+def build_balancer(
+    name: str,
+    params: Sequence[nn.Parameter],
+    shared: Sequence[torch.Tensor],
+    task_weights: torch.Tensor,
+    gradnorm_alpha: float = 1.5,
+) -> Balancer:
+    """Builds a loss balancer from the registry (arguments: see `Balancer`)."""
+    if name not in BALANCERS:
+        close = difflib.get_close_matches(name, list(BALANCERS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"unknown balancer {name!r}; {hint}available balancers: {sorted(BALANCERS)}"
+        )
+    return BALANCERS[name](params, shared, task_weights, gradnorm_alpha=gradnorm_alpha)
+
+
+__all__ = [
+    "BALANCERS",
+    "Balancer",
+    "PopArt",
+    "build_balancer",
+    "project_conflicting",
+    "shared_params",
+]

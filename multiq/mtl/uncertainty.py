@@ -1,0 +1,32 @@
+"""`uncertainty`: homoscedastic-uncertainty task weighting (Kendall, Gal & Cipolla 2018)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from multiq.mtl.base import Balancer
+
+
+class UncertaintyWeighting(Balancer):
+    """Learns a log-variance s_t per task; loss `mean_t(exp(-s_t) L_t + s_t)`.
+
+    This is Kendall et al.'s regression form `L / (2 sigma^2) + log sigma` with s = log sigma^2,
+    multiplied by 2 and averaged over tasks, so that at s = 0 it equals the `fixed` loss with
+    equal weights. The optimum is s_t = log L_t: a noisier task (larger irreducible loss) gets a
+    larger variance and a smaller weight exp(-s_t). s_t is trained by the network's Adam.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.require_equal_alpha("uncertainty")
+        self.log_variance = nn.Parameter(torch.zeros(self.num_tasks))
+
+    def backward(self, task_losses: torch.Tensor) -> torch.Tensor:
+        s = self.log_variance
+        loss = (torch.exp(-s) * task_losses + s).mean()
+        loss.backward()
+        return loss.detach()
+
+    def metrics(self) -> dict[str, torch.Tensor]:
+        return {"log_variance": self.log_variance.detach().clone()}
