@@ -115,7 +115,7 @@ class Config:
     routing_tau_end: float = 0.1  # routed + gumbel: final temperature
     routing_hard: bool = False  # routed: straight-through one-hot routing
     n_envs: int = 1  # envs per task, stepped together
-    total_steps_per_task: int = 100_000  # training length in env steps per task
+    total_steps_per_task: int = 80_000  # training length in env steps per task
     learning_rate: float = 2.5e-4  # Adam learning rate
     buffer_size: int = 100_000  # transitions per task
     learning_starts: int = 1_000  # env steps per task before updates start
