@@ -166,6 +166,15 @@ class DQNAgent:
         q_mean = per_task_mean(q_taken, task_ids, len(self.tasks))
         return {"loss": loss, "task_losses": task_losses.detach(), "q_mean": q_mean, **metrics}
 
+    def set_progress(self, fraction: float) -> None:
+        """Tells both networks how far training has come (e.g. for annealed temperatures)."""
+        self.online.set_progress(fraction)
+        self.target.set_progress(fraction)
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """The online network's [T, K] diagnostics (e.g. routing weights), for logging."""
+        return self.online.diagnostics()
+
     def sync_target(self, tau: float = 1.0) -> None:
         """Target <- tau * online + (1 - tau) * target (tau = 1: hard copy)."""
         with torch.no_grad():

@@ -116,7 +116,7 @@ class Trainer:
             state.vector_steps += 1
             state.env_steps += n_envs
             if learning and state.vector_steps % cfg.train_freq == 0:
-                self._set_progress(state.env_steps / total)
+                agent.set_progress(state.env_steps / total)
                 for _ in range(cfg.gradient_steps):
                     self._accumulate(agent.update(replay.sample(batch_counts, self.rng)))
                     state.updates += 1
@@ -138,11 +138,6 @@ class Trainer:
                 break
         state.wall_time_s += time.perf_counter() - started
         tracker.progress(state.env_steps, sps, envs.recent_returns())
-
-    def _set_progress(self, fraction: float) -> None:
-        """Tells both networks how far training has come (e.g. for annealed temperatures)."""
-        self.agent.online.set_progress(fraction)
-        self.agent.target.set_progress(fraction)
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -172,7 +167,7 @@ class Trainer:
                         metrics.update(
                             {f"task/{name}/{label}_{i}": float(v) for i, v in enumerate(row)}
                         )
-        for key, values in self.agent.online.diagnostics().items():  # [T, K] per diagnostic
+        for key, values in self.agent.diagnostics().items():  # [T, K] per diagnostic
             for name, row in zip(self.tasks.names, values.cpu().tolist(), strict=True):
                 for k, value in enumerate(row):
                     metrics[f"task/{name}/{key}_{k}"] = value
