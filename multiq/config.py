@@ -87,6 +87,13 @@ class Config:
         popart: PopArt per-task normalisation of the Q targets; combines with any balancer,
             needs per-task heads without dueling (so not scheme ``conditioned``).
         popart_beta: step size of PopArt's running target statistics, in (0, 1].
+        task_schedule: which tasks get env steps and replay samples (validated by the
+            `multiq.mtl.schedules` registry): ``uniform``, ``weighted`` (by alpha),
+            ``resample`` (over-sample tasks with less data or fewer episodes) or ``progress``
+            (more to tasks whose return is still changing).
+        schedule_uniform_mix: weight of the uniform share mixed into every schedule's shares,
+            in [0, 1] (keeps every task at >= mix / T).
+        schedule_window: episodes per task the ``progress`` schedule compares; >= 4.
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
         eval_episodes: episodes per task per evaluation; >= 1.
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
@@ -136,6 +143,9 @@ class Config:
     gradnorm_alpha: float = 1.5  # GradNorm asymmetry
     popart: bool = False  # PopArt target normalisation
     popart_beta: float = 3e-4  # PopArt statistics step size
+    task_schedule: str = "uniform"  # uniform | weighted | resample | progress
+    schedule_uniform_mix: float = 0.2  # uniform share mixed into every schedule
+    schedule_window: int = 20  # progress: episodes per task compared
     eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
@@ -557,6 +567,9 @@ _RULES: dict[str, _Rule] = {
     "balancer": ((lambda v: bool(v.strip())), "a non-empty balancer name"),
     "gradnorm_alpha": _at_least(0),
     "popart_beta": _unit(open_low=True),
+    "task_schedule": ((lambda v: bool(v.strip())), "a non-empty schedule name"),
+    "schedule_uniform_mix": _unit(),
+    "schedule_window": _at_least(4),
     "eval_freq": _at_least(0),
     "eval_episodes": _at_least(1),
     "eval_epsilon": _unit(),

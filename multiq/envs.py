@@ -25,7 +25,7 @@ RECENT_EPISODES = 20  # episodes in the running "recent return" of each task
 
 @dataclass
 class StepResult:
-    """One vector step of every task; each field holds one [n_envs, ...] array per task."""
+    """One vector step; each field holds one [n_envs, ...] array per task (None: not stepped)."""
 
     obs: list[np.ndarray]
     rewards: list[np.ndarray]
@@ -114,10 +114,22 @@ class MultiTaskEnvs:
             self.episodes[task_index].running[:] = 0.0
         return obs
 
-    def step(self, actions: list[np.ndarray]) -> StepResult:
-        """Steps every env of every task with its action ([n_envs] int array per task)."""
+    def step(self, actions: list[np.ndarray], active: np.ndarray | None = None) -> StepResult:
+        """Steps every env of the active tasks with its action ([n_envs] int array per task).
+
+        Args:
+            actions: one [n_envs] int array per task (ignored for inactive tasks).
+            active: [T] bool, the tasks to step (see `multiq.mtl.schedules`); None = all.
+
+        Returns:
+            the step of every task; an inactive task's entries are None.
+        """
         result = StepResult([], [], [], [], [])
         for task_index, env in enumerate(self.envs):
+            if active is not None and not active[task_index]:
+                for column in vars(result).values():
+                    column.append(None)
+                continue
             obs, rewards, terminated, truncated = env.step(actions[task_index])
             valid = ~self._last_done[task_index]
             done = terminated | truncated

@@ -65,8 +65,8 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
 
     Returns:
         The summary: `{"tasks": {name: {"return_mean", "return_std", "episodes",
-        "random_return_mean", "random_return_std"}}, "env_steps_per_task", "wall_time_s",
-        "env_steps_per_s"}`.
+        "random_return_mean", "random_return_std"}}, "env_steps_per_task", "task_env_steps"
+        ({name: env steps}), "task_schedule", "wall_time_s", "env_steps_per_s"}`.
 
     Raises:
         RunFolderError: there is no summary.json in the folder.

@@ -1,8 +1,10 @@
 """The training loop: envs, replay, evaluation, logging and checkpoints around the agent.
 
-Per vector step: one batched forward chooses every env's action, every task's envs step, the
-transitions go to per-task buffers; every `train_freq` steps one update covers a batch holding
-`batch_size` samples of every task.
+Per vector step: one batched forward chooses every env's action, the envs of the tasks the task
+schedule picks step (all of them under the default ``uniform`` schedule), the transitions go to
+per-task buffers; every `train_freq` vector steps' worth of env steps one update covers a batch of
+`batch_size * T` samples, split between tasks by the schedule's shares (`batch_size` each under
+``uniform``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from multiq.agents.dqn import DQNAgent
 from multiq.config import CONFIG_FILE, Config
 from multiq.envs import MultiTaskEnvs
+from multiq.mtl.schedules import StepAllocator, TaskStats, build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.report.metrics import SUMMARY_FILE
 from multiq.tasks.spec import TaskSet
@@ -68,8 +71,14 @@ class Trainer:
         self.replay = MultiTaskReplay(tasks, cfg.buffer_size, cfg.n_envs, cfg.n_step, cfg.gamma)
         if replay_arrays is not None:
             self.replay.load_state(replay_arrays)
+        self.schedule = build_schedule(
+            cfg.task_schedule, len(tasks), cfg.schedule_uniform_mix, cfg.schedule_window
+        )
+        self.allocator = StepAllocator(len(tasks))
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
+        self._interval_samples = np.zeros(len(tasks), dtype=np.int64)  # since the last log row
+        self._interval_env_steps = np.zeros(len(tasks), dtype=np.int64)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -94,43 +103,32 @@ class Trainer:
         return summary
 
     def _train(self, envs: MultiTaskEnvs, tracker: Tracker, evaluate: bool) -> None:
-        cfg, state, agent, replay = self.cfg, self.state, self.agent, self.replay
-        n_envs, total = cfg.n_envs, cfg.total_steps_per_task
-        target_every = max(cfg.target_update_interval // n_envs, 1)
-        batch_counts = [cfg.batch_size] * len(self.tasks)
-        started, start_steps, last_progress = time.perf_counter(), state.env_steps, 0.0
+        cfg, state, agent = self.cfg, self.state, self.agent
+        num_tasks, total = len(self.tasks), cfg.total_steps_per_task
+        update_every = cfg.train_freq * cfg.n_envs * num_tasks  # env steps of all tasks
+        if not state.task_env_steps:
+            state.task_env_steps = [state.env_steps] * num_tasks
+        started, start_steps, last_progress = time.perf_counter(), sum(state.task_env_steps), 0.0
         sps = 0.0
+        shares = self._shares(envs)
         obs = envs.reset()
         self.callback.on_training_start(self)
         while state.env_steps < total:
             learning = state.env_steps >= state.learning_starts_at
             epsilon = linear_epsilon(cfg, state.env_steps, total) if learning else 1.0
-            actions = agent.act(obs, epsilon, self.rng)
-            step = envs.step(actions)
-            for t, buffer in enumerate(replay.buffers):
-                buffer.add(
-                    obs[t], actions[t], step.rewards[t], step.obs[t],
-                    step.terminated[t], step.truncated[t], step.valid[t],
-                )  # fmt: skip
-            obs = step.obs  # CRUCIAL: continue from the new observations
-            state.vector_steps += 1
-            state.env_steps += n_envs
-            if learning and state.vector_steps % cfg.train_freq == 0:
-                agent.set_progress(state.env_steps / total)
-                for _ in range(cfg.gradient_steps):
-                    self._accumulate(agent.update(replay.sample(batch_counts, self.rng)))
-                    state.updates += 1
-            if state.vector_steps % target_every == 0:
+            before, all_before = state.env_steps, sum(state.task_env_steps)
+            obs = self._step_envs(envs, obs, epsilon, self.allocator.active(shares))
+            all_steps = sum(state.task_env_steps)
+            if crossed(all_steps, all_steps - all_before, update_every):
+                shares = self._shares(envs)
+                if learning:
+                    self._update(shares)
+            if crossed(state.env_steps, state.env_steps - before, cfg.target_update_interval):
                 agent.sync_target(cfg.tau)
 
             now = time.perf_counter()
-            sps = (state.env_steps - start_steps) * len(self.tasks) / max(now - started, 1e-9)
-            if crossed(state.env_steps, n_envs, cfg.log_interval):
-                tracker.log(state.env_steps, self._train_metrics(envs, epsilon, sps))
-            if evaluate and crossed(state.env_steps, n_envs, cfg.eval_freq):
-                self._evaluate(tracker)
-            if crossed(state.env_steps, n_envs, cfg.checkpoint_freq):
-                self.save_checkpoint()
+            sps = (all_steps - start_steps) / max(now - started, 1e-9)
+            self._periodic(tracker, envs, epsilon, sps, before, evaluate)
             if now - last_progress > PROGRESS_EVERY_S:
                 tracker.progress(state.env_steps, sps, envs.recent_returns())
                 last_progress = now
@@ -138,6 +136,60 @@ class Trainer:
                 break
         state.wall_time_s += time.perf_counter() - started
         tracker.progress(state.env_steps, sps, envs.recent_returns())
+
+    def _step_envs(
+        self, envs: MultiTaskEnvs, obs: list[np.ndarray], epsilon: float, active: np.ndarray
+    ) -> list[np.ndarray]:
+        """One vector step of the active tasks; stores their transitions; returns the new obs."""
+        state, n_envs = self.state, self.cfg.n_envs
+        actions = self.agent.act(obs, epsilon, self.rng)
+        step = envs.step(actions, active)
+        obs = list(obs)
+        for t, buffer in enumerate(self.replay.buffers):
+            if not active[t]:
+                continue  # this task's envs wait; its observations stay
+            buffer.add(
+                obs[t], actions[t], step.rewards[t], step.obs[t],
+                step.terminated[t], step.truncated[t], step.valid[t],
+            )  # fmt: skip
+            obs[t] = step.obs[t]  # CRUCIAL: continue from the new observations
+            state.task_env_steps[t] += n_envs
+            self._interval_env_steps[t] += n_envs
+        state.vector_steps += 1
+        state.env_steps = sum(state.task_env_steps) // len(self.tasks)
+        return obs
+
+    def _update(self, shares: np.ndarray) -> None:
+        """`gradient_steps` gradient steps, each on a batch split between tasks by `shares`."""
+        cfg, state = self.cfg, self.state
+        counts = sample_counts(shares, cfg.batch_size * len(self.tasks))
+        self.agent.set_progress(state.env_steps / cfg.total_steps_per_task)
+        for _ in range(cfg.gradient_steps):
+            self._accumulate(self.agent.update(self.replay.sample(counts, self.rng)))
+            self._interval_samples += counts
+            state.updates += 1
+
+    def _shares(self, envs: MultiTaskEnvs) -> np.ndarray:
+        """[T] the schedule's current shares of env steps and replay samples."""
+        stats = TaskStats(
+            env_steps=np.array(self.state.task_env_steps),
+            transitions=np.array([len(b) for b in self.replay.buffers]),
+            episodes=np.array([len(e.finished) for e in envs.episodes]),
+            recent_returns=[e.finished[-self.cfg.schedule_window :] for e in envs.episodes],
+            weights=self.agent.task_weights.cpu().numpy(),
+        )
+        return self.schedule.shares(stats)
+
+    def _periodic(self, tracker, envs, epsilon: float, sps: float, before: int, evaluate) -> None:
+        """Logs, evaluates and checkpoints when the step count crosses their intervals."""
+        cfg, steps = self.cfg, self.state.env_steps
+        increment = steps - before
+        if crossed(steps, increment, cfg.log_interval):
+            tracker.log(steps, self._train_metrics(envs, epsilon, sps))
+        if evaluate and crossed(steps, increment, cfg.eval_freq):
+            self._evaluate(tracker)
+        if crossed(steps, increment, cfg.checkpoint_freq):
+            self.save_checkpoint()
 
     # --- metrics ----------------------------------------------------------------------------
 
@@ -172,6 +224,21 @@ class Trainer:
                 for k, value in enumerate(row):
                     metrics[f"task/{name}/{key}_{k}"] = value
         self._metric_sums, self._metric_count = {}, 0
+        metrics.update(self._share_metrics())
+        return metrics
+
+    def _share_metrics(self) -> dict[str, float]:
+        """Per task: its share of the replay samples and env steps since the last log row."""
+        metrics = {}
+        for key, counts in (("sample_share", self._interval_samples),
+                            ("env_step_share", self._interval_env_steps)):  # fmt: skip
+            if counts.sum() > 0:
+                shares = counts / counts.sum()
+                for name, share in zip(self.tasks.names, shares, strict=True):
+                    metrics[f"task/{name}/{key}"] = float(share)
+            counts[:] = 0
+        for name, steps in zip(self.tasks.names, self.state.task_env_steps, strict=True):
+            metrics[f"task/{name}/env_steps"] = float(steps)
         return metrics
 
     # --- evaluation -------------------------------------------------------------------------
@@ -228,10 +295,12 @@ class Trainer:
                 "random_return_mean": random["return_mean"],
                 "random_return_std": random["return_std"],
             }
-        steps_per_s = state.env_steps * len(self.tasks) / max(state.wall_time_s, 1e-9)
+        steps_per_s = sum(state.task_env_steps) / max(state.wall_time_s, 1e-9)
         return {
             "tasks": tasks,
             "env_steps_per_task": state.env_steps,
+            "task_env_steps": dict(zip(self.tasks.names, state.task_env_steps, strict=True)),
+            "task_schedule": self.cfg.task_schedule,
             "wall_time_s": state.wall_time_s,
             "env_steps_per_s": steps_per_s,
         }

@@ -12,7 +12,10 @@ class TrainState:
     """Where a run stands. Step counts are env steps per task.
 
     Attributes:
-        env_steps: env steps per task done so far.
+        env_steps: env steps per task done so far (the mean over tasks when a task schedule
+            steps them unequally).
+        task_env_steps: env steps done by each task, in task order (empty until training
+            starts).
         vector_steps: calls to the envs' step (each advances every env of every task once).
         updates: gradient steps taken.
         learning_starts_at: env step from which updates run (later after a resume whose replay
@@ -24,6 +27,7 @@ class TrainState:
     """
 
     env_steps: int = 0
+    task_env_steps: list[int] = dataclasses.field(default_factory=list)
     vector_steps: int = 0
     updates: int = 0
     learning_starts_at: int = 0

@@ -1,0 +1,376 @@
+"""Which multi-task method helps? Every sharing scheme and balancer on the five MinAtar games.
+
+Each method trains Asterix, Breakout, Freeway, Seaquest and SpaceInvaders in one run with the
+same env steps per game, for several seeds; the runs are scheduled seed-major (every method's
+seed 0 first) over `--workers` processes with one torch thread each, and a finished run is never
+run again (its JSON under `--out-dir/runs/` is kept), so an interrupted benchmark resumes where it
+stopped. The report gives, per method:
+
+- final return per game (mean over seeds and its 95% bootstrap interval),
+- the mean over games of the score normalised by `independent`:
+  `(R_method - R_random) / (R_independent - R_random)` (1 = as good as independent),
+- env steps/s relative to `shared` (all runs share the machine the same way),
+- the update time relative to `shared` with five tasks, timed separately on one thread on
+  synthetic batches (the PCGrad / GradNorm overhead target is at most 2x),
+
+and writes `mtl_minatar.md` and `mtl_minatar.png` to `--out-dir`.
+
+    python benchmarks/mtl_minatar.py [--steps-per-game 100000] [--seeds 0 1 2]
+        [--methods shared pcgrad ...] [--workers 2] [--train-freq 8] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+BASELINE, REFERENCE = "independent", "shared"
+METHODS: dict[str, dict[str, Any]] = {
+    "independent": {"scheme": "independent"},
+    "shared": {"scheme": "shared"},
+    "conditioned": {"scheme": "conditioned"},
+    "shared-private": {"scheme": "shared-private"},
+    "routed-softmax": {"scheme": "routed", "routing": "softmax"},
+    "routed-gumbel": {"scheme": "routed", "routing": "gumbel"},
+    "shared+uncertainty": {"scheme": "shared", "balancer": "uncertainty"},
+    "shared+gradnorm": {"scheme": "shared", "balancer": "gradnorm"},
+    "shared+pcgrad": {"scheme": "shared", "balancer": "pcgrad"},
+    "shared+popart": {"scheme": "shared", "popart": True},
+}
+OVERHEAD_METHODS = ("shared", "shared+uncertainty", "shared+gradnorm", "shared+pcgrad",
+                    "shared+popart")  # fmt: skip
+BOOTSTRAP_RESAMPLES = 10_000
+SCRIPT = Path(__file__).resolve()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps-per-game", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, 1 thread each")
+    parser.add_argument("--train-freq", type=int, default=8, help="vector steps per update")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="final eval per game")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--run-root", type=Path, default=Path("runs/mtl_minatar"),
+                        help="run folders: checkpoints, logs (not results)")  # fmt: skip
+    parser.add_argument("--overhead-updates", type=int, default=200)
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    parser.add_argument("--run-one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# --- one run (in a child process) -----------------------------------------------------------
+
+
+def run_config(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The multiq config of one benchmark run: the built-in defaults plus the method's keys."""
+    return {
+        "tasks": "minatar",
+        **METHODS[method],
+        "train_freq": args.train_freq,
+        "eval_freq": 0,
+        "eval_episodes": args.eval_episodes,
+        "checkpoint_freq": 0,
+        "tensorboard": False,
+        "progress_bar": False,
+        "device": "cpu",
+        "seed": seed,
+    }
+
+
+def run_file(out_dir: Path, method: str, seed: int) -> Path:
+    """Where one run's result JSON lives."""
+    return out_dir / "mtl_minatar_runs" / f"{method}-seed{seed}.json"
+
+
+def run_one(method: str, seed: int, args: argparse.Namespace) -> None:
+    """Train one method for one seed and write its result JSON (called in a child process)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from multiq import MultiTaskDQN
+
+    cfg = run_config(method, seed, args)
+    model = MultiTaskDQN(run_dir=args.run_root / f"{method}-seed{seed}", **cfg)
+    model.learn(total_steps_per_task=args.steps_per_game)
+    result = {"method": method, "seed": seed, "config": cfg, **model.summary}
+    path = run_file(args.out_dir, method, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
+def child_command(method: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """The command line of the child process that trains one run."""
+    return [
+        sys.executable, str(SCRIPT), "--run-one", method, str(seed),
+        "--steps-per-game", str(args.steps_per_game), "--train-freq", str(args.train_freq),
+        "--eval-episodes", str(args.eval_episodes), "--out-dir", str(args.out_dir),
+        "--run-root", str(args.run_root),
+    ]  # fmt: skip
+
+
+def run_all(args: argparse.Namespace) -> None:
+    """Run every missing (method, seed), seed-major, `args.workers` at a time."""
+    todo = [
+        (method, seed)
+        for seed in args.seeds
+        for method in args.methods
+        if not run_file(args.out_dir, method, seed).exists()
+    ]
+    print(f"{len(todo)} runs to do, {args.workers} at a time", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def launch(job: tuple[str, int]) -> None:
+        method, seed = job
+        start = time.perf_counter()
+        log = args.run_root / f"{method}-seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as f:
+            proc = subprocess.run(child_command(method, seed, args), env=env, stdout=f, stderr=f)
+        status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log})"
+        print(f"{method} seed {seed}: {status} in {time.perf_counter() - start:.0f} s", flush=True)
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(launch, todo))
+
+
+# --- update-time overhead (quiet, one thread) -----------------------------------------------
+
+
+def update_seconds(method: str, updates: int) -> float:
+    """Mean seconds of one update of `method` on synthetic five-task batches of 32 per task."""
+    import torch
+
+    from multiq import MultiTaskDQN
+    from multiq.replay import NStepSample
+
+    torch.set_num_threads(1)
+    model = MultiTaskDQN("minatar", **METHODS[method], device="cpu", progress_bar=False,
+                         tensorboard=False, run_dir="runs/mtl_minatar/overhead")  # fmt: skip
+    rng = np.random.default_rng(0)
+    batch = 32
+
+    def sample(task) -> NStepSample:
+        obs = rng.random((batch, *task.obs_shape)) < 0.1
+        return NStepSample(
+            obs=obs.astype(task.obs_dtype),
+            actions=rng.integers(0, task.num_actions, batch),
+            returns=rng.normal(size=batch).astype(np.float32),
+            next_obs=(rng.random((batch, *task.obs_shape)) < 0.1).astype(task.obs_dtype),
+            discounts=np.full(batch, 0.99, np.float32),
+        )
+
+    samples = [sample(task) for task in model.task_set]
+    for _ in range(20):  # warm-up
+        model.agent.update(samples)
+    start = time.perf_counter()
+    for _ in range(updates):
+        model.agent.update(samples)
+    return (time.perf_counter() - start) / updates
+
+
+def measure_overhead(args: argparse.Namespace) -> dict[str, float]:
+    """Update milliseconds per method, measured one after another in this process."""
+    times = {m: 1e3 * update_seconds(m, args.overhead_updates) for m in OVERHEAD_METHODS}
+    for method, ms in times.items():
+        print(f"update time {method}: {ms:.2f} ms ({ms / times[REFERENCE]:.2f}x shared)")
+    return times
+
+
+# --- report (numpy + matplotlib only) -------------------------------------------------------
+
+
+def bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean of `values` ([n] seeds)."""
+    if len(values) == 1:
+        return float(values[0]), float(values[0])
+    picks = rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))
+    means = values[picks].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def load_runs(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Method -> its finished runs' result dicts, ordered by seed."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((out_dir / "mtl_minatar_runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        runs.setdefault(run["method"], []).append(run)
+    return {m: sorted(r, key=lambda run: run["seed"]) for m, r in runs.items()}
+
+
+def game_returns(runs: list[dict[str, Any]], key: str = "return_mean") -> np.ndarray:
+    """[seeds, games] final (or random, with key random_return_mean) returns."""
+    return np.array([[run["tasks"][g][key] for g in GAMES] for run in runs])
+
+
+def normalised_scores(runs: dict[str, list[dict[str, Any]]]) -> dict[str, np.ndarray]:
+    """Method -> [seeds] mean over games of (R - R_random) / (R_independent - R_random).
+
+    R_independent and R_random are the means over the baseline's seeds, so the baseline's own
+    scores average to 1.
+    """
+    base = runs[BASELINE]
+    floor = game_returns(base, "random_return_mean").mean(axis=0)  # [games]
+    span = game_returns(base).mean(axis=0) - floor
+    return {m: ((game_returns(r) - floor) / span).mean(axis=1) for m, r in runs.items()}
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Method -> per-game mean and interval, normalised score, steps/s, seeds."""
+    rng = np.random.default_rng(0)
+    scores = normalised_scores(runs) if BASELINE in runs else {}
+    ref_sps = np.mean([r["env_steps_per_s"] for r in runs.get(REFERENCE, [])] or [np.nan])
+    table = {}
+    for method, method_runs in runs.items():
+        returns = game_returns(method_runs)
+        row: dict[str, Any] = {
+            "seeds": [r["seed"] for r in method_runs],
+            "games": {
+                g: (float(returns[:, i].mean()), *bootstrap_ci(returns[:, i], rng))
+                for i, g in enumerate(GAMES)
+            },
+            "sps": float(np.mean([r["env_steps_per_s"] for r in method_runs])),
+        }
+        row["sps_vs_shared"] = row["sps"] / ref_sps
+        if method in scores:
+            row["score"] = (float(scores[method].mean()), *bootstrap_ci(scores[method], rng))
+        table[method] = row
+    return table
+
+
+def verdicts(table: dict[str, dict[str, Any]]) -> list[str]:
+    """One plain sentence per method on whether it beat the independent baseline."""
+    lines = []
+    for method, row in table.items():
+        if method == BASELINE or "score" not in row:
+            continue
+        mean, low, high = row["score"]
+        if low > 1:
+            verdict = "beat independent (the whole interval is above 1)"
+        elif high < 1:
+            verdict = "did worse than independent (the whole interval is below 1)"
+        elif mean > 1:
+            verdict = "scored above independent on average, but the interval includes 1"
+        else:
+            verdict = "did not beat independent (mean at or below 1, the interval includes 1)"
+        lines.append(
+            f"- **{method}**: normalised score {mean:.2f} [{low:.2f}, {high:.2f}]: {verdict}."
+        )
+    return lines
+
+
+def markdown(table, overhead_ms, header: list[str]) -> str:
+    """The result file: header, the per-game table, the summary table and the verdicts."""
+    lines = [*header, "", "## Final return per game (mean over seeds [95% bootstrap interval])", ""]
+    lines += ["| method | seeds | " + " | ".join(GAMES) + " |", "|---|---:|" + "---:|" * len(GAMES)]
+    for method, row in table.items():
+        cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in row["games"].values()]
+        lines.append(f"| {method} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    lines += ["", "## Summary", ""]
+    lines += ["| method | normalised score vs independent | env steps/s | vs shared | update ms "
+              "(5 tasks) | vs shared |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    ref_ms = overhead_ms.get(REFERENCE, np.nan)
+    for method, row in table.items():
+        score = "{:.2f} [{:.2f}, {:.2f}]".format(*row["score"]) if "score" in row else "n/a"
+        ms = overhead_ms.get(method)
+        timing = f"{ms:.2f} | {ms / ref_ms:.2f}x" if ms is not None else "not timed | "
+        lines.append(
+            f"| {method} | {score} | {row['sps']:.0f} | {row['sps_vs_shared']:.2f}x | {timing} |"
+        )
+    lines += ["", "## Which methods beat the independent baseline at equal per-game budget", ""]
+    lines += verdicts(table) or ["- (the independent baseline has no finished runs yet)"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
+    """Per-game final returns with their intervals, one bar per method, plus the score panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(table)
+    fig, axes = plt.subplots(1, len(GAMES) + 1, figsize=(4 * (len(GAMES) + 1), 4.5))
+    x = np.arange(len(methods))
+    panels = [(g, [table[m]["games"][g] for m in methods]) for g in GAMES]
+    panels.append(("score vs independent", [table[m].get("score", (np.nan,) * 3) for m in methods]))
+    for ax, (title, stats) in zip(axes, panels, strict=True):
+        mean, low, high = (np.array(v) for v in zip(*stats, strict=True))
+        ax.bar(x, mean, yerr=[mean - low, high - mean], color="tab:blue", capsize=3)
+        ax.set_title(title)
+        ax.set_xticks(x, methods, rotation=70, ha="right", fontsize=8)
+    axes[-1].axhline(1.0, color="k", lw=0.8, ls="--")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def header_lines(args: argparse.Namespace, load: float) -> list[str]:
+    """Date, command, machine and settings of the benchmark."""
+    return [
+        "# Multi-task methods on the five MinAtar games",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- command: `{shlex.join(['python', *sys.argv])}`",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, no GPU; {args.workers} runs "
+        f"at a time, one torch thread each; 1-minute load average before: {load:.2f}",
+        f"- budget: {args.steps_per_game:,} env steps per game ({len(GAMES)} games in one run), "
+        f"seeds {args.seeds}; one update every {args.train_freq} env steps (batch 32 per game); "
+        "otherwise the built-in defaults (Double DQN, 1-step, Adam 2.5e-4, buffer 100k per "
+        "game, target every 1,000 steps, epsilon 1 -> 0.01 over 10%, hidden 128)",
+        f"- final return: greedy-ish policy (epsilon 0.01), {args.eval_episodes} episodes per "
+        "game at the end of training; random return: the same number of uniformly random episodes",
+    ]
+
+
+def report(args: argparse.Namespace, overhead_ms: dict[str, float], load: float) -> None:
+    """Rebuild mtl_minatar.md and mtl_minatar.png from the finished runs."""
+    runs = load_runs(args.out_dir)
+    if not runs:
+        print("no finished runs to report")
+        return
+    ordered = {m: runs[m] for m in METHODS if m in runs}
+    table = summarise(ordered)
+    (args.out_dir / "mtl_minatar.md").write_text(
+        markdown(table, overhead_ms, header_lines(args, load))
+    )
+    plot(table, args.out_dir / "mtl_minatar.png")
+    print((args.out_dir / "mtl_minatar.md").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run (or resume) the benchmark, time the updates, and write the report."""
+    args = parse_args(argv)
+    if args.run_one:
+        run_one(args.run_one[0], int(args.run_one[1]), args)
+        return
+    load = os.getloadavg()[0]
+    overhead_file = args.out_dir / "mtl_minatar_update_ms.json"
+    if not args.report_only:
+        overhead_file.parent.mkdir(parents=True, exist_ok=True)
+        overhead_file.write_text(json.dumps(measure_overhead(args), indent=1))
+        run_all(args)
+    overhead = json.loads(overhead_file.read_text()) if overhead_file.exists() else {}
+    report(args, overhead, load)
+
+
+if __name__ == "__main__":
+    main()
