@@ -50,8 +50,13 @@ METHODS: dict[str, dict[str, Any]] = {
     "shared+pcgrad": {"scheme": "shared", "balancer": "pcgrad"},
     "shared+popart": {"scheme": "shared", "popart": True},
 }
-OVERHEAD_METHODS = ("shared", "shared+uncertainty", "shared+gradnorm", "shared+pcgrad",
-                    "shared+popart")  # fmt: skip
+OVERHEAD_METHODS = (
+    "shared",
+    "shared+uncertainty",
+    "shared+gradnorm",
+    "shared+pcgrad",
+    "shared+popart",
+)
 BOOTSTRAP_RESAMPLES = 10_000
 SCRIPT = Path(__file__).resolve()
 
@@ -66,10 +71,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-freq", type=int, default=8, help="vector steps per update")
     parser.add_argument("--eval-episodes", type=int, default=20, help="final eval per game")
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--run-root", type=Path, default=Path("runs/mtl_minatar"),
-                        help="run folders: checkpoints, logs (not results)")  # fmt: skip
+    parser.add_argument(
+        "--run-root",
+        type=Path,
+        default=Path("runs/mtl_minatar"),
+        help="run folders: checkpoints, logs (not results)",
+    )
     parser.add_argument("--overhead-updates", type=int, default=200)
+    parser.add_argument("--overhead-threads", type=int, default=1)
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only time the updates (on a quiet machine), then rebuild the report",
+    )
     parser.add_argument("--run-one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -119,11 +134,22 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> None:
 def child_command(method: str, seed: int, args: argparse.Namespace) -> list[str]:
     """The command line of the child process that trains one run."""
     return [
-        sys.executable, str(SCRIPT), "--run-one", method, str(seed),
-        "--steps-per-game", str(args.steps_per_game), "--train-freq", str(args.train_freq),
-        "--eval-episodes", str(args.eval_episodes), "--out-dir", str(args.out_dir),
-        "--run-root", str(args.run_root),
-    ]  # fmt: skip
+        sys.executable,
+        str(SCRIPT),
+        "--run-one",
+        method,
+        str(seed),
+        "--steps-per-game",
+        str(args.steps_per_game),
+        "--train-freq",
+        str(args.train_freq),
+        "--eval-episodes",
+        str(args.eval_episodes),
+        "--out-dir",
+        str(args.out_dir),
+        "--run-root",
+        str(args.run_root),
+    ]
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -154,16 +180,22 @@ def run_all(args: argparse.Namespace) -> None:
 # --- update-time overhead (quiet, one thread) -----------------------------------------------
 
 
-def update_seconds(method: str, updates: int) -> float:
+def update_seconds(method: str, updates: int, threads: int = 1) -> float:
     """Mean seconds of one update of `method` on synthetic five-task batches of 32 per task."""
     import torch
 
     from multiq import MultiTaskDQN
     from multiq.replay import NStepSample
 
-    torch.set_num_threads(1)
-    model = MultiTaskDQN("minatar", **METHODS[method], device="cpu", progress_bar=False,
-                         tensorboard=False, run_dir="runs/mtl_minatar/overhead")  # fmt: skip
+    torch.set_num_threads(threads)
+    model = MultiTaskDQN(
+        "minatar",
+        **METHODS[method],
+        device="cpu",
+        progress_bar=False,
+        tensorboard=False,
+        run_dir="runs/mtl_minatar/overhead",
+    )
     rng = np.random.default_rng(0)
     batch = 32
 
@@ -186,12 +218,15 @@ def update_seconds(method: str, updates: int) -> float:
     return (time.perf_counter() - start) / updates
 
 
-def measure_overhead(args: argparse.Namespace) -> dict[str, float]:
+def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
     """Update milliseconds per method, measured one after another in this process."""
-    times = {m: 1e3 * update_seconds(m, args.overhead_updates) for m in OVERHEAD_METHODS}
+    times = {
+        m: 1e3 * update_seconds(m, args.overhead_updates, args.overhead_threads)
+        for m in OVERHEAD_METHODS
+    }
     for method, ms in times.items():
         print(f"update time {method}: {ms:.2f} ms ({ms / times[REFERENCE]:.2f}x shared)")
-    return times
+    return {"threads": args.overhead_threads, "load_before": os.getloadavg()[0], "update_ms": times}
 
 
 # --- report (numpy + matplotlib only) -------------------------------------------------------
@@ -221,22 +256,35 @@ def game_returns(runs: list[dict[str, Any]], key: str = "return_mean") -> np.nda
     return np.array([[run["tasks"][g][key] for g in GAMES] for run in runs])
 
 
+def scored_games(runs: dict[str, list[dict[str, Any]]]) -> np.ndarray:
+    """[games] bool: games where the baseline clearly learned, so a ratio to it means something.
+
+    A game counts when the lower end of the baseline's 95% bootstrap interval lies above the
+    random policy's mean return (both over the baseline's seeds).
+    """
+    base, rng = runs[BASELINE], np.random.default_rng(0)
+    floor = game_returns(base, "random_return_mean").mean(axis=0)
+    returns = game_returns(base)
+    lows = np.array([bootstrap_ci(returns[:, i], rng)[0] for i in range(len(GAMES))])
+    return lows > floor
+
+
 def normalised_scores(runs: dict[str, list[dict[str, Any]]]) -> dict[str, np.ndarray]:
-    """Method -> [seeds] mean over games of (R - R_random) / (R_independent - R_random).
+    """Method -> [seeds] mean over the scored games of (R - R_random) / (R_independent - R_random).
 
     R_independent and R_random are the means over the baseline's seeds, so the baseline's own
-    scores average to 1.
+    scores average to 1; games the baseline did not clearly learn are left out (`scored_games`).
     """
-    base = runs[BASELINE]
-    floor = game_returns(base, "random_return_mean").mean(axis=0)  # [games]
-    span = game_returns(base).mean(axis=0) - floor
-    return {m: ((game_returns(r) - floor) / span).mean(axis=1) for m, r in runs.items()}
+    base, keep = runs[BASELINE], scored_games(runs)
+    floor = game_returns(base, "random_return_mean").mean(axis=0)[keep]  # [kept games]
+    span = game_returns(base).mean(axis=0)[keep] - floor
+    return {m: ((game_returns(r)[:, keep] - floor) / span).mean(axis=1) for m, r in runs.items()}
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """Method -> per-game mean and interval, normalised score, steps/s, seeds."""
     rng = np.random.default_rng(0)
-    scores = normalised_scores(runs) if BASELINE in runs else {}
+    scores = normalised_scores(runs) if BASELINE in runs and scored_games(runs).any() else {}
     ref_sps = np.mean([r["env_steps_per_s"] for r in runs.get(REFERENCE, [])] or [np.nan])
     table = {}
     for method, method_runs in runs.items():
@@ -277,16 +325,30 @@ def verdicts(table: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def markdown(table, overhead_ms, header: list[str]) -> str:
+def markdown(table, overhead: dict[str, Any], scored: list[str], header: list[str]) -> str:
     """The result file: header, the per-game table, the summary table and the verdicts."""
+    overhead_ms = overhead.get("update_ms", {})
     lines = [*header, "", "## Final return per game (mean over seeds [95% bootstrap interval])", ""]
     lines += ["| method | seeds | " + " | ".join(GAMES) + " |", "|---|---:|" + "---:|" * len(GAMES)]
     for method, row in table.items():
         cells = [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in row["games"].values()]
         lines.append(f"| {method} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
     lines += ["", "## Summary", ""]
-    lines += ["| method | normalised score vs independent | env steps/s | vs shared | update ms "
-              "(5 tasks) | vs shared |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    if scored:
+        lines += [
+            f"Normalised score: mean over {', '.join(scored)} of "
+            "`(R - R_random) / (R_independent - R_random)` per seed, with R_independent and "
+            "R_random the baseline's means; games where the baseline's 95% interval does "
+            "not clear the random return are left out. Update time: "
+            f"{overhead.get('threads', 1)} torch thread(s), synthetic five-task batches of "
+            "32 per game, measured one method after another in one process.",
+            "",
+        ]
+    lines += [
+        "| method | normalised score vs independent | env steps/s | vs shared | update ms "
+        "(5 tasks) | vs shared |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     ref_ms = overhead_ms.get(REFERENCE, np.nan)
     for method, row in table.items():
         score = "{:.2f} [{:.2f}, {:.2f}]".format(*row["score"]) if "score" in row else "n/a"
@@ -296,7 +358,10 @@ def markdown(table, overhead_ms, header: list[str]) -> str:
             f"| {method} | {score} | {row['sps']:.0f} | {row['sps_vs_shared']:.2f}x | {timing} |"
         )
     lines += ["", "## Which methods beat the independent baseline at equal per-game budget", ""]
-    lines += verdicts(table) or ["- (the independent baseline has no finished runs yet)"]
+    lines += verdicts(table) or [
+        "- (no normalised scores: the independent baseline has no finished runs or "
+        "learned no game clearly)"
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -323,25 +388,31 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def header_lines(args: argparse.Namespace, load: float) -> list[str]:
-    """Date, command, machine and settings of the benchmark."""
+def header_lines(runs: dict[str, list[dict[str, Any]]], load: float) -> list[str]:
+    """Date, command, machine and the settings the finished runs used."""
+    first = next(iter(runs.values()))[0]
+    cfg = first["config"]
+    seeds = sorted({r["seed"] for method_runs in runs.values() for r in method_runs})
     return [
         "# Multi-task methods on the five MinAtar games",
         "",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- command: `{shlex.join(['python', *sys.argv])}`",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, no GPU; {args.workers} runs "
-        f"at a time, one torch thread each; 1-minute load average before: {load:.2f}",
-        f"- budget: {args.steps_per_game:,} env steps per game ({len(GAMES)} games in one run), "
-        f"seeds {args.seeds}; one update every {args.train_freq} env steps (batch 32 per game); "
-        "otherwise the built-in defaults (Double DQN, 1-step, Adam 2.5e-4, buffer 100k per "
-        "game, target every 1,000 steps, epsilon 1 -> 0.01 over 10%, hidden 128)",
-        f"- final return: greedy-ish policy (epsilon 0.01), {args.eval_episodes} episodes per "
-        "game at the end of training; random return: the same number of uniformly random episodes",
+        f"- date of this report: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"- command: `{shlex.join(['python', *sys.argv])}` (runs: `python "
+        "benchmarks/mtl_minatar.py`, resumable; this file is rebuilt from "
+        "`mtl_minatar_runs/*.json`)",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, no GPU; runs two at a time, "
+        f"one torch thread each; 1-minute load average before this invocation: {load:.2f}",
+        f"- budget: {first['env_steps_per_task']:,} env steps per game ({len(GAMES)} games in "
+        f"one run), seeds {seeds}; one update (32 samples per game) every {cfg['train_freq']} "
+        "env steps per game; otherwise the built-in defaults (Double DQN, 1-step, Adam 2.5e-4, "
+        "buffer 100k per game, learning starts 1,000, hard target update every 1,000 steps, "
+        "epsilon 1 -> 0.01 over the first 10%, hidden 128, uniform task schedule)",
+        f"- final return: epsilon {0.01} policy, {cfg['eval_episodes']} episodes per game at the "
+        "end of training; random return: as many uniformly random episodes",
     ]
 
 
-def report(args: argparse.Namespace, overhead_ms: dict[str, float], load: float) -> None:
+def report(args: argparse.Namespace, overhead: dict[str, Any], load: float) -> None:
     """Rebuild mtl_minatar.md and mtl_minatar.png from the finished runs."""
     runs = load_runs(args.out_dir)
     if not runs:
@@ -349,8 +420,13 @@ def report(args: argparse.Namespace, overhead_ms: dict[str, float], load: float)
         return
     ordered = {m: runs[m] for m in METHODS if m in runs}
     table = summarise(ordered)
+    scored = (
+        [g for g, k in zip(GAMES, scored_games(ordered), strict=True) if k]
+        if (BASELINE in ordered)
+        else []
+    )
     (args.out_dir / "mtl_minatar.md").write_text(
-        markdown(table, overhead_ms, header_lines(args, load))
+        markdown(table, overhead, scored, header_lines(ordered, load))
     )
     plot(table, args.out_dir / "mtl_minatar.png")
     print((args.out_dir / "mtl_minatar.md").read_text())
@@ -367,6 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         overhead_file.parent.mkdir(parents=True, exist_ok=True)
         overhead_file.write_text(json.dumps(measure_overhead(args), indent=1))
+    if not (args.report_only or args.overhead_only):
         run_all(args)
     overhead = json.loads(overhead_file.read_text()) if overhead_file.exists() else {}
     report(args, overhead, load)

@@ -41,7 +41,8 @@ class Config:
 
     Change a config with `replace` or `with_overrides`; both return a new, validated config.
     Step counts ending in "per task" or "env steps per task" count environment steps of one task
-    (summed over its `n_envs` copies).
+    (summed over its `n_envs` copies); when a task schedule steps tasks unequally, they count the
+    mean over tasks (the run's budget is `T * total_steps_per_task` env steps in all).
 
     Attributes:
         tasks: which tasks to learn. A string: a suite name (``"minatar"``) or comma-separated
@@ -70,7 +71,9 @@ class Config:
         batch_size: samples per task per gradient step; >= 1.
         tau: target update coefficient in (0, 1]; 1 copies the online net (hard update).
         gamma: discount factor in (0, 1].
-        train_freq: run updates every this many vector steps; >= 1.
+        train_freq: run updates every this many vector steps (precisely: every
+            `train_freq * n_envs * T` env steps of all tasks together, which is the same under the
+            ``uniform`` task schedule, where every vector step steps every task); >= 1.
         gradient_steps: gradient steps per update; >= 1.
         target_update_interval: env steps per task between target updates; >= 1.
         exploration_fraction: fraction of training over which epsilon decays, in [0, 1].
