@@ -95,7 +95,7 @@ class Config:
             ``resample`` (over-sample tasks with less data or fewer episodes) or ``progress``
             (more to tasks whose return is still changing).
         schedule_uniform_mix: weight of the uniform share mixed into every schedule's shares,
-            in [0, 1] (keeps every task at >= mix / T).
+            in (0, 1]: every task keeps a share >= mix / T, so it keeps stepping and has data.
         schedule_window: episodes per task the ``progress`` schedule compares; >= 4.
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
         eval_episodes: episodes per task per evaluation; >= 1.
@@ -571,7 +571,7 @@ _RULES: dict[str, _Rule] = {
     "gradnorm_alpha": _at_least(0),
     "popart_beta": _unit(open_low=True),
     "task_schedule": ((lambda v: bool(v.strip())), "a non-empty schedule name"),
-    "schedule_uniform_mix": _unit(),
+    "schedule_uniform_mix": _unit(open_low=True),
     "schedule_window": _at_least(4),
     "eval_freq": _at_least(0),
     "eval_episodes": _at_least(1),

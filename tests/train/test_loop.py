@@ -38,7 +38,7 @@ def last_logged(run_dir, key: str) -> float:
 def weighted_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("weighted")
     model = MultiTaskDQN(
-        TWO_TASKS, run_dir=run_dir, task_schedule="weighted", schedule_uniform_mix=0.0,
+        TWO_TASKS, run_dir=run_dir, task_schedule="weighted", schedule_uniform_mix=0.01,
         task_weights={"CartPole": 3.0, "Acrobot": 1.0}, **TINY,
     )  # fmt: skip
     return model.learn(total_steps_per_task=1000)
@@ -47,15 +47,17 @@ def weighted_run(tmp_path_factory):
 def test_weighted_schedule_splits_env_steps_by_alpha(weighted_run):
     steps = weighted_run.state.task_env_steps
     assert 2000 <= sum(steps) < 2000 + 2  # the budget T x total_steps_per_task, to a vector step
-    assert steps[0] / steps[1] == pytest.approx(3.0, rel=0.02)
+    # shares 0.99 * [0.75, 0.25] + 0.01 / 2 -> ratio 0.7475 / 0.2525
+    assert steps[0] / steps[1] == pytest.approx(0.7475 / 0.2525, rel=0.01)
     assert weighted_run.state.env_steps == 1000
 
 
 def test_weighted_schedule_logs_its_shares(weighted_run):
     run_dir = weighted_run.run_dir
-    assert last_logged(run_dir, "task/CartPole/env_step_share") == pytest.approx(0.75, abs=0.01)
-    assert last_logged(run_dir, "task/CartPole/sample_share") == pytest.approx(0.75, abs=0.01)
-    assert last_logged(run_dir, "task/Acrobot/sample_share") == pytest.approx(0.25, abs=0.01)
+    assert last_logged(run_dir, "task/CartPole/env_step_share") == pytest.approx(0.7475, abs=0.005)
+    # 32 samples: one each, then 30 x [0.7475, 0.2525] = [22.4, 7.6] rounds to [22, 8]
+    assert last_logged(run_dir, "task/CartPole/sample_share") == pytest.approx(23 / 32)
+    assert last_logged(run_dir, "task/Acrobot/sample_share") == pytest.approx(9 / 32)
     assert last_logged(run_dir, "task/CartPole/env_steps") > 1000
 
 
@@ -93,6 +95,11 @@ def test_adaptive_schedules_train_and_log(tmp_path, schedule):
     assert 1200 <= sum(model.state.task_env_steps) < 1200 + 2  # at most one vector step over
     shares = [last_logged(tmp_path, f"task/{n}/sample_share") for n in ("CartPole", "Acrobot")]
     assert sum(shares) == pytest.approx(1.0)
+
+
+def test_a_zero_uniform_mix_is_refused():
+    with pytest.raises(ConfigError, match=r"schedule_uniform_mix must be in \(0, 1\]"):
+        MultiTaskDQN(TWO_TASKS, schedule_uniform_mix=0.0, **TINY)
 
 
 def test_unknown_schedule_is_refused_before_training(tmp_path):
