@@ -74,6 +74,7 @@ class DQNAgent:
             shared_params(self.online, tasks),
             self.task_weights,
             settings.gradnorm_alpha,
+            net=self.online,
         ).to(self.device)
         groups = [{"params": params}]
         if own := list(self.balancer.parameters()):
@@ -152,7 +153,7 @@ class DQNAgent:
         task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(self.tasks))
 
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.balancer.backward(task_losses)
+        loss = self.balancer.backward(task_losses, task_ids)
         torch.nn.utils.clip_grad_norm_(
             self.online.parameters(), self.settings.max_grad_norm, foreach=True
         )

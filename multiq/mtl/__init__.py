@@ -30,6 +30,7 @@ def build_balancer(
     shared: Sequence[torch.Tensor],
     task_weights: torch.Tensor,
     gradnorm_alpha: float = 1.5,
+    net: nn.Module | None = None,
 ) -> Balancer:
     """Builds a loss balancer from the registry (arguments: see `Balancer`)."""
     if name not in BALANCERS:
@@ -38,7 +39,7 @@ def build_balancer(
         raise ConfigError(
             f"unknown balancer {name!r}; {hint}available balancers: {sorted(BALANCERS)}"
         )
-    return BALANCERS[name](params, shared, task_weights, gradnorm_alpha=gradnorm_alpha)
+    return BALANCERS[name](params, shared, task_weights, gradnorm_alpha=gradnorm_alpha, net=net)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from multiq.errors import ConfigError
+from multiq.mtl.task_grads import TaskGradients, linear_layers
 from multiq.tasks.spec import TaskSet
 
 PROBE_ROWS = 16
@@ -29,6 +30,9 @@ class Balancer(nn.Module, abc.ABC):
             `shared_params`).
         task_weights: [T] fixed weights alpha (normalised here to sum to one).
         gradnorm_alpha: GradNorm's asymmetry (used by `gradnorm` only).
+        net: the network holding `params`. Where given, balancers that need per-task gradients
+            take those of shared `nn.Linear` parameters from one backward pass (see
+            `TaskGradients`); without it, from batched autograd.
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class Balancer(nn.Module, abc.ABC):
         shared: Sequence[bool],
         task_weights: torch.Tensor,
         gradnorm_alpha: float = 1.5,
+        net: nn.Module | None = None,
     ):
         super().__init__()
         self.params = list(params)
@@ -47,13 +52,21 @@ class Balancer(nn.Module, abc.ABC):
         self.gradnorm_alpha = gradnorm_alpha
         alpha = torch.as_tensor(task_weights, dtype=torch.float32)
         self.register_buffer("alpha", alpha / alpha.sum(), persistent=False)
+        # a plain list, not a submodule: the net's parameters are not the balancer's
+        self.layers = linear_layers(net, self.params)
+
+    def task_gradients(self, indices: Sequence[int]) -> TaskGradients:
+        """Per-task gradients of `params[i]` for i in `indices` (hooks only on their layers)."""
+        return TaskGradients([self.params[i] for i in indices], [self.layers[i] for i in indices])
 
     @abc.abstractmethod
-    def backward(self, task_losses: torch.Tensor) -> torch.Tensor:
+    def backward(self, task_losses: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """Fills `.grad` of the network parameters (and the balancer's own ones).
 
         Args:
-            task_losses: [T] per-task losses, attached to the graph.
+            task_losses: [T] per-task losses, attached to the graph; L_t depends only on the
+                batch rows of task t.
+            task_ids: [B] long task of each batch row, rows grouped by task in task order.
 
         Returns:
             the scalar combined loss, detached (for logging).

@@ -18,7 +18,8 @@ class GradNorm(Balancer):
     `sum_t |G_t - mean(G) r_t^alpha|` with the target held constant, where r_t is task t's loss
     relative to its first loss, over the mean of those ratios (tasks that train slower get
     larger gradients for alpha > 0). w is trained by the network's Adam and renormalised to sum
-    T after every step. With no shared weight matrix (`independent`) w stays at 1.
+    T after every step. With no shared weight matrix (`independent`) w stays at 1. The per-task
+    gradients of W come from `TaskGradients` alongside the network's one backward pass.
     """
 
     def __init__(self, *args, **kwargs):
@@ -27,27 +28,22 @@ class GradNorm(Balancer):
         self.weights = nn.Parameter(torch.ones(self.num_tasks))
         self.register_buffer("initial_losses", torch.zeros(self.num_tasks))
         self.register_buffer("grad_norms", torch.zeros(self.num_tasks), persistent=False)
-        # an index, not the tensor: a Parameter attribute would register with this module
         matrices = [i for i, p in enumerate(self.params) if p.dim() >= 2 and self.shared[i]]
-        self.layer_index = matrices[-1] if matrices else None
+        self.task_grads = self.task_gradients(matrices[-1:]) if matrices else None
 
-    def backward(self, task_losses: torch.Tensor) -> torch.Tensor:
-        loss = (self.weights.detach() * task_losses).mean()
-        if self.layer_index is not None:
-            self._weights_grad(task_losses)
-        loss.backward()
+    def backward(self, task_losses: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        coefs = self.weights.detach() / self.num_tasks  # the loss is mean_t(w_t L_t)
+        if self.task_grads is None:
+            loss = (task_losses * coefs).sum()
+            loss.backward()
+            return loss.detach()
+        loss, grads = self.task_grads.backward(task_losses, coefs, task_ids)
+        # grads[t] is the gradient of c_t L_t, and c_t >= MIN_WEIGHT / T > 0
+        self._weights_grad(task_losses.detach(), grads.norm(dim=1) / coefs)
         return loss.detach()
 
-    def _weights_grad(self, task_losses: torch.Tensor) -> None:
-        eye = torch.eye(self.num_tasks, device=task_losses.device, dtype=task_losses.dtype)
-        (grads,) = torch.autograd.grad(
-            task_losses,
-            self.params[self.layer_index],
-            grad_outputs=eye,
-            is_grads_batched=True,
-            retain_graph=True,
-        )
-        losses = task_losses.detach()
+    def _weights_grad(self, losses: torch.Tensor, layer_norms: torch.Tensor) -> None:
+        """Sets `weights.grad` from the losses [T] and ||dL_t/dW|| ([T], see the class)."""
         # the first update fixes L_t(0); a zero entry means "not yet set"
         self.initial_losses.copy_(
             torch.where(self.initial_losses > 0, self.initial_losses, losses.clamp_min(1e-12))
@@ -55,7 +51,7 @@ class GradNorm(Balancer):
         ratios = losses / self.initial_losses
         relative = ratios / ratios.mean().clamp_min(1e-12)
         with torch.enable_grad():
-            norms = self.weights * grads.flatten(1).norm(dim=1)
+            norms = self.weights * layer_norms
             target = (norms.mean() * relative**self.gradnorm_alpha).detach()
             gradnorm_loss = (norms - target).abs().sum()
             (self.weights.grad,) = torch.autograd.grad(gradnorm_loss, self.weights)

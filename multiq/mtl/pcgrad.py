@@ -16,63 +16,58 @@ def project_conflicting(
 
     For each task i, in the given (else random) order over the other tasks j, the running g_i
     is projected onto the normal plane of the original g_j whenever g_i . g_j < 0; the
-    projected gradients are summed. Branch-free, so it never waits on the GPU.
+    projected gradients are summed. The running g_i stays a combination `sum_k C[i, k] g_k` of
+    the original gradients, so every dot product comes from the [T, T] Gram matrix and the [P]
+    vectors are read only twice; all tasks take their k-th step together. Branch-free, so it
+    never waits on the GPU.
 
     Args:
         grads: [T, P] per-task gradients.
-        orders: for each task, the order in which to visit the other tasks.
+        orders: for each task, the order in which to visit the other tasks (equal lengths;
+            an entry equal to the task itself is skipped).
 
     Returns:
         [P] the sum of the projected gradients.
     """
     num_tasks = grads.shape[0]
-    sq_norms = (grads * grads).sum(1).clamp_min(1e-20)
-    projected = grads.clone()
-    for i in range(num_tasks):
-        order = orders[i] if orders is not None else torch.randperm(num_tasks).tolist()
-        for j in order:
-            if j == i:
-                continue
-            dot = projected[i] @ grads[j]
-            projected[i] -= dot.clamp(max=0.0) / sq_norms[j] * grads[j]
-    return projected.sum(0)
+    gram = grads @ grads.T
+    sq_norms = gram.diagonal().clamp_min(1e-20)
+    if orders is None:
+        orders = torch.rand(num_tasks, num_tasks).argsort(1)
+    steps = torch.as_tensor(orders, device=grads.device).view(num_tasks, -1).T  # [S, T]
+    tasks = torch.arange(num_tasks, device=grads.device)
+    coefs = torch.eye(num_tasks, dtype=grads.dtype, device=grads.device)  # [T, T] C
+    for j in steps:  # [T]: the task each task i visits at this step
+        dots = (coefs * gram[:, j].T).sum(1)  # running g_i . g_{j_i}
+        coefs[tasks, j] -= dots.clamp(max=0.0) / sq_norms[j] * (j != tasks)
+    return coefs.sum(0) @ grads
 
 
 class PCGrad(Balancer):
     """Projects conflicting per-task gradients of the shared parameters off each other.
 
     Per-task gradients are those of alpha_t L_t (alpha normalised to sum to one, so without
-    conflicts the result equals the `fixed` gradient). Only shared parameters (see
-    `shared_params`) take part in the surgery; task-specific ones (heads, per-task input
-    layers) get their own task's gradient untouched. With `independent` nothing is shared and
-    PCGrad is the plain sum.
+    conflicts the result equals the `fixed` gradient), taken by `TaskGradients` alongside the
+    one ordinary backward. Only shared parameters (see `shared_params`) take part in the
+    surgery; task-specific ones (heads, per-task input layers) get their own task's gradient
+    untouched. With `independent` nothing is shared and PCGrad is the plain sum.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.shared_list = [p for p, s in zip(self.params, self.shared, strict=True) if s]
+        indices = [i for i, s in enumerate(self.shared) if s]
+        self.shared_list = [self.params[i] for i in indices]
+        self.task_grads = self.task_gradients(indices) if indices else None
 
-    def backward(self, task_losses: torch.Tensor) -> torch.Tensor:
-        weighted = task_losses * self.alpha
-        loss = weighted.sum()
-        if not self.shared_list:
+    def backward(self, task_losses: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        if self.task_grads is None:
+            loss = (task_losses * self.alpha).sum()
             loss.backward()
             return loss.detach()
-        eye = torch.eye(self.num_tasks, device=task_losses.device, dtype=task_losses.dtype)
-        # per-task gradients of the shared parameters only, in one vectorised backward:
-        # [T, *p.shape] per parameter; the task-specific ones need just the plain sum below
-        grads = torch.autograd.grad(
-            weighted,
-            self.shared_list,
-            grad_outputs=eye,
-            is_grads_batched=True,
-            retain_graph=True,
-            materialize_grads=True,
-        )
-        combined = project_conflicting(torch.cat([g.flatten(1) for g in grads], dim=1))
-        loss.backward()
-        offset = 0
-        for p in self.shared_list:
-            p.grad.copy_(combined[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
+        # per-task gradients of the shared parameters only, [T, P]; the task-specific ones
+        # keep the plain sum that the ordinary backward leaves in .grad
+        loss, grads = self.task_grads.backward(task_losses, self.alpha, task_ids)
+        combined = project_conflicting(grads).split([p.numel() for p in self.shared_list])
+        for p, g in zip(self.shared_list, combined, strict=True):
+            p.grad.copy_(g.view_as(p))
         return loss.detach()

@@ -22,7 +22,7 @@ class UncertaintyWeighting(Balancer):
         self.require_equal_alpha("uncertainty")
         self.log_variance = nn.Parameter(torch.zeros(self.num_tasks))
 
-    def backward(self, task_losses: torch.Tensor) -> torch.Tensor:
+    def backward(self, task_losses: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         s = self.log_variance
         loss = (torch.exp(-s) * task_losses + s).mean()
         loss.backward()

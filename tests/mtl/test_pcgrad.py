@@ -39,7 +39,7 @@ def toy_task_losses(net, tasks):
     q = net(obs)
     rows = net.task_ids([8] * len(tasks))
     per_row = ((q - 1.0) ** 2).mean(1) * torch.where(rows == 0, 1.0, -3.0)
-    return torch.stack([per_row[rows == t].mean() for t in range(len(tasks))])
+    return torch.stack([per_row[rows == t].mean() for t in range(len(tasks))]), rows
 
 
 @pytest.mark.parametrize("scheme", ["shared", "independent"])
@@ -51,12 +51,13 @@ def test_task_specific_parameters_get_their_own_gradient(scheme):
     shared = shared_params(net, tasks)
     weights = torch.tensor([1.0, 3.0])
     alpha = weights / weights.sum()
-    losses = toy_task_losses(net, tasks)
+    balancer = build_balancer("pcgrad", params, shared, weights, net=net)
+    losses, rows = toy_task_losses(net, tasks)
     own = [
         torch.autograd.grad(alpha[t] * losses[t], params, retain_graph=True, allow_unused=True)
         for t in range(len(tasks))
     ]
-    build_balancer("pcgrad", params, shared, weights).backward(losses)
+    balancer.backward(losses, rows)
     for i, p in enumerate(params):
         if not shared[i]:
             plain = sum(g[i] if g[i] is not None else torch.zeros_like(p) for g in own)
@@ -65,17 +66,22 @@ def test_task_specific_parameters_get_their_own_gradient(scheme):
     assert shared == expected  # heads and per-task input layers are task-specific
 
 
-def test_shared_body_gradient_is_projected_when_tasks_conflict():
+@pytest.mark.parametrize("one_backward", [True, False])
+def test_shared_body_gradient_is_projected_when_tasks_conflict(one_backward):
     tasks = make_taskset(CLASSIC)
     torch.manual_seed(0)
     net = build_qnet("shared", tasks, hidden_size=16)
     params = list(net.parameters())
     shared = shared_params(net, tasks)
-    losses = toy_task_losses(net, tasks)
+    balancer = build_balancer(
+        "pcgrad", params, shared, torch.ones(2), net=net if one_backward else None
+    )
+    losses, rows = toy_task_losses(net, tasks)
     body = [i for i, (n, _) in enumerate(net.named_parameters()) if n.startswith("body")]
     per_task = [torch.autograd.grad(0.5 * losses[t], params, retain_graph=True) for t in range(2)]
     flat = torch.stack([torch.cat([g[i].reshape(-1) for i in body]) for g in per_task])
-    build_balancer("pcgrad", params, shared, torch.ones(2)).backward(losses)
+    assert len(balancer.task_grads.captures) == (1 if one_backward else 0)  # the body's Linear
+    balancer.backward(losses, rows)
     got = torch.cat([params[i].grad.reshape(-1) for i in body])
     assert flat[0] @ flat[1] < 0  # the toy losses pull the body in opposite directions
     torch.testing.assert_close(got, project_conflicting(flat, orders=[[1], [0]]))
