@@ -75,6 +75,7 @@ class Trainer:
             cfg.task_schedule, len(tasks), cfg.schedule_uniform_mix, cfg.schedule_window
         )
         self.allocator = StepAllocator(len(tasks))
+        self._task_weights = agent.task_weights.cpu().numpy()  # [T] alpha, for the schedule
         self._metric_sums: dict[str, torch.Tensor] = {}
         self._metric_count = 0
         self._interval_samples = np.zeros(len(tasks), dtype=np.int64)  # since the last log row
@@ -176,11 +177,19 @@ class Trainer:
             transitions=np.array([len(b) for b in self.replay.buffers]),
             episodes=np.array([len(e.finished) for e in envs.episodes]),
             recent_returns=[e.finished[-self.cfg.schedule_window :] for e in envs.episodes],
-            weights=self.agent.task_weights.cpu().numpy(),
+            weights=self._task_weights,
         )
         return self.schedule.shares(stats)
 
-    def _periodic(self, tracker, envs, epsilon: float, sps: float, before: int, evaluate) -> None:
+    def _periodic(
+        self,
+        tracker: Tracker,
+        envs: MultiTaskEnvs,
+        epsilon: float,
+        sps: float,
+        before: int,
+        evaluate: bool,
+    ) -> None:
         """Logs, evaluates and checkpoints when the step count crosses their intervals."""
         cfg, steps = self.cfg, self.state.env_steps
         increment = steps - before
