@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from multiq.errors import ConfigError
 from multiq.mtl.base import Balancer, shared_params
 from multiq.mtl.fixed import FixedWeights
 from multiq.mtl.gradnorm import GradNorm
 from multiq.mtl.pcgrad import PCGrad, project_conflicting
 from multiq.mtl.popart import PopArt
 from multiq.mtl.uncertainty import UncertaintyWeighting
+from multiq.registry import lookup
 
 BALANCERS: dict[str, type[Balancer]] = {
     "fixed": FixedWeights,
@@ -33,13 +32,8 @@ def build_balancer(
     net: nn.Module | None = None,
 ) -> Balancer:
     """Builds a loss balancer from the registry (arguments: see `Balancer`)."""
-    if name not in BALANCERS:
-        close = difflib.get_close_matches(name, list(BALANCERS), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(
-            f"unknown balancer {name!r}; {hint}available balancers: {sorted(BALANCERS)}"
-        )
-    return BALANCERS[name](params, shared, task_weights, gradnorm_alpha=gradnorm_alpha, net=net)
+    cls = lookup(BALANCERS, name, "balancer", "balancers")
+    return cls(params, shared, task_weights, gradnorm_alpha=gradnorm_alpha, net=net)
 
 
 __all__ = [

@@ -22,12 +22,11 @@ The module is pure numpy: schedules never see the networks or the envs.
 from __future__ import annotations
 
 import abc
-import difflib
 from dataclasses import dataclass
 
 import numpy as np
 
-from multiq.errors import ConfigError
+from multiq.registry import lookup
 
 MIN_EPISODES_FOR_PROGRESS = 4
 
@@ -134,14 +133,13 @@ SCHEDULES: dict[str, type[TaskSchedule]] = {
 def build_schedule(
     name: str, num_tasks: int, uniform_mix: float = 0.2, window: int = 20
 ) -> TaskSchedule:
-    """Builds a task schedule from the registry (arguments: see `TaskSchedule`)."""
-    if name not in SCHEDULES:
-        close = difflib.get_close_matches(name, list(SCHEDULES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(
-            f"unknown task_schedule {name!r}; {hint}available schedules: {sorted(SCHEDULES)}"
-        )
-    return SCHEDULES[name](num_tasks, uniform_mix, window)
+    """Builds a task schedule from the registry (arguments: see `TaskSchedule`).
+
+    Raises:
+        ConfigError: for an unknown name (with the closest valid one).
+    """
+    cls = lookup(SCHEDULES, name, "task_schedule", "schedules")
+    return cls(num_tasks, uniform_mix, window)
 
 
 def sample_counts(shares: np.ndarray, total: int) -> np.ndarray:

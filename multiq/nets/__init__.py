@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
-from multiq.errors import ConfigError
 from multiq.nets.base import MultiTaskQNet, task_ids_for
 from multiq.nets.conditioned import ConditionedQNet
 from multiq.nets.independent import IndependentQNet
@@ -12,6 +9,7 @@ from multiq.nets.options import SchemeOptions
 from multiq.nets.routed import RoutedQNet
 from multiq.nets.shared import SharedQNet
 from multiq.nets.shared_private import SharedPrivateQNet
+from multiq.registry import lookup
 from multiq.tasks.spec import TaskSet
 
 SCHEMES: dict[str, type[MultiTaskQNet]] = {
@@ -40,11 +38,7 @@ def build_qnet(
         options: scheme options (any `SchemeOptions`, e.g. the learner's settings); the scheme
             takes the fields named in its `option_names`. None: the defaults.
     """
-    if scheme not in SCHEMES:
-        close = difflib.get_close_matches(scheme, list(SCHEMES), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown scheme {scheme!r}; {hint}available schemes: {sorted(SCHEMES)}")
-    cls = SCHEMES[scheme]
+    cls = lookup(SCHEMES, scheme, "scheme", "schemes")
     options = options if options is not None else SchemeOptions()
     kwargs = {name: getattr(options, name) for name in cls.option_names}
     return cls(tasks, hidden_size=hidden_size, dueling=dueling, **kwargs)
