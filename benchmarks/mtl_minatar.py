@@ -79,11 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--overhead-updates", type=int, default=200)
     parser.add_argument("--overhead-threads", type=int, default=1)
+    parser.add_argument(
+        "--alone-steps", type=int, default=10_000, help="env steps per game of the timing runs"
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
     parser.add_argument(
         "--overhead-only",
         action="store_true",
-        help="only time the updates (on a quiet machine), then rebuild the report",
+        help="only time updates and env steps/s (on a quiet machine), then rebuild the report",
     )
     parser.add_argument("--run-one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -218,15 +221,46 @@ def update_seconds(method: str, updates: int, threads: int = 1) -> float:
     return (time.perf_counter() - start) / updates
 
 
+def alone_steps_per_s(method: str, steps_per_game: int, threads: int = 1) -> float:
+    """Total env steps/s of a short training run of `method` with nothing else running."""
+    import torch
+
+    from multiq import MultiTaskDQN
+
+    torch.set_num_threads(threads)
+    model = MultiTaskDQN(
+        "minatar",
+        **METHODS[method],
+        device="cpu",
+        progress_bar=False,
+        tensorboard=False,
+        checkpoint_freq=0,
+        run_dir=f"runs/mtl_minatar/alone-{method}",
+    )
+    start = time.perf_counter()
+    model.learn(total_steps_per_task=steps_per_game, evaluate=False)
+    return len(GAMES) * steps_per_game / (time.perf_counter() - start)
+
+
 def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
-    """Update milliseconds per method, measured one after another in this process."""
-    times = {
-        m: 1e3 * update_seconds(m, args.overhead_updates, args.overhead_threads)
-        for m in OVERHEAD_METHODS
-    }
+    """Update milliseconds per balancer and env steps/s per method, one after another."""
+    load = os.getloadavg()[0]
+    threads = args.overhead_threads
+    times = {m: 1e3 * update_seconds(m, args.overhead_updates, threads) for m in OVERHEAD_METHODS}
     for method, ms in times.items():
         print(f"update time {method}: {ms:.2f} ms ({ms / times[REFERENCE]:.2f}x shared)")
-    return {"threads": args.overhead_threads, "load_before": os.getloadavg()[0], "update_ms": times}
+    alone = {}
+    if args.alone_steps > 0:
+        for method in args.methods:
+            alone[method] = alone_steps_per_s(method, args.alone_steps, threads)
+            print(f"env steps/s alone {method}: {alone[method]:.0f}", flush=True)
+    return {
+        "threads": threads,
+        "load_before": load,
+        "update_ms": times,
+        "alone_steps_per_game": args.alone_steps,
+        "alone_sps": alone,
+    }
 
 
 # --- report (numpy + matplotlib only) -------------------------------------------------------
@@ -311,7 +345,9 @@ def verdicts(table: dict[str, dict[str, Any]]) -> list[str]:
         if method == BASELINE or "score" not in row:
             continue
         mean, low, high = row["score"]
-        if low > 1:
+        if len(row["seeds"]) < 2:
+            verdict = "one seed only, no interval: no verdict"
+        elif low > 1:
             verdict = "beat independent (the whole interval is above 1)"
         elif high < 1:
             verdict = "did worse than independent (the whole interval is below 1)"
@@ -323,6 +359,13 @@ def verdicts(table: dict[str, dict[str, Any]]) -> list[str]:
             f"- **{method}**: normalised score {mean:.2f} [{low:.2f}, {high:.2f}]: {verdict}."
         )
     return lines
+
+
+def ratio_cells(values: dict[str, float], method: str, fmt: str) -> str:
+    """Two table cells: the method's value and its ratio to `shared` ("not timed" if absent)."""
+    if method not in values or REFERENCE not in values:
+        return "not timed | "
+    return f"{values[method]:{fmt}} | {values[method] / values[REFERENCE]:.2f}x"
 
 
 def markdown(table, overhead: dict[str, Any], scored: list[str], header: list[str]) -> str:
@@ -339,23 +382,27 @@ def markdown(table, overhead: dict[str, Any], scored: list[str], header: list[st
             f"Normalised score: mean over {', '.join(scored)} of "
             "`(R - R_random) / (R_independent - R_random)` per seed, with R_independent and "
             "R_random the baseline's means; games where the baseline's 95% interval does "
-            "not clear the random return are left out. Update time: "
+            "not clear the random return are left out; its interval is over the method's seeds "
+            "with the baseline's means held fixed. Update time: "
             f"{overhead.get('threads', 1)} torch thread(s), synthetic five-task batches of "
-            "32 per game, measured one method after another in one process.",
+            "32 per game, measured one method after another in one process. Env steps/s in the "
+            "runs: two runs shared the two cores, and other work ran beside some of them, so "
+            "these are noisy; env steps/s alone: a "
+            f"{overhead.get('alone_steps_per_game', 0):,}-steps-per-game training run of each "
+            "method (1,000 of them warm-up) one after another on the quiet machine.",
             "",
         ]
     lines += [
-        "| method | normalised score vs independent | env steps/s | vs shared | update ms "
-        "(5 tasks) | vs shared |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | normalised score vs independent | env steps/s in the runs | vs shared | "
+        "env steps/s alone | vs shared | update ms (5 tasks) | vs shared |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    ref_ms = overhead_ms.get(REFERENCE, np.nan)
+    alone = overhead.get("alone_sps", {})
     for method, row in table.items():
         score = "{:.2f} [{:.2f}, {:.2f}]".format(*row["score"]) if "score" in row else "n/a"
-        ms = overhead_ms.get(method)
-        timing = f"{ms:.2f} | {ms / ref_ms:.2f}x" if ms is not None else "not timed | "
         lines.append(
-            f"| {method} | {score} | {row['sps']:.0f} | {row['sps_vs_shared']:.2f}x | {timing} |"
+            f"| {method} | {score} | {row['sps']:.0f} | {row['sps_vs_shared']:.2f}x | "
+            f"{ratio_cells(alone, method, '.0f')} | {ratio_cells(overhead_ms, method, '.2f')} |"
         )
     lines += ["", "## Which methods beat the independent baseline at equal per-game budget", ""]
     lines += verdicts(table) or [
