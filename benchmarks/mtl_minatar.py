@@ -30,6 +30,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path("runs/mtl_minatar"),
         help="run folders: checkpoints, logs (not results)",
     )
-    parser.add_argument("--overhead-updates", type=int, default=200)
+    parser.add_argument("--overhead-updates", type=int, default=400, help="per method, in all")
+    parser.add_argument("--overhead-rounds", type=int, default=10, help="turns each method takes")
     parser.add_argument("--overhead-threads", type=int, default=1)
     parser.add_argument(
         "--alone-steps", type=int, default=10_000, help="env steps per game of the timing runs"
@@ -183,14 +185,11 @@ def run_all(args: argparse.Namespace) -> None:
 # --- update-time overhead (quiet, one thread) -----------------------------------------------
 
 
-def update_seconds(method: str, updates: int, threads: int = 1) -> float:
-    """Mean seconds of one update of `method` on synthetic five-task batches of 32 per task."""
-    import torch
-
+def update_runner(method: str) -> Callable[[], None]:
+    """One update of `method` on fixed synthetic five-task batches of 32 samples per game."""
     from multiq import MultiTaskDQN
     from multiq.replay import NStepSample
 
-    torch.set_num_threads(threads)
     model = MultiTaskDQN(
         "minatar",
         **METHODS[method],
@@ -213,12 +212,31 @@ def update_seconds(method: str, updates: int, threads: int = 1) -> float:
         )
 
     samples = [sample(task) for task in model.task_set]
-    for _ in range(20):  # warm-up
-        model.agent.update(samples)
-    start = time.perf_counter()
-    for _ in range(updates):
-        model.agent.update(samples)
-    return (time.perf_counter() - start) / updates
+    return lambda: model.agent.update(samples)
+
+
+def update_ms(methods: tuple[str, ...], updates: int, rounds: int, threads: int) -> dict:
+    """Median over `rounds` of each method's mean update milliseconds.
+
+    The methods take turns within every round (in a rotated order), so drift in the machine's
+    speed falls on all of them alike rather than on whichever was timed last.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    runners = {m: update_runner(m) for m in methods}
+    for run in runners.values():
+        for _ in range(20):  # warm-up
+            run()
+    per_round = max(updates // rounds, 1)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(rounds):
+        for method in methods[r % len(methods) :] + methods[: r % len(methods)]:
+            start = time.perf_counter()
+            for _ in range(per_round):
+                runners[method]()
+            times[method].append(1e3 * (time.perf_counter() - start) / per_round)
+    return {m: float(np.median(t)) for m, t in times.items()}
 
 
 def alone_steps_per_s(method: str, steps_per_game: int, threads: int = 1) -> float:
@@ -246,7 +264,7 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
     """Update milliseconds per balancer and env steps/s per method, one after another."""
     load = os.getloadavg()[0]
     threads = args.overhead_threads
-    times = {m: 1e3 * update_seconds(m, args.overhead_updates, threads) for m in OVERHEAD_METHODS}
+    times = update_ms(OVERHEAD_METHODS, args.overhead_updates, args.overhead_rounds, threads)
     for method, ms in times.items():
         print(f"update time {method}: {ms:.2f} ms ({ms / times[REFERENCE]:.2f}x shared)")
     alone = {}
@@ -255,7 +273,10 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
             alone[method] = alone_steps_per_s(method, args.alone_steps, threads)
             print(f"env steps/s alone {method}: {alone[method]:.0f}", flush=True)
     return {
+        "command": shlex.join(["python", *sys.argv]),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "threads": threads,
+        "rounds": args.overhead_rounds,
         "load_before": load,
         "update_ms": times,
         "alone_steps_per_game": args.alone_steps,
@@ -385,7 +406,8 @@ def markdown(table, overhead: dict[str, Any], scored: list[str], header: list[st
             "not clear the random return are left out; its interval is over the method's seeds "
             "with the baseline's means held fixed. Update time: "
             f"{overhead.get('threads', 1)} torch thread(s), synthetic five-task batches of "
-            "32 per game, measured one method after another in one process. Env steps/s in the "
+            "32 per game, in one process, the methods taking turns; the median of "
+            f"{overhead.get('rounds', 1)} turns each. Env steps/s in the "
             "runs: two runs shared the two cores, and other work ran beside some of them, so "
             "these are noisy; env steps/s alone: a "
             f"{overhead.get('alone_steps_per_game', 0):,}-steps-per-game training run of each "
@@ -408,6 +430,12 @@ def markdown(table, overhead: dict[str, Any], scored: list[str], header: list[st
     lines += verdicts(table) or [
         "- (no normalised scores: the independent baseline has no finished runs or "
         "learned no game clearly)"
+    ]
+    lines += [
+        "",
+        "These intervals hold the baseline's per-game means fixed; the `independent` row's own "
+        "interval shows how uncertain those means are, so with few seeds read a verdict whose "
+        "interval only just clears 1 as indicative.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -435,8 +463,10 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def header_lines(runs: dict[str, list[dict[str, Any]]], load: float) -> list[str]:
-    """Date, command, machine and the settings the finished runs used."""
+def header_lines(
+    runs: dict[str, list[dict[str, Any]]], load: float, overhead: dict[str, Any]
+) -> list[str]:
+    """Date, command, machine, the settings the finished runs used and the timing runs."""
     first = next(iter(runs.values()))[0]
     cfg = first["config"]
     seeds = sorted({r["seed"] for method_runs in runs.values() for r in method_runs})
@@ -456,6 +486,9 @@ def header_lines(runs: dict[str, list[dict[str, Any]]], load: float) -> list[str
         "epsilon 1 -> 0.01 over the first 10%, hidden 128, uniform task schedule)",
         f"- final return: epsilon {0.01} policy, {cfg['eval_episodes']} episodes per game at the "
         "end of training; random return: as many uniformly random episodes",
+        f"- update times and env steps/s alone: measured {overhead.get('date', '?')} by "
+        f"`{overhead.get('command', '?')}`, 1-minute load average before: "
+        f"{overhead.get('load_before', float('nan')):.2f}",
     ]
 
 
@@ -473,7 +506,7 @@ def report(args: argparse.Namespace, overhead: dict[str, Any], load: float) -> N
         else []
     )
     (args.out_dir / "mtl_minatar.md").write_text(
-        markdown(table, overhead, scored, header_lines(ordered, load))
+        markdown(table, overhead, scored, header_lines(ordered, load, overhead))
     )
     plot(table, args.out_dir / "mtl_minatar.png")
     print((args.out_dir / "mtl_minatar.md").read_text())
