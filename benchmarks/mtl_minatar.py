@@ -3,20 +3,21 @@
 Each method trains Asterix, Breakout, Freeway, Seaquest and SpaceInvaders in one run with the
 same env steps per game, for several seeds; the runs are scheduled seed-major (every method's
 seed 0 first) over `--workers` processes with one torch thread each, and a finished run is never
-run again (its JSON under `--out-dir/runs/` is kept), so an interrupted benchmark resumes where it
-stopped. The report gives, per method:
+run again (its JSON under `--out-dir/mtl_minatar_runs/` is kept), so an interrupted benchmark
+resumes where it stopped. The report gives, per method:
 
 - final return per game (mean over seeds and its 95% bootstrap interval),
 - the mean over games of the score normalised by `independent`:
   `(R_method - R_random) / (R_independent - R_random)` (1 = as good as independent),
-- env steps/s relative to `shared` (all runs share the machine the same way),
-- the update time relative to `shared` with five tasks, timed separately on one thread on
-  synthetic batches (the PCGrad / GradNorm overhead target is at most 2x),
+- env steps/s relative to `shared`, in the runs and in short runs alone on the machine,
+- the update time relative to `shared` with five tasks, timed on one thread with the methods
+  taking turns, on synthetic batches (the PCGrad / GradNorm overhead target is at most 2x),
 
 and writes `mtl_minatar.md` and `mtl_minatar.png` to `--out-dir`.
 
     python benchmarks/mtl_minatar.py [--steps-per-game 100000] [--seeds 0 1 2]
-        [--methods shared pcgrad ...] [--workers 2] [--train-freq 8] [--report-only]
+        [--methods shared pcgrad ...] [--workers 2] [--train-freq 8]
+        [--report-only | --overhead-only]
 """
 
 from __future__ import annotations
