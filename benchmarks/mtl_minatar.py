@@ -216,7 +216,9 @@ def update_runner(method: str) -> Callable[[], None]:
     return lambda: model.agent.update(samples)
 
 
-def update_ms(methods: tuple[str, ...], updates: int, rounds: int, threads: int) -> dict:
+def update_ms(
+    methods: tuple[str, ...], updates: int, rounds: int, threads: int
+) -> dict[str, float]:
     """Median over `rounds` of each method's mean update milliseconds.
 
     The methods take turns within every round (in a rotated order), so drift in the machine's
@@ -262,7 +264,7 @@ def alone_steps_per_s(method: str, steps_per_game: int, threads: int = 1) -> flo
 
 
 def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
-    """Update milliseconds per balancer and env steps/s per method, one after another."""
+    """Update milliseconds per balancer (taking turns), then env steps/s of each method alone."""
     load = os.getloadavg()[0]
     threads = args.overhead_threads
     times = update_ms(OVERHEAD_METHODS, args.overhead_updates, args.overhead_rounds, threads)

@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mtl_minatar.py"
 def bench():
     spec = importlib.util.spec_from_file_location("mtl_minatar", SCRIPT)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["mtl_minatar"] = module
     spec.loader.exec_module(module)
     return module
 
