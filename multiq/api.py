@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from multiq.agents.dqn import DQNAgent, LearnerSettings
-from multiq.config import CONFIG_FILE, Config
-from multiq.errors import CheckpointError, ConfigError
-from multiq.tasks import TaskSet, make_taskset
+from multiq.agents.learner import Learner, LearnerSettings
+from multiq.agents.policy import Policy
+from multiq.config import Config
+from multiq.errors import CheckpointError, ConfigError, TaskError
+from multiq.rundir import CONFIG_FILE
+from multiq.tasks import make_taskset
+from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
-from multiq.train.loop import EVAL_SEED_OFFSET, REPLAY_STEP_KEY, Trainer
+from multiq.train.loop import EVAL_SEED_OFFSET, Trainer
+from multiq.train.phase import Phase
+from multiq.train.specs import specs_from_record, specs_to_record
 from multiq.train.state import TrainState
 
 RUNS_DIR = Path("runs")
+REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -33,24 +41,27 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def default_run_dir(cfg: Config) -> Path:
-    """runs/<date-time>-<tasks>, e.g. runs/20261122-101500-minatar."""
-    label = cfg.tasks if isinstance(cfg.tasks, str) else "tasks"
+def default_run_dir(cfg: Config, label: str | None = None) -> Path:
+    """runs/<date-time>-<label>, e.g. runs/20261122-101500-minatar (a free name)."""
+    label = label or (cfg.tasks if isinstance(cfg.tasks, str) else "tasks")
     label = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40]
-    return RUNS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{label}"
+    base = RUNS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{label}"
+    path, number = base, 1
+    while path.exists():
+        number += 1
+        path = base.with_name(f"{base.name}-{number}")
+    return path
 
 
-def task_weight_list(cfg: Config, tasks: TaskSet) -> list[float]:
-    """alpha per task in task order (1 for tasks the config does not name)."""
-    weights = dict(cfg.task_weights or {})
-    unknown = sorted(set(weights) - set(tasks.names))
-    if unknown:
-        raise ConfigError(f"task_weights names unknown tasks {unknown}; tasks are {tasks.names}")
-    return [float(weights.get(name, 1.0)) for name in tasks.names]
+def task_entries(specs: Sequence[TaskSpec]) -> list[dict[str, Any]]:
+    """The config `tasks` list that rebuilds `specs` (their source entries)."""
+    return [
+        dict(s.source) if s.source else {"id": f"gym:{s.env_id}", "name": s.name} for s in specs
+    ]
 
 
 class MultiTaskDQN:
-    """One DQN agent for many tasks.
+    """One DQN agent for many tasks; tasks can be added while it learns.
 
     Example:
         >>> model = MultiTaskDQN("gym:CartPole-v1,gym:Acrobot-v1", learning_starts=500)
@@ -61,6 +72,7 @@ class MultiTaskDQN:
         tasks: task entries (see `multiq.config.Config.tasks`).
         run_dir: where logs and checkpoints go (default runs/<date-time>-<tasks>).
         config: a ready Config; keyword hyperparameters override its values.
+        task_specs: ready task specs (e.g. of a saved model) instead of building `tasks`.
         **hyperparameters: any Config key (`learning_rate`, `buffer_size`, `scheme`, ...).
     """
 
@@ -70,6 +82,7 @@ class MultiTaskDQN:
         *,
         run_dir: str | Path | None = None,
         config: Config | None = None,
+        task_specs: Sequence[TaskSpec] | None = None,
         **hyperparameters: Any,
     ):
         base = config or Config()
@@ -77,45 +90,95 @@ class MultiTaskDQN:
         if tasks is not None:
             changes["tasks"] = tasks if isinstance(tasks, str) else list(tasks)
         self.config = base.replace(**changes) if changes else base
-        self.task_set = make_taskset(self.config.tasks)
+        specs = (
+            list(task_specs) if task_specs is not None else list(make_taskset(self.config.tasks))
+        )
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.rng = np.random.default_rng(self.config.seed)
         settings = LearnerSettings(
             **{f.name: getattr(self.config, f.name) for f in dataclasses.fields(LearnerSettings)}
         )
-        weights = task_weight_list(self.config, self.task_set)
-        self.agent = DQNAgent(self.task_set, settings, weights, self.device)
+        self.learner = Learner(specs, settings, self.device)
+        self._check_task_weights()
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(self.config)
-        self.state = TrainState(learning_starts_at=self.config.learning_starts)
+        self.state = TrainState()
+        self.phases: list[Phase] = []
+        self.teachers: dict[str, Policy] = {}
+        self.teacher_records: dict[str, tuple[dict, dict]] = {}
+        self.run_info: dict[str, Any] = {}  # extra summary.json sections (e.g. "transfer")
         self._replay_arrays: dict[str, np.ndarray] | None = None
         self.trainer: Trainer | None = None
+        self.summary: dict[str, Any] = {}
 
-    # --- training ---------------------------------------------------------------------------
+    # --- tasks -------------------------------------------------------------------------------
+
+    @property
+    def task_specs(self) -> list[TaskSpec]:
+        """Every task the agent holds, in the order they joined."""
+        return list(self.learner.specs.values())
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.learner.specs)
+
+    def _check_task_weights(self) -> None:
+        unknown = sorted(set(self.config.task_weights or {}) - set(self.task_names))
+        if unknown:
+            raise ConfigError(
+                f"task_weights names unknown tasks {unknown}; tasks are {self.task_names}"
+            )
+
+    def add_task(self, task: str | Mapping[str, Any] | TaskSpec) -> list[TaskSpec]:
+        """Adds tasks (an entry such as ``"minatar:Seaquest"``, or a spec) to the agent.
+
+        Every existing task's Q-values stay exactly as they were; the new tasks get fresh heads
+        and, where their observations differ from every held task's, fresh input layers. The next
+        `learn` call trains a new phase on the tasks given to it (default: all).
+
+        Raises:
+            TaskError: a task of that name is already held, or the task cannot share the trunk.
+        """
+        specs = [task] if isinstance(task, TaskSpec) else list(make_taskset(task))
+        taken = [s.name for s in specs if s.name in self.learner.specs]
+        if taken:
+            raise TaskError(
+                f"the agent already holds task(s) {taken}; give the new entry another `name`"
+            )
+        for spec in specs:
+            self.learner.add_task(spec)
+        self.config = self.config.replace(tasks=task_entries(self.task_specs))
+        return specs
+
+    def parameter_groups(self) -> dict[str, int]:
+        """Parameter group name -> number of weights (names usable in `frozen_groups`)."""
+        groups = self.learner.online.param_groups()
+        return {name: sum(p.numel() for p in params) for name, params in groups.items()}
+
+    # --- training ----------------------------------------------------------------------------
 
     def learn(
         self,
         total_steps_per_task: int | None = None,
         callbacks: Callback | list[Callback] | None = None,
         evaluate: bool = True,
+        tasks: Sequence[str] | None = None,
     ) -> MultiTaskDQN:
-        """Trains until `total_steps_per_task` env steps per task (a total, as in SB3's resume).
+        """Trains the current phase until `total_steps_per_task` env steps per task.
 
-        With `evaluate`, measures the random policy once, evaluates every `eval_freq` steps and
-        at the end, and writes summary.json and curves.png to the run folder; a net that logs
-        routing weights (scheme `routed`) also gets routing.png.
+        As in SB3's resume, the count is a total: calling `learn(200_000)` after `learn(100_000)`
+        trains 100k more steps of the same phase. After `add_task`, or with `tasks` naming
+        other tasks than the current phase's, a new phase starts on `tasks` (default: every task
+        the agent holds) and the count is that phase's own.
+
+        With `evaluate`, measures the random policy once per task, evaluates every task every
+        `eval_freq` steps and at the end of each phase, and writes summary.json and curves.png;
+        a net that logs routing weights (scheme `routed`) also gets routing.png.
         """
-        if total_steps_per_task is not None:
-            self.config = self.config.replace(total_steps_per_task=total_steps_per_task)
-        if self.trainer is None:
-            self.trainer = Trainer(
-                self.config, self.task_set, self.agent, self.run_dir, self.state, self.rng,
-                callbacks, self._replay_arrays,
-            )  # fmt: skip
-            self._replay_arrays = None
-        else:  # a further learn() call continues with the same replay buffers
-            self.trainer.cfg, self.trainer.callback = self.config, as_callback(callbacks)
-        summary = self.trainer.run(evaluate=evaluate)
+        steps = total_steps_per_task or self.config.total_steps_per_task
+        self._plan_phase(steps, tasks)
+        self.config = self.config.replace(total_steps_per_task=steps)
+        summary = self._trainer(callbacks).run(evaluate=evaluate)
         self.save(self.run_dir / ckpt.MODEL_FILE)
         from multiq.report import plot_curves, plot_routing
 
@@ -125,21 +188,82 @@ class MultiTaskDQN:
         self.summary = summary
         return self
 
-    # --- inference --------------------------------------------------------------------------
+    def _plan_phase(self, steps: int, tasks: Sequence[str] | None) -> None:
+        """Sets the phase `learn` trains: the current one (extended), or a new one.
+
+        Without `tasks`, an unfinished phase continues; after a finished one, the same phase
+        continues if the agent holds no new task, else a new phase trains every task.
+        """
+        current = self.phases[-1] if self.phases else None
+        unfinished = current is not None and self.state.phase_index < len(self.phases)
+        if tasks is None and unfinished:
+            names = list(current.tasks)
+        elif tasks is None:
+            held = self.task_names
+            same = current is not None and set(held) <= set(current.tasks)
+            names = list(current.tasks) if same else held
+        else:
+            names = list(tasks)
+        unknown = sorted(set(names) - set(self.task_names))
+        if unknown:
+            raise TaskError(f"learn(tasks=...) names tasks the agent does not hold: {unknown}")
+        if current is not None and list(current.tasks) == names:
+            self.phases[-1] = current.with_budget(steps)
+            if not unfinished and steps > current.steps_per_task:
+                self.state.phase_index = len(self.phases) - 1  # reopen the finished phase
+            return
+        name = "train" if current is None else f"phase{len(self.phases)}"
+        self.add_phase(Phase(name, tuple(names), steps))
+
+    def add_phase(self, phase: Phase) -> None:
+        """Appends a phase to the run (recipes such as transfer build theirs this way)."""
+        unknown = sorted(set(phase.tasks) - set(self.task_names))
+        if unknown:
+            raise TaskError(f"phase {phase.name!r} names tasks the agent does not hold: {unknown}")
+        if self.state.phase_index < len(self.phases) and self.phases:
+            raise ConfigError("the current phase has not finished; a new phase comes after it")
+        self.phases.append(phase)
+
+    def _trainer(self, callbacks) -> Trainer:
+        if self.trainer is None:
+            self.trainer = Trainer(
+                self.config, self.learner, self.run_dir, self.state, self.rng, self.phases,
+                self.save_checkpoint, self.teachers, callbacks, self._replay_arrays, self.run_info,
+            )  # fmt: skip
+            self._replay_arrays = None
+        else:  # a further learn() call continues with the same replay buffers
+            self.trainer.cfg, self.trainer.phases = self.config, self.phases
+            self.trainer.callback = as_callback(callbacks)
+        return self.trainer
+
+    def add_teacher(self, teacher_id: str, model: MultiTaskDQN) -> Policy:
+        """Keeps a frozen copy of `model`'s network as a distillation teacher."""
+        policy = Policy.snapshot(model.learner.online, model.learner.popart)
+        self.teachers[teacher_id] = policy
+        self.teacher_records[teacher_id] = model.model_record()
+        return policy
+
+    # --- inference ---------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> Policy:
+        return self.learner.policy
 
     def predict(self, obs: np.ndarray, task: str | int, epsilon: float = 0.0) -> np.ndarray:
         """Greedy (or epsilon-greedy) actions of one task.
 
         Args:
             obs: one observation `[*obs_shape]` or a batch `[B, *obs_shape]` of that task.
-            task: task name or index.
+            task: task name or index (in `task_names`).
             epsilon: exploration rate (0: greedy).
 
         Returns:
             an int action for a single observation, else [B] int64 actions.
         """
-        index = task if isinstance(task, int) else self.task_set.index(task)
-        spec = self.task_set[index]
+        name = self.task_names[task] if isinstance(task, int) else task
+        if name not in self.learner.specs:
+            raise TaskError(f"unknown task {name!r}; this agent holds {self.task_names}")
+        spec = self.learner.specs[name]
         obs = np.asarray(obs)
         single = obs.shape == spec.obs_shape
         batch = obs[None] if single else obs
@@ -147,63 +271,217 @@ class MultiTaskDQN:
             raise ValueError(
                 f"task {spec.name!r} observations have shape {spec.obs_shape}; got {obs.shape}"
             )
-        per_task = [np.zeros((0, *t.obs_shape), t.obs_dtype) for t in self.task_set]
-        per_task[index] = batch.astype(spec.obs_dtype, copy=False)
-        actions = self.agent.act(per_task, epsilon, self.rng)[index]
+        batch = {name: batch.astype(spec.obs_dtype, copy=False)}
+        actions = self.policy.act(batch, epsilon, self.rng)[name]
         return int(actions[0]) if single else actions
 
-    def evaluate(self, episodes: int | None = None, epsilon: float | None = None) -> dict:
+    def evaluate(
+        self,
+        episodes: int | None = None,
+        epsilon: float | None = None,
+        tasks: Sequence[str] | None = None,
+    ) -> dict:
         """Task name -> {return_mean, return_std, episodes} over fresh evaluation envs."""
         episodes = episodes or self.config.eval_episodes
         eps = self.config.eval_epsilon if epsilon is None else epsilon
         seed = self.config.seed + EVAL_SEED_OFFSET + self.state.env_steps
-        return evaluate_summary(self.agent, self.task_set, episodes, eps, seed)
+        names = tasks if tasks is not None else self.task_names
+        specs = [self.learner.specs[n] for n in names]
+        return evaluate_summary(self.policy, specs, episodes, eps, seed)
 
-    # --- persistence ------------------------------------------------------------------------
+    # --- persistence -------------------------------------------------------------------------
+
+    def model_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(JSON meta, tensors) of the model: config, task specs, name-keyed weights."""
+        infos, bounds = specs_to_record(self.task_specs)
+        meta = {"config": self.config.to_dict(), "state": self.state.to_dict(), "tasks": infos}
+        tensors = {
+            "online": self.learner.online.state_dict(),
+            "spaces": bounds,
+            **self.learner.balance_state_dict(),
+        }
+        return meta, tensors
 
     def save(self, path: str | Path) -> Path:
-        """Writes config, weights and balancer/PopArt state to one file (atomic, no pickle)."""
+        """Writes config, task specs, weights and balancer/PopArt state (atomic, no pickle)."""
         path = Path(path)
-        meta = {"config": self.config.to_dict(), "state": self.state.to_dict()}
-        tensors = {"online": self.agent.online.state_dict(), **self.agent.balance_state_dict()}
+        meta, tensors = self.model_record()
         ckpt.save_tensors(path, "model", meta, tensors)
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, **overrides: Any) -> MultiTaskDQN:
-        """Rebuilds a model saved by `save` (no optimiser or replay)."""
-        meta, payload = ckpt.load_tensors(Path(path), "model")
-        model = cls._from_config_dict(meta["config"], device, overrides)
-        model.agent.online.load_state_dict(payload["online"])
-        model.agent.sync_target(1.0)
-        model.agent.load_balance_state_dict(payload)
-        model.state = TrainState.from_dict(meta["state"])
+    def load(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        tasks: str | Sequence[Any] | None = None,
+        run_dir: str | Path | None = None,
+        **overrides: Any,
+    ) -> MultiTaskDQN:
+        """Rebuilds a model saved by `save` without building envs (no optimiser or replay).
+
+        Args:
+            path: a model.pt file or a run folder holding one.
+            device: torch device (default: the saved config's).
+            tasks: load *by name* into this task set instead: weights of tasks and input layers
+                the file has are copied, new tasks get fresh heads and input layers, and the
+                saved tasks left out are named in the log.
+            run_dir: where a further `learn` writes.
+            **overrides: config keys to change.
+        """
+        path = Path(path)
+        path = path / ckpt.MODEL_FILE if path.is_dir() else path
+        meta, payload = ckpt.load_tensors(path, "model")
+        config = _saved_config(meta, path)
+        if device is not None:
+            overrides["device"] = device
+        saved = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
+        if tasks is None:  # a new run: its step axis starts at 0 (`resume` continues a run)
+            model = cls(config=config, task_specs=saved, run_dir=run_dir, **overrides)
+            _load_weights(model, payload, path)
+            return model
+        model = cls(tasks, config=config, run_dir=run_dir, **overrides)
+        model.load_by_name(payload, [s.name for s in saved], path)
         return model
+
+    def load_by_name(self, payload: Mapping[str, Any], saved_tasks: Sequence[str], path) -> None:
+        """Copies every saved weight whose name and shape fit this model; logs what did not."""
+        own = self.learner.online.state_dict()
+        saved = payload.get("online", {})
+        fits = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+        self.learner.online.load_state_dict(fits, strict=False)
+        self.learner.sync_target(1.0)
+        self.learner.load_balance_state_dict(payload)
+        dropped = [n for n in saved_tasks if n not in self.learner.specs]
+        fresh = sorted({k.split(".")[0] for k in own if k not in fits})
+        if dropped:
+            log.info("loading %s: tasks left out of the new task set: %s", path, dropped)
+        mismatched = sorted(k for k in saved if k in own and own[k].shape != saved[k].shape)
+        if mismatched:
+            log.warning("loading %s: shapes differ, left fresh: %s", path, mismatched)
+        log.info("loading %s: %d of %d tensors copied; fresh: %s", path, len(fits), len(own), fresh)
+
+    def checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(meta, tensors) of a checkpoint: everything a resume needs."""
+        meta, tensors = self.model_record()
+        meta.update(
+            {
+                "numpy_rng": self.rng.bit_generator.state,
+                "replay_saved_at": self.state.env_steps if self.config.save_replay else None,
+                "phases": [p.to_dict() for p in self.phases],
+                "run_info": self.run_info,
+                "teachers": {k: m for k, (m, _) in self.teacher_records.items()},
+            }
+        )
+        tensors.update(
+            {
+                "learner": self.learner.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "teachers": {k: t for k, (_, t) in self.teacher_records.items()},
+            }
+        )
+        return meta, tensors
+
+    def save_checkpoint(self) -> None:
+        """Weights, optimiser, counters, phases and RNG states (and the replay if asked)."""
+        if self.config.save_replay and self.trainer is not None:
+            arrays = {
+                **self.trainer.replay.state(),
+                REPLAY_STEP_KEY: np.array(self.state.env_steps),
+            }
+            ckpt.save_arrays(self.run_dir / ckpt.REPLAY_FILE, arrays)
+        meta, tensors = self.checkpoint_record()
+        ckpt.save_tensors(self.run_dir / ckpt.CHECKPOINT_FILE, "checkpoint", meta, tensors)
 
     @classmethod
     def resume(cls, run_dir: str | Path, device: str | None = None, **overrides: Any):
-        """Continues a run from RUN_DIR/checkpoint.pt: weights, optimiser, counters, RNGs."""
+        """Continues a run from RUN_DIR/checkpoint.pt: weights, optimiser, phases, counters, RNGs.
+
+        `total_steps_per_task` among the overrides sets the current (or last) phase's budget.
+        """
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG_FILE).is_file():
             raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: not a multiq run folder")
-        meta, payload = ckpt.load_tensors(run_dir / ckpt.CHECKPOINT_FILE, "checkpoint")
-        model = cls._from_config_dict(meta["config"], device, overrides, run_dir=run_dir)
-        model.agent.load_state_dict(payload["agent"])
+        path = run_dir / ckpt.CHECKPOINT_FILE
+        meta, payload = ckpt.load_tensors(path, "checkpoint")
+        config = _saved_config(meta, path)
+        steps = overrides.pop("total_steps_per_task", None)
+        if device is not None:
+            overrides["device"] = device
+        specs = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
+        model = cls(config=config, task_specs=specs, run_dir=run_dir, **overrides)
+        model.learner.load_state_dict(payload["learner"])
+        for teacher_id, teacher_meta in meta.get("teachers", {}).items():
+            teacher = cls.from_record(teacher_meta, payload["teachers"][teacher_id], device)
+            model.add_teacher(teacher_id, teacher)
         torch.set_rng_state(payload["torch_rng"])
         model.rng.bit_generator.state = meta["numpy_rng"]
         model.state = TrainState.from_dict(meta["state"])
+        model.phases = [Phase.from_dict(p) for p in meta.get("phases", [])]
+        model.run_info = dict(meta.get("run_info", {}))
+        if steps is not None and model.phases:
+            model._plan_phase(int(steps), list(model.phases[-1].tasks))
+            model.config = model.config.replace(total_steps_per_task=int(steps))
         model._replay_arrays = _matching_replay(run_dir, meta.get("replay_saved_at"))
         if model._replay_arrays is None:
             # No saved replay: refill the buffers for `learning_starts` steps before updating.
-            model.state.learning_starts_at = model.state.env_steps + model.config.learning_starts
+            steps_done = model.state.phase_env_steps
+            model.state.learning_starts_at = steps_done + model.config.learning_starts
         return model
 
     @classmethod
-    def _from_config_dict(cls, data, device, overrides, run_dir=None) -> MultiTaskDQN:
-        config = Config.from_dict(data)
-        if device is not None:
-            overrides = {**overrides, "device": device}
-        return cls(config=config, run_dir=run_dir, **overrides)
+    def from_record(cls, meta: Mapping, tensors: Mapping, device: str | None = None):
+        """A model from `model_record` output (e.g. a teacher stored in a checkpoint)."""
+        config = Config.from_dict(meta["config"])
+        overrides = {"device": device} if device is not None else {}
+        specs = specs_from_record(meta.get("tasks", []), tensors.get("spaces", {}))
+        model = cls(config=config, task_specs=specs, run_dir=RUNS_DIR / "unused", **overrides)
+        _load_weights(model, tensors, "a stored teacher")
+        return model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | Path | MultiTaskDQN,
+        tasks: str | Sequence[Any],
+        mode: str = "finetune",
+        run_dir: str | Path | None = None,
+        **hyperparameters: Any,
+    ) -> MultiTaskDQN:
+        """A model set up to transfer from `source` to `tasks` (see `multiq.transfer.MODES`).
+
+        Args:
+            source: a trained model, a model.pt file or a run folder.
+            tasks: the target task entries.
+            mode: ``scratch``, ``finetune``, ``freeze``, ``joint`` or ``distill``.
+            run_dir: the transfer run's folder.
+            **hyperparameters: config keys to change (e.g. `total_steps_per_task`, `seed`).
+
+        Returns:
+            the model, with the transfer phase planned: call `learn()`.
+        """
+        from multiq.transfer import prepare_transfer
+
+        return prepare_transfer(cls, source, tasks, mode, run_dir, hyperparameters)
+
+
+def _saved_config(meta: Mapping[str, Any], path: Path) -> Config:
+    try:
+        return Config.from_dict(meta["config"])
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} has no readable config ({error})") from error
+
+
+def _load_weights(model: MultiTaskDQN, payload: Mapping[str, Any], path) -> None:
+    try:
+        model.learner.online.load_state_dict(payload["online"])
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{path}: the saved weights do not fit the saved tasks and config "
+            f"({str(error).splitlines()[0][:200]})"
+        ) from error
+    model.learner.sync_target(1.0)
+    model.learner.load_balance_state_dict(payload)
 
 
 def _matching_replay(run_dir: Path, saved_at: int | None) -> dict[str, np.ndarray] | None:

@@ -1,9 +1,10 @@
-"""`multiq` command line: train | eval | tasks | report."""
+"""`multiq` command line: train | transfer | distill | eval | tasks | report."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed")
     train.set_defaults(func=cmd_train)
 
+    transfer = commands.add_parser(
+        "transfer", help="learn new tasks starting from a trained agent (or from scratch)"
+    )
+    transfer.add_argument("source", help="the source: a finished run folder or a model.pt file")
+    transfer.add_argument(
+        "--tasks", required=True, help="target task entries, e.g. minatar:Seaquest"
+    )
+    transfer.add_argument(
+        "--mode",
+        default="finetune",
+        help="scratch | finetune | freeze | joint | distill (default finetune)",
+    )
+    _add_run_options(transfer)
+    transfer.set_defaults(func=cmd_transfer)
+
+    distill = commands.add_parser(
+        "distill", help="distil several trained runs into one multi-task student"
+    )
+    distill.add_argument("sources", nargs="+", help="trained run folders or model.pt files")
+    _add_run_options(distill)
+    distill.set_defaults(func=cmd_distill)
+
     evaluate = commands.add_parser("eval", help="evaluate a trained run's final model")
     evaluate.add_argument("run_dir", help="a run folder (or a model.pt file)")
     evaluate.add_argument("--episodes", type=int, help="episodes per task")
@@ -49,8 +72,61 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="rebuild a run's table and curves.png")
     report.add_argument("run_dir")
+    report.add_argument(
+        "--baseline", help="a transfer run: the scratch run to compute transfer metrics against"
+    )
     report.set_defaults(func=cmd_report)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, help="env steps per task of the new phase")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+    parser.add_argument("--run-dir", help="output folder (default runs/<date-time>-<mode>)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
+    parser.add_argument("--seed", type=int, help="random seed")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Config changes of `--set`, `--steps`, `--device` and `--seed`, checked by Config."""
+    from multiq.config import Config
+
+    changes = Config().with_overrides(args.set).to_dict() if args.set else {}
+    given = {key.partition("=")[0].partition(".")[0].strip() for key in args.set}
+    changes = {key: value for key, value in changes.items() if key in given}
+    flags = {"total_steps_per_task": args.steps, "device": args.device, "seed": args.seed}
+    changes.update({key: value for key, value in flags.items() if value is not None})
+    return changes
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from multiq.api import MultiTaskDQN
+
+    model = MultiTaskDQN.from_pretrained(
+        args.source, args.tasks, mode=args.mode, run_dir=args.run_dir, **_overrides(args)
+    )
+    print(f"transfer ({args.mode}) from {args.source} to {', '.join(args.tasks.split(','))}")
+    print(f"run folder: {model.run_dir}")
+    model.learn()
+    _print_results(model.run_dir)
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from multiq.api import MultiTaskDQN
+    from multiq.transfer import prepare_distillation
+
+    student = prepare_distillation(MultiTaskDQN, args.sources, args.run_dir, _overrides(args))
+    print(f"distilling {len(args.sources)} teacher(s) into {student.run_dir}")
+    student.learn()
+    _print_results(student.run_dir)
+    teacher_returns = student.run_info["distill"]["teacher_returns"]
+    print("\nstudent vs teacher (eval return):")
+    for name, result in student.summary["tasks"].items():
+        print(f"  {name:<16} {result['return_mean']:10.2f} vs {teacher_returns[name]:10.2f}")
+    return 0
 
 
 def _config_from_args(args: argparse.Namespace):
@@ -120,16 +196,30 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from multiq.report import write_report
+    from multiq.report import format_transfer_report, read_summary, write_report
 
     table, png = write_report(args.run_dir)
     print(table)
+    if args.baseline or "transfer" in read_summary(args.run_dir):
+        print()
+        print(format_transfer_report(args.run_dir, args.baseline))
     print(f"\ncurves: {png}")
     return 0
 
 
+def _show_library_log() -> None:
+    """Shows the library's INFO messages (replay memory, what a load copied) on stderr."""
+    logger = logging.getLogger("multiq")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_library_log()
     try:
         return args.func(args)
     except MultiqError as error:

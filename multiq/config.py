@@ -97,6 +97,17 @@ class Config:
         schedule_uniform_mix: weight of the uniform share mixed into every schedule's shares,
             in (0, 1]: every task keeps a share >= mix / T, so it keeps stepping and has data.
         schedule_window: episodes per task the ``progress`` schedule compares; >= 4.
+        frozen_groups: glob patterns of parameter groups that do not train in any phase, e.g.
+            ``[trunk]`` or ``["inputs/*"]``. Groups: ``trunk``, ``inputs/<signature>``,
+            ``head/<task>``, and per scheme ``private/<task>``, ``routing/<task>``,
+            ``embedding/<task>``, ``head`` (see `MultiTaskDQN.parameter_groups`).
+        lr_scales: glob pattern of parameter groups -> learning-rate multiplier (> 0; the first
+            matching pattern counts), e.g. ``{trunk: 0.1}``; null = 1 for every group.
+        transfer_lambda: transfer mode ``joint``: weight lambda of the target loss in
+            `L = L_source + lambda * L_target`; >= 0.
+        distill_weight: weight of the distillation term (transfer mode ``distill`` and
+            `multiq distill`); >= 0.
+        distill_temperature: temperature tau of softmax(Q / tau) in distillation; > 0.
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
         eval_episodes: episodes per task per evaluation; >= 1.
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
@@ -149,6 +160,11 @@ class Config:
     task_schedule: str = "uniform"  # uniform | weighted | resample | progress
     schedule_uniform_mix: float = 0.2  # uniform share mixed into every schedule
     schedule_window: int = 20  # progress: episodes per task compared
+    frozen_groups: list[str] = dataclasses.field(default_factory=list)  # group patterns
+    lr_scales: dict[str, float] | None = None  # group pattern -> learning-rate multiplier
+    transfer_lambda: float = 1.0  # joint transfer: L = L_source + lambda * L_target
+    distill_weight: float = 1.0  # weight of the distillation term
+    distill_temperature: float = 1.0  # tau of softmax(Q / tau) in distillation
     eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
@@ -497,9 +513,33 @@ def _to_task_weights(key: str, value: Any) -> dict[str, float] | None:
     return weights
 
 
+def _to_patterns(key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _type_error(key, "a list of parameter-group patterns, e.g. [trunk]", value)
+    return [_to_name(f"{key}[{i}]", v) for i, v in enumerate(value)]
+
+
+def _to_lr_scales(key: str, value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _type_error(key, "null or a mapping of group pattern to multiplier", value)
+    scales = {_to_name(f"{key} pattern", k): _to_float(f"{key}.{k}", v) for k, v in value.items()}
+    for pattern, scale in scales.items():
+        if scale <= 0:
+            raise ConfigError(f"{key}.{pattern} must be > 0 (freeze a group with frozen_groups)")
+    return scales
+
+
 _CONVERTER_BY_NAME: dict[str, Callable[[str, Any], Any]] = {
     "tasks": _to_tasks,
     "task_weights": _to_task_weights,
+    "frozen_groups": _to_patterns,
+    "lr_scales": _to_lr_scales,
 }
 _CONVERTER_BY_TYPE: dict[str, Callable[[str, Any], Any]] = {
     "int": _to_int,
@@ -513,7 +553,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     for f in fields(Config)
 }
 _TEXT_KEYS = frozenset(k for k, c in _CONVERTERS.items() if c in (_to_str, _to_tasks))
-_MAPPING_KEYS = ("task_weights",)
+_MAPPING_KEYS = ("task_weights", "lr_scales")
 
 
 # --- range rules: key -> (predicate on the converted value, allowed range in words) -------------
@@ -573,6 +613,9 @@ _RULES: dict[str, _Rule] = {
     "task_schedule": ((lambda v: bool(v.strip())), "a non-empty schedule name"),
     "schedule_uniform_mix": _unit(open_low=True),
     "schedule_window": _at_least(4),
+    "transfer_lambda": _at_least(0),
+    "distill_weight": _at_least(0),
+    "distill_temperature": _positive(),
     "eval_freq": _at_least(0),
     "eval_episodes": _at_least(1),
     "eval_epsilon": _unit(),

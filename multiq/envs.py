@@ -11,27 +11,27 @@ it skips the per-step info merging and checks, which cost as much as a MinAtar s
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import gymnasium as gym
 import numpy as np
 
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 RECENT_EPISODES = 20  # episodes in the running "recent return" of each task
 
 
 @dataclass
 class StepResult:
-    """One vector step; each field holds one [n_envs, ...] array per task (None: not stepped)."""
+    """One vector step; each field maps a stepped task's name to its [n_envs, ...] array."""
 
-    obs: list[np.ndarray]
-    rewards: list[np.ndarray]
-    terminated: list[np.ndarray]
-    truncated: list[np.ndarray]
-    valid: list[np.ndarray]
+    obs: dict[str, np.ndarray]
+    rewards: dict[str, np.ndarray]
+    terminated: dict[str, np.ndarray]
+    truncated: dict[str, np.ndarray]
+    valid: dict[str, np.ndarray]
 
 
 class EpisodeTracker:
@@ -92,59 +92,62 @@ class TaskEnvs:
 
 
 class MultiTaskEnvs:
-    """`n_envs` copies of every task's env, stepped together."""
+    """`n_envs` copies of every given task's env, stepped together, keyed by task name.
 
-    def __init__(self, tasks: TaskSet, n_envs: int, seed: int, evaluation: bool = False):
-        self.tasks = tasks
+    Args:
+        tasks: the tasks to build envs for (each spec's `make_env`).
+        n_envs: envs per task.
+        seed: env i of the k-th task is seeded `seed + 10_000 k + i` at reset.
+        evaluation: build the evaluation variant of each env.
+    """
+
+    def __init__(self, tasks: Sequence[TaskSpec], n_envs: int, seed: int, evaluation: bool = False):
+        self.names = [t.name for t in tasks]
         self.n_envs = n_envs
         self.seed = seed
-        self.envs = [
-            TaskEnvs(partial(task.make_env, evaluation=evaluation), n_envs) for task in tasks
-        ]
-        self.episodes = [EpisodeTracker(n_envs) for _ in tasks]
-        self._last_done = [np.zeros(n_envs, dtype=bool) for _ in tasks]
+        self.envs = {
+            t.name: TaskEnvs(partial(t.make_env, evaluation=evaluation), n_envs) for t in tasks
+        }
+        self.episodes = {name: EpisodeTracker(n_envs) for name in self.names}
+        self._last_done = {name: np.zeros(n_envs, dtype=bool) for name in self.names}
 
-    def reset(self) -> list[np.ndarray]:
-        """Resets every env (seeded) and returns one [n_envs, *obs_shape] array per task."""
-        obs = []
-        for task_index, env in enumerate(self.envs):
-            first_seed = self.seed + 10_000 * task_index
-            obs.append(env.reset(list(range(first_seed, first_seed + self.n_envs))))
-            self._last_done[task_index][:] = False
-            self.episodes[task_index].running[:] = 0.0
+    def reset(self) -> dict[str, np.ndarray]:
+        """Resets every env (seeded) and returns task name -> [n_envs, *obs_shape]."""
+        obs = {}
+        for index, (name, env) in enumerate(self.envs.items()):
+            first_seed = self.seed + 10_000 * index
+            obs[name] = env.reset(list(range(first_seed, first_seed + self.n_envs)))
+            self._last_done[name][:] = False
+            self.episodes[name].running[:] = 0.0
         return obs
 
-    def step(self, actions: list[np.ndarray], active: np.ndarray | None = None) -> StepResult:
-        """Steps every env of the active tasks with its action ([n_envs] int array per task).
+    def step(self, actions: Mapping[str, np.ndarray], names: Iterable[str] | None = None):
+        """Steps every env of the tasks `names` (default all) with its action.
 
         Args:
-            actions: one [n_envs] int array per task (ignored for inactive tasks).
-            active: [T] bool, the tasks to step (see `multiq.mtl.schedules`); None = all.
+            actions: task name -> [n_envs] int actions (other tasks' entries are ignored).
+            names: the tasks to step (see `multiq.mtl.schedules`); None = all.
 
         Returns:
-            the step of every task; an inactive task's entries are None.
+            a StepResult with an entry for each stepped task.
         """
-        result = StepResult([], [], [], [], [])
-        for task_index, env in enumerate(self.envs):
-            if active is not None and not active[task_index]:
-                for column in vars(result).values():
-                    column.append(None)
-                continue
-            obs, rewards, terminated, truncated = env.step(actions[task_index])
-            valid = ~self._last_done[task_index]
+        result = StepResult({}, {}, {}, {}, {})
+        for name in self.names if names is None else names:
+            obs, rewards, terminated, truncated = self.envs[name].step(actions[name])
+            valid = ~self._last_done[name]
             done = terminated | truncated
-            self.episodes[task_index].update(rewards, done, valid)
-            self._last_done[task_index] = done
-            result.obs.append(obs)
-            result.rewards.append(rewards)
-            result.terminated.append(terminated)
-            result.truncated.append(truncated)
-            result.valid.append(valid)
+            self.episodes[name].update(rewards, done, valid)
+            self._last_done[name] = done
+            result.obs[name] = obs
+            result.rewards[name] = rewards
+            result.terminated[name] = terminated
+            result.truncated[name] = truncated
+            result.valid[name] = valid
         return result
 
     def recent_returns(self) -> dict[str, float]:
-        return {t.name: ep.recent_mean() for t, ep in zip(self.tasks, self.episodes, strict=True)}
+        return {name: ep.recent_mean() for name, ep in self.episodes.items()}
 
     def close(self) -> None:
-        for env in self.envs:
+        for env in self.envs.values():
             env.close()

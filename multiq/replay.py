@@ -7,14 +7,17 @@ a vectorised index (`i, i+1, ..., i+n-1` in the same column) with no per-sample 
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from multiq.errors import ConfigError
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
+
+log = logging.getLogger(__name__)
 
 RAM_FRACTION_ALLOWED = 0.9  # leave room for the networks, envs and the OS
 
@@ -144,26 +147,59 @@ class TaskReplay:
 
 
 class MultiTaskReplay:
-    """One TaskReplay per task, with balanced sampling across tasks."""
+    """One TaskReplay per task name; tasks join with `add_task`.
 
-    def __init__(self, tasks: TaskSet, capacity_per_task: int, n_envs: int, n_step: int, gamma):
+    Args:
+        tasks: the first tasks (may be empty).
+        capacity_per_task: transitions per task.
+        n_envs: envs per task (the buffers' columns).
+        n_step: n-step return length.
+        gamma: discount factor.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        capacity_per_task: int,
+        n_envs: int,
+        n_step: int,
+        gamma: float,
+    ):
+        self.capacity_per_task, self.n_envs = capacity_per_task, n_envs
+        self.n_step, self.gamma = n_step, gamma
+        self.buffers: dict[str, TaskReplay] = {}
         check_memory(tasks, capacity_per_task)
-        self.buffers = [
-            TaskReplay(t.obs_shape, t.obs_dtype, capacity_per_task, n_envs, n_step, gamma)
-            for t in tasks
-        ]
+        for spec in tasks:
+            self._make(spec)
 
-    def sample(self, counts: Sequence[int], rng: np.random.Generator) -> list[NStepSample]:
-        """`counts[t]` samples from task t (balanced sampling: the same count for every task)."""
-        return [buf.sample(n, rng) for buf, n in zip(self.buffers, counts, strict=True)]
+    def add_task(self, spec: TaskSpec) -> None:
+        """A new, empty buffer for a task (after checking that it fits in RAM)."""
+        if spec.name in self.buffers:
+            raise ValueError(f"the replay already holds task {spec.name!r}")
+        check_memory([spec], self.capacity_per_task)
+        self._make(spec)
+
+    def _make(self, spec: TaskSpec) -> None:
+        self.buffers[spec.name] = TaskReplay(
+            spec.obs_shape, spec.obs_dtype, self.capacity_per_task, self.n_envs, self.n_step,
+            self.gamma,
+        )  # fmt: skip
+
+    def sample(self, counts: Mapping[str, int], rng: np.random.Generator) -> dict[str, NStepSample]:
+        """`counts[name]` samples from each named task's buffer, in `counts` order."""
+        return {name: self.buffers[name].sample(n, rng) for name, n in counts.items()}
 
     def state(self) -> dict[str, np.ndarray]:
-        return {f"{t}/{k}": v for t, buf in enumerate(self.buffers) for k, v in buf.state().items()}
+        """All buffers' arrays keyed `<task>/<array>` (for `np.savez`)."""
+        return {f"{n}/{k}": v for n, buf in self.buffers.items() for k, v in buf.state().items()}
 
-    def load_state(self, arrays) -> None:
-        for t, buf in enumerate(self.buffers):
-            prefix = f"{t}/"
-            buf.load_state({k[len(prefix) :]: arrays[k] for k in arrays if k.startswith(prefix)})
+    def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Loads `state()` arrays; buffers of tasks the arrays lack stay empty."""
+        for name, buf in self.buffers.items():
+            prefix = f"{name}/"
+            found = {k[len(prefix) :]: arrays[k] for k in arrays if k.startswith(prefix)}
+            if found:
+                buf.load_state(found)
 
 
 def available_ram_bytes() -> int:
@@ -178,15 +214,17 @@ def available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(tasks: TaskSet, capacity_per_task: int) -> int:
-    """Prints the replay memory the tasks need and refuses a size that would not fit in RAM."""
+def check_memory(tasks: Sequence[TaskSpec], capacity_per_task: int) -> int:
+    """Logs the replay memory the tasks need and refuses a size that would not fit in RAM."""
     needed = {
         t.name: TaskReplay.bytes_needed(t.obs_shape, t.obs_dtype, capacity_per_task) for t in tasks
     }
     total = sum(needed.values())
+    if not needed:
+        return 0
     gib = 1024**3
     parts = ", ".join(f"{n} {b / gib:.2f}" for n, b in needed.items())
-    print(f"replay memory: {total / gib:.2f} GiB ({parts} GiB; {capacity_per_task} per task)")
+    log.info("replay memory: %.2f GiB (%s GiB; %d per task)", total / gib, parts, capacity_per_task)
     available = available_ram_bytes()
     if total > RAM_FRACTION_ALLOWED * available:
         raise ConfigError(

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
-from torch import nn
-
 from multiq.mtl.base import Balancer, shared_params
 from multiq.mtl.fixed import FixedWeights
 from multiq.mtl.gradnorm import GradNorm
@@ -23,17 +18,10 @@ BALANCERS: dict[str, type[Balancer]] = {
 }
 
 
-def build_balancer(
-    name: str,
-    params: Sequence[nn.Parameter],
-    shared: Sequence[torch.Tensor],
-    task_weights: torch.Tensor,
-    gradnorm_alpha: float = 1.5,
-    net: nn.Module | None = None,
-) -> Balancer:
-    """Builds a loss balancer from the registry (arguments: see `Balancer`)."""
+def build_balancer(name: str, gradnorm_alpha: float = 1.5) -> Balancer:
+    """Builds a loss balancer from the registry (see `Balancer`; the learner feeds it params)."""
     cls = lookup(BALANCERS, name, "balancer", "balancers")
-    return cls(params, shared, task_weights, gradnorm_alpha=gradnorm_alpha, net=net)
+    return cls(gradnorm_alpha=gradnorm_alpha)
 
 
 __all__ = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -11,7 +11,7 @@ from torch import nn
 
 from multiq.errors import ConfigError
 from multiq.mtl.task_grads import TaskGradients, linear_layers
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 PROBE_ROWS = 16
 
@@ -21,52 +21,78 @@ class Balancer(nn.Module, abc.ABC):
 
     A balancer runs the backward pass itself: gradient surgery and GradNorm need several
     gradients per step, not one `loss.backward()`. Its own learnable values (log-variances,
-    task weights) are `nn.Parameter`s, which the agent adds to its optimiser; its state is in
-    `state_dict()`, so checkpoints resume exactly.
+    task weights) are per-task `nn.Parameter`s keyed by task name, which the learner adds to its
+    optimiser; its state is in `state_dict()`, so checkpoints resume exactly.
+
+    The learner tells it which parameters train (`set_params`: frozen ones are left out, so
+    gradient surgery never sees them), which tasks exist (`add_task`) and the weight alpha of
+    each task's loss (`set_task_weights`, used as given).
 
     Args:
-        params: the network parameters that receive gradients.
-        shared: one bool per parameter, True where several tasks' losses reach it (see
-            `shared_params`).
-        task_weights: [T] fixed weights alpha (normalised here to sum to one).
         gradnorm_alpha: GradNorm's asymmetry (used by `gradnorm` only).
-        net: the network holding `params`. Where given, balancers that need per-task gradients
-            take those of shared `nn.Linear` parameters from one backward pass (see
-            `TaskGradients`); without it, from batched autograd.
     """
 
-    def __init__(
-        self,
-        params: Sequence[nn.Parameter],
-        shared: Sequence[bool],
-        task_weights: torch.Tensor,
-        gradnorm_alpha: float = 1.5,
-        net: nn.Module | None = None,
-    ):
+    def __init__(self, gradnorm_alpha: float = 1.5):
         super().__init__()
-        self.params = list(params)
-        self.shared = list(shared)
-        if len(self.shared) != len(self.params):
-            raise ValueError(f"{len(self.params)} parameters but {len(self.shared)} shared flags")
-        self.num_tasks = len(task_weights)
         self.gradnorm_alpha = gradnorm_alpha
-        alpha = torch.as_tensor(task_weights, dtype=torch.float32)
-        self.register_buffer("alpha", alpha / alpha.sum(), persistent=False)
+        self.params: list[nn.Parameter] = []
+        self.shared: list[bool] = []
+        self.layers: list[nn.Linear | None] = []
+        self.weights: dict[str, float] = {}
+        self._alpha: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def set_params(
+        self, params: Sequence[nn.Parameter], shared: Sequence[bool], net: nn.Module | None = None
+    ) -> None:
+        """The trainable network parameters, whether each is shared, and the net holding them.
+
+        Where `net` is given, balancers that need per-task gradients take those of shared
+        `nn.Linear` parameters from one backward pass (see `TaskGradients`).
+        """
+        if len(shared) != len(params):
+            raise ValueError(f"{len(params)} parameters but {len(shared)} shared flags")
+        self.params, self.shared = list(params), list(shared)
         # a plain list, not a submodule: the net's parameters are not the balancer's
         self.layers = linear_layers(net, self.params)
+        self.params_changed()
+
+    def params_changed(self) -> None:
+        """Called after `set_params` (e.g. to rebuild per-task gradient hooks)."""
+
+    def add_task(self, name: str) -> None:
+        """Creates a new task's learned values (none for a stateless balancer)."""
+
+    def set_task_weights(self, weights: Mapping[str, float]) -> None:
+        """alpha per task name, used as given (the learner normalises the config's weights)."""
+        self.weights = {name: float(w) for name, w in weights.items()}
+        self._alpha.clear()
+
+    def alpha(self, names: Sequence[str], device: torch.device) -> torch.Tensor:
+        """[T_b] alpha of the batch's tasks (cached per task list)."""
+        key = tuple(names)
+        if key not in self._alpha:
+            missing = [n for n in names if n not in self.weights]
+            if missing:
+                raise ConfigError(f"no loss weight for tasks {missing}")
+            values = [self.weights[n] for n in names]
+            self._alpha[key] = torch.tensor(values, dtype=torch.float32, device=device)
+        return self._alpha[key]
 
     def task_gradients(self, indices: Sequence[int]) -> TaskGradients:
         """Per-task gradients of `params[i]` for i in `indices` (hooks only on their layers)."""
         return TaskGradients([self.params[i] for i in indices], [self.layers[i] for i in indices])
 
     @abc.abstractmethod
-    def backward(self, task_losses: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Fills `.grad` of the network parameters (and the balancer's own ones).
+    def backward(
+        self, task_losses: torch.Tensor, task_ids: torch.Tensor, names: Sequence[str]
+    ) -> torch.Tensor:
+        """Fills `.grad` of the trainable parameters (and the balancer's own ones).
 
         Args:
-            task_losses: [T] per-task losses, attached to the graph; L_t depends only on the
+            task_losses: [T_b] per-task losses, attached to the graph; L_t depends only on the
                 batch rows of task t.
-            task_ids: [B] long task of each batch row, rows grouped by task in task order.
+            task_ids: [B] long batch task of each row, rows grouped by task in `names` order.
+            names: the batch's tasks.
 
         Returns:
             the scalar combined loss, detached (for logging).
@@ -76,15 +102,17 @@ class Balancer(nn.Module, abc.ABC):
         """Called after the optimiser step (e.g. to renormalise learned weights)."""
 
     def metrics(self) -> dict[str, torch.Tensor]:
-        """[T] detached tensors to log per task, by key."""
+        """[T_b] detached tensors to log per task of the latest batch, by key."""
         return {}
 
     def require_equal_alpha(self, name: str) -> None:
-        """Learned weights replace alpha: unequal `task_weights` would be silently ignored."""
-        if not torch.allclose(self.alpha, self.alpha.mean().expand_as(self.alpha)):
+        """Learned weights replace alpha: unequal weights would be silently ignored."""
+        values = set(self.weights.values())
+        if len(values) > 1:
             raise ConfigError(
                 f"balancer {name!r} learns the task weights; it cannot be combined with unequal "
-                "task_weights (remove task_weights, or use balancer 'fixed' or 'pcgrad')"
+                "task weights (remove task_weights, or use balancer 'fixed' or 'pcgrad'; "
+                "transfer mode 'joint' needs 'fixed' or 'pcgrad' too)"
             )
 
 
@@ -97,30 +125,33 @@ def _probe_obs(space, rows: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(low, high, size=shape).astype(space.dtype)
 
 
-def shared_params(net: nn.Module, tasks: TaskSet) -> list[bool]:
+def shared_params(
+    net: nn.Module, tasks: Sequence[TaskSpec], params: Sequence[nn.Parameter] | None = None
+) -> list[bool]:
     """Which parameters receive gradient from more than one task.
 
-    Probes the network once with random observations of each task alone; a parameter is shared
-    when at least one of its elements gets a non-zero gradient from two or more tasks. This
-    works for any sharing scheme without asking it: in `shared` the body is shared, while the
-    wide head (each task touches only its own rows) and per-task input layers are not; in
-    `independent` nothing is.
+    Probes the network with random observations of each task alone; a parameter is shared when
+    at least one of its elements gets a non-zero gradient from two or more tasks. This works for
+    any sharing scheme without asking it: in `shared` the body is shared, while heads and input
+    layers of one task are not; in `independent` nothing is.
+
+    Args:
+        net: the network.
+        tasks: the tasks it holds.
+        params: the parameters to classify (default: all of the net's).
 
     Returns:
-        one bool per `net.parameters()` entry.
+        one bool per parameter.
     """
-    params = list(net.parameters())
+    params = list(net.parameters()) if params is None else list(params)
+    if not params:
+        return []
     device = params[0].device
     rng = np.random.default_rng(0)
     counts = [torch.zeros(p.shape, dtype=torch.int64, device=device) for p in params]
-    for t, task in enumerate(tasks):
-        obs = [
-            torch.as_tensor(
-                _probe_obs(s.observation_space, PROBE_ROWS if i == t else 0, rng), device=device
-            )
-            for i, s in enumerate(tasks)
-        ]
-        q = net(obs)[:, : task.num_actions]
+    for task in tasks:
+        x = torch.as_tensor(_probe_obs(task.observation_space, PROBE_ROWS, rng), device=device)
+        q = net({task.name: x})[:, : task.num_actions]
         grads = torch.autograd.grad(q.sum(), params, allow_unused=True)
         for count, g in zip(counts, grads, strict=True):
             if g is not None:

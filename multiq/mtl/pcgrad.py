@@ -46,27 +46,35 @@ def project_conflicting(
 class PCGrad(Balancer):
     """Projects conflicting per-task gradients of the shared parameters off each other.
 
-    Per-task gradients are those of alpha_t L_t (alpha normalised to sum to one, so without
-    conflicts the result equals the `fixed` gradient), taken by `TaskGradients` alongside the
+    Per-task gradients are those of alpha_t L_t (so without conflicts the result equals the
+    `fixed` gradient), taken by `TaskGradients` alongside the
     one ordinary backward. Only shared parameters (see `shared_params`) take part in the
     surgery; task-specific ones (heads, per-task input layers) get their own task's gradient
-    untouched. With `independent` nothing is shared and PCGrad is the plain sum.
+    untouched, and frozen ones take no part. With `independent` nothing is shared and PCGrad is
+    the plain sum.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.shared_list: list = []
+        self.task_grads = None
+
+    def params_changed(self) -> None:
         indices = [i for i, s in enumerate(self.shared) if s]
         self.shared_list = [self.params[i] for i in indices]
         self.task_grads = self.task_gradients(indices) if indices else None
 
-    def backward(self, task_losses: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+    def backward(
+        self, task_losses: torch.Tensor, task_ids: torch.Tensor, names: Sequence[str]
+    ) -> torch.Tensor:
+        alpha = self.alpha(names, task_losses.device)
         if self.task_grads is None:
-            loss = (task_losses * self.alpha).sum()
+            loss = (task_losses * alpha).sum()
             loss.backward()
             return loss.detach()
         # per-task gradients of the shared parameters only, [T, P]; the task-specific ones
         # keep the plain sum that the ordinary backward leaves in .grad
-        loss, grads = self.task_grads.backward(task_losses, self.alpha, task_ids)
+        loss, grads = self.task_grads.backward(task_losses, alpha, task_ids)
         combined = project_conflicting(grads).split([p.numel() for p in self.shared_list])
         for p, g in zip(self.shared_list, combined, strict=True):
             p.grad.copy_(g.view_as(p))

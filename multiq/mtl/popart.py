@@ -7,97 +7,109 @@ q_t; the unnormalised Q = sigma_t q_t + mu_t is what acting and the TD targets u
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from multiq.agents.losses import per_task_mean
 from multiq.errors import ConfigError
-from multiq.nets.heads import TaskQHeads
-from multiq.nets.independent import IndependentQNet
+from multiq.mtl.task_values import TaskValues
+from multiq.nets.heads import TaskHeads
 
 MIN_STD, MAX_STD = 1e-4, 1e6
 
 
-def task_head_rows(net: nn.Module, num_tasks: int) -> list[tuple[nn.Linear, torch.Tensor]]:
-    """Each output layer of the net with the task of each of its rows.
+def task_heads(net: nn.Module) -> TaskHeads:
+    """The net's per-task heads.
 
     Raises:
-        ConfigError: unless the net's outputs are plain (non-dueling) per-task head rows: a
-            `heads` TaskQHeads layer with one head per task whose output is the net's (as in
-            `shared`), or `independent` (one head per task).
+        ConfigError: unless the net's outputs are plain (non-dueling) per-task heads (as in
+            `shared` or `independent`).
     """
-    if isinstance(net, IndependentQNet):
-        heads = [(n["head"], torch.full((n["head"].advantage.out_features,), t)) for t, n in
-                 enumerate(net.nets)]  # fmt: skip
-    elif isinstance(getattr(net, "heads", None), TaskQHeads) and net.heads.num_tasks == num_tasks:
-        rows = torch.arange(num_tasks).repeat_interleave(net.heads.max_actions)
-        heads = [(net.heads, rows)]
-    else:
+    heads = getattr(net, "heads", None)
+    if not isinstance(heads, TaskHeads):
         raise ConfigError(
             "popart needs per-task Q heads (e.g. schemes 'shared' or 'independent'); "
             f"the {type(net).__name__} network has none"
         )
-    if any(h.dueling for h, _ in heads):
+    if heads.dueling:
         raise ConfigError("popart cannot be combined with dueling=true (it needs plain Q heads)")
-    device = heads[0][0].advantage.weight.device
-    return [(h.advantage, rows.to(device)) for h, rows in heads]
+    return heads
 
 
 class PopArt(nn.Module):
     """Running per-task mean and std of the TD targets, and the output-preserving rescale.
 
+    Statistics are keyed by task name (`add_task`); a batch's tasks are gathered by name.
+
     Args:
         nets: the networks whose heads are rescaled together (online and target), so that
             neither network's unnormalised outputs change when the statistics move.
-        num_tasks: T.
         beta: step size of the running first and second moments, in (0, 1].
     """
 
-    def __init__(self, nets: list[nn.Module], num_tasks: int, beta: float):
+    def __init__(self, nets: list[nn.Module], beta: float):
         super().__init__()
-        self.num_tasks = num_tasks
         self.beta = beta
-        self.heads = [row for net in nets for row in task_head_rows(net, num_tasks)]
-        device = self.heads[0][0].weight.device
-        self.register_buffer("mean", torch.zeros(num_tasks, device=device))
-        self.register_buffer("mean_sq", torch.ones(num_tasks, device=device))
+        self.heads = [task_heads(net) for net in nets]  # plain list: the nets own them
+        self.mean = TaskValues(0.0)
+        self.mean_sq = TaskValues(1.0)
 
-    @property
-    def std(self) -> torch.Tensor:
-        """[T] sigma_t, kept within [MIN_STD, MAX_STD]."""
-        var = (self.mean_sq - self.mean**2).clamp_min(MIN_STD**2)
-        return var.sqrt().clamp_max(MAX_STD)
+    def add_task(self, name: str, device: torch.device | str = "cpu") -> None:
+        self.mean.add(name, device)
+        self.mean_sq.add(name, device)
 
-    def unnormalise(self, q: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """[B, A] sigma q + mu for normalised Q-values q ([B, A]) of tasks task_ids ([B])."""
-        return q * self.std[task_ids, None] + self.mean[task_ids, None]
+    def stats(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """([T_b] mu, [T_b] sigma) of the tasks `names`; sigma within [MIN_STD, MAX_STD]."""
+        mean = self.mean.gather(names)
+        return mean, std_of(mean, self.mean_sq.gather(names))
+
+    def unnormalise(
+        self, q: torch.Tensor, names: Sequence[str], task_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, A] sigma q + mu for normalised Q-values q ([B, A]) of rows of tasks task_ids."""
+        mean, std = self.stats(names)
+        return q * std[task_ids, None] + mean[task_ids, None]
 
     @torch.no_grad()
-    def update(self, targets: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+    def update(
+        self, targets: torch.Tensor, names: Sequence[str], task_ids: torch.Tensor
+    ) -> torch.Tensor:
         """Moves the statistics towards the batch, rescales the heads, normalises the targets.
 
         Args:
             targets: [B] unnormalised TD targets.
-            task_ids: [B] long task of each row.
+            names: the batch's tasks (each has rows).
+            task_ids: [B] long batch task of each row.
 
         Returns:
             [B] targets normalised with the new statistics.
         """
-        present = torch.bincount(task_ids, minlength=self.num_tasks) > 0
-        batch_mean = per_task_mean(targets, task_ids, self.num_tasks)
-        batch_sq = per_task_mean(targets * targets, task_ids, self.num_tasks)
-        old_mean, old_std = self.mean.clone(), self.std
-        self.mean.copy_(torch.where(present, self.mean.lerp(batch_mean, self.beta), self.mean))
-        self.mean_sq.copy_(
-            torch.where(present, self.mean_sq.lerp(batch_sq, self.beta), self.mean_sq)
-        )
-        new_mean, new_std = self.mean, self.std
+        num_tasks = len(names)
+        old_mean, old_std = self.stats(names)
+        batch_mean = per_task_mean(targets, task_ids, num_tasks)
+        batch_sq = per_task_mean(targets * targets, task_ids, num_tasks)
+        new_mean = old_mean.lerp(batch_mean, self.beta)
+        new_sq = self.mean_sq.gather(names).lerp(batch_sq, self.beta)
+        self.mean.write(names, new_mean)
+        self.mean_sq.write(names, new_sq)
+        new_std = std_of(new_mean, new_sq)
         # ART: W' = W sigma / sigma', b' = (sigma b + mu - mu') / sigma' keeps sigma q + mu fixed
-        for layer, rows in self.heads:
-            scale = (old_std / new_std)[rows]
-            layer.weight.mul_(scale[:, None])
-            layer.bias.mul_(old_std[rows]).add_(old_mean[rows] - new_mean[rows]).div_(new_std[rows])
+        scale, shift = old_std / new_std, (old_mean - new_mean) / new_std
+        for heads in self.heads:
+            for t, name in enumerate(names):
+                layer = heads.heads[name].advantage
+                layer.weight.mul_(scale[t])
+                layer.bias.mul_(scale[t]).add_(shift[t])
         return (targets - new_mean[task_ids]) / new_std[task_ids]
 
-    def metrics(self) -> dict[str, torch.Tensor]:
-        return {"popart_mean": self.mean.clone(), "popart_std": self.std}
+    def metrics(self, names: Sequence[str]) -> dict[str, torch.Tensor]:
+        mean, std = self.stats(names)
+        return {"popart_mean": mean, "popart_std": std}
+
+
+def std_of(mean: torch.Tensor, mean_sq: torch.Tensor) -> torch.Tensor:
+    """sigma from the first and second moments, kept within [MIN_STD, MAX_STD]."""
+    var = (mean_sq - mean**2).clamp_min(MIN_STD**2)
+    return var.sqrt().clamp_max(MAX_STD)

@@ -33,7 +33,7 @@ MIN_EPISODES_FOR_PROGRESS = 4
 
 @dataclass
 class TaskStats:
-    """What a schedule may look at, one entry per task.
+    """What a schedule may look at, one entry per active task (the phase's tasks, in order).
 
     Attributes:
         env_steps: [T] env steps taken so far.
@@ -53,14 +53,14 @@ class TaskStats:
 class TaskSchedule(abc.ABC):
     """Maps task statistics to shares of env steps and replay samples.
 
+    The number of tasks T is that of the statistics, so a schedule serves any phase.
+
     Args:
-        num_tasks: T.
         uniform_mix: weight of the uniform share in [0, 1] (1 = always uniform).
         window: episodes per task the ``progress`` schedule looks at (>= 4).
     """
 
-    def __init__(self, num_tasks: int, uniform_mix: float = 0.2, window: int = 20):
-        self.num_tasks = num_tasks
+    def __init__(self, uniform_mix: float = 0.2, window: int = 20):
         self.uniform_mix = uniform_mix
         self.window = window
 
@@ -72,7 +72,7 @@ class TaskSchedule(abc.ABC):
         """[T] shares, summing to one, each at least `uniform_mix / T`."""
         raw = np.asarray(self.preferences(stats), dtype=np.float64)
         total = raw.sum()
-        uniform = np.full(self.num_tasks, 1.0 / self.num_tasks)
+        uniform = np.full(len(raw), 1.0 / len(raw))
         preferred = raw / total if total > 0 and np.isfinite(total) else uniform
         return (1.0 - self.uniform_mix) * preferred + self.uniform_mix * uniform
 
@@ -81,7 +81,7 @@ class UniformSchedule(TaskSchedule):
     """Every task the same share."""
 
     def preferences(self, stats: TaskStats) -> np.ndarray:
-        return np.ones(self.num_tasks)
+        return np.ones(len(stats.weights))
 
 
 class WeightedSchedule(TaskSchedule):
@@ -107,7 +107,7 @@ class ProgressSchedule(TaskSchedule):
         progress = np.array([self._progress(r[-self.window :]) for r in stats.recent_returns])
         unknown = np.isnan(progress)
         if unknown.all():
-            return np.ones(self.num_tasks)
+            return np.ones(len(progress))
         known_max = progress[~unknown].max()
         return np.where(unknown, known_max if known_max > 0 else 1.0, progress)
 
@@ -130,16 +130,14 @@ SCHEDULES: dict[str, type[TaskSchedule]] = {
 }
 
 
-def build_schedule(
-    name: str, num_tasks: int, uniform_mix: float = 0.2, window: int = 20
-) -> TaskSchedule:
+def build_schedule(name: str, uniform_mix: float = 0.2, window: int = 20) -> TaskSchedule:
     """Builds a task schedule from the registry (arguments: see `TaskSchedule`).
 
     Raises:
         ConfigError: for an unknown name (with the closest valid one).
     """
     cls = lookup(SCHEDULES, name, "task_schedule", "schedules")
-    return cls(num_tasks, uniform_mix, window)
+    return cls(uniform_mix, window)
 
 
 def sample_counts(shares: np.ndarray, total: int) -> np.ndarray:

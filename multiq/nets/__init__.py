@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from multiq.nets.base import MultiTaskQNet, task_ids_for
 from multiq.nets.conditioned import ConditionedQNet
 from multiq.nets.independent import IndependentQNet
@@ -10,7 +12,7 @@ from multiq.nets.routed import RoutedQNet
 from multiq.nets.shared import SharedQNet
 from multiq.nets.shared_private import SharedPrivateQNet
 from multiq.registry import lookup
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 SCHEMES: dict[str, type[MultiTaskQNet]] = {
     "independent": IndependentQNet,
@@ -23,7 +25,7 @@ SCHEMES: dict[str, type[MultiTaskQNet]] = {
 
 def build_qnet(
     scheme: str,
-    tasks: TaskSet,
+    tasks: Sequence[TaskSpec],
     hidden_size: int = 128,
     dueling: bool = False,
     options: SchemeOptions | None = None,

@@ -1,19 +1,24 @@
-"""The interface every sharing scheme implements."""
+"""The interface every sharing scheme implements: tasks keyed by name, growing with `add_task`.
+
+A scheme holds a module per task (heads, private encoders, routing logits, embeddings) in
+name-keyed containers, and input layers keyed by observation signature. Adding a task only adds
+modules: every existing task's Q-values stay bit-identical.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from multiq.nets.heads import action_mask_for
-from multiq.tasks.spec import TaskSet
+from multiq.errors import TaskError
+from multiq.tasks.spec import TaskSpec
 
 
 def task_ids_for(sizes: Sequence[int], device: torch.device) -> torch.Tensor:
-    """[sum(sizes)] long: row r belongs to task t when rows are grouped task by task."""
+    """[sum(sizes)] long: row r belongs to batch task t when rows are grouped task by task."""
     counts = torch.as_tensor(list(sizes), device=device)
     return torch.repeat_interleave(torch.arange(len(sizes), device=device), counts)
 
@@ -21,19 +26,47 @@ def task_ids_for(sizes: Sequence[int], device: torch.device) -> torch.Tensor:
 class MultiTaskQNet(nn.Module, abc.ABC):
     """Maps each task's observations to that task's Q-values.
 
-    Subclasses implement `forward(obs)`; `action_mask` ([T, A_max] bool) says which of the
-    `A_max` output columns are real actions of each task. `option_names` lists the
-    `SchemeOptions` fields a scheme takes as keyword arguments.
+    Subclasses build their shared modules in `__init__`, a task's own modules in `_add_modules`,
+    and implement `forward` and `param_groups`. `option_names` lists the `SchemeOptions` fields
+    a scheme takes as keyword arguments.
+
+    Args:
+        tasks: the first tasks (at least one); more come with `add_task`.
+        hidden_size: units of the hidden layer(s).
+        dueling: dueling Q heads.
     """
 
     option_names: tuple[str, ...] = ()
 
-    def __init__(self, tasks: TaskSet):
+    def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int, dueling: bool):
         super().__init__()
-        self.num_actions = [t.num_actions for t in tasks]
-        self.max_actions = max(self.num_actions)
-        self.register_buffer("action_mask", action_mask_for(self.num_actions), persistent=False)
+        if not tasks:
+            raise TaskError("a Q-network needs at least one task")
+        self.hidden_size, self.dueling = hidden_size, dueling
+        self.specs: dict[str, TaskSpec] = {}
+        self.register_buffer("_anchor", torch.zeros(0), persistent=False)  # the net's device
         self._task_ids: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self._anchor.device
+
+    @property
+    def num_actions(self) -> dict[str, int]:
+        """Task name -> action count, for every task the net holds."""
+        return {name: spec.num_actions for name, spec in self.specs.items()}
+
+    def add_task(self, spec: TaskSpec) -> None:
+        """Adds a task's own modules (on the net's device); other tasks' outputs are unchanged.
+
+        Raises:
+            TaskError: the name is taken, or the task cannot share this net's trunk.
+        """
+        if spec.name in self.specs:
+            raise TaskError(f"the network already holds a task named {spec.name!r}")
+        self._add_modules(spec)
+        self.specs[spec.name] = spec
+        self.to(self.device)
 
     def task_ids(self, sizes: Sequence[int]) -> torch.Tensor:
         """`task_ids_for(sizes)` on the net's device, cached: batch layouts repeat every step."""
@@ -41,23 +74,38 @@ class MultiTaskQNet(nn.Module, abc.ABC):
         if key not in self._task_ids:
             if len(self._task_ids) > 64:
                 self._task_ids.clear()
-            self._task_ids[key] = task_ids_for(key, self.action_mask.device)
+            self._task_ids[key] = task_ids_for(key, self.device)
         return self._task_ids[key]
 
     def set_progress(self, fraction: float) -> None:
         """Tells the net how far training has come (0 = start, 1 = end), e.g. for annealing."""
 
-    def diagnostics(self) -> dict[str, torch.Tensor]:
-        """Name -> detached [T, K] per-task values worth logging (e.g. routing weights)."""
+    def diagnostics(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Diagnostic -> task name -> detached [K] values worth logging (e.g. routing)."""
         return {}
 
     @abc.abstractmethod
-    def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _add_modules(self, spec: TaskSpec) -> None:
+        """Creates the task's own modules (called before `spec` joins `self.specs`)."""
+
+    @abc.abstractmethod
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Group name -> parameters; every parameter is in exactly one group.
+
+        Names: ``trunk`` (shared body), ``inputs/<signature>`` (input layers), ``head/<task>``,
+        plus what a scheme adds (``private/<task>``, ``routing/<task>``, ``embedding/<task>``,
+        ``head`` for a head shared by all tasks).
+        """
+
+    @abc.abstractmethod
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Q-values for a batch grouped by task.
 
         Args:
-            obs: one tensor per task, `[B_t, *obs_shape_t]` (B_t may be 0).
+            obs: task name -> `[B_t, *obs_shape_t]` (B_t may be 0); the batch's rows are the
+                tasks' rows in this order.
 
         Returns:
-            [sum B_t, A_max] Q-values, rows in task order.
+            [sum B_t, A] Q-values, A the largest action count among the batch's tasks; columns
+            beyond a task's own action count are padding.
         """

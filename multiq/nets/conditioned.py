@@ -1,57 +1,97 @@
 """`conditioned`: one trunk and one head over the union of actions, told the task by an embedding.
 
-The task embedding joins the shared features before a last hidden layer, so every parameter is
-shared; a task's missing actions are output columns the agent masks out of every max and argmax.
+The task embedding joins the shared features in a last hidden layer: `relu(W_f f + b + e_t)`.
+With ``onehot`` embeddings, `e_t` is the column of the hidden layer's weight that the one-hot of
+task t selects, i.e. a learned vector per task of the hidden size; with ``learned`` embeddings,
+`e_t = W_e v_t` for a learned vector `v_t` of `task_embedding_dim` and a shared `W_e`. Either way
+a new task adds one vector and leaves the other tasks' outputs unchanged. The head covers the
+union of all tasks' actions; a task with more actions than any before adds output columns in a
+new chunk. A task's missing actions are columns the agent masks out of every max and argmax.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
+from multiq.nets.heads import dueling_combine, pad_columns
+from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.nets.options import TASK_EMBEDDINGS, check_choice
-from multiq.nets.shared import apply_input_layers, shared_input_layers
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 
 class ConditionedQNet(MultiTaskQNet):
-    """Shared trunk -> concat(features, task embedding) -> hidden layer -> one `A_max` head."""
+    """Shared trunk -> hidden layer + task embedding -> one head over the union of actions."""
 
     option_names = ("task_embedding", "task_embedding_dim")
 
     def __init__(
         self,
-        tasks: TaskSet,
+        tasks: Sequence[TaskSpec],
         hidden_size: int = 128,
         dueling: bool = False,
         task_embedding: str = "onehot",
         task_embedding_dim: int = 16,
     ):
-        super().__init__(tasks)
+        super().__init__(tasks, hidden_size, dueling)
         check_choice("task_embedding", task_embedding, TASK_EMBEDDINGS)
-        family, self.inputs = shared_input_layers(tasks, hidden_size)
-        self.body, feature_dim = family.body(tasks[0].observation_space, hidden_size)
-        # One-hot rows live in a buffer, not a frozen parameter: every parameter is trainable.
-        self.register_buffer("onehot", torch.eye(len(tasks)), persistent=False)
+        self.inputs = SharedInputs(tasks[0], hidden_size)
+        self.body, feature_dim = self.inputs.body()
+        self.hidden = nn.Linear(feature_dim, hidden_size)
         learned = task_embedding == "learned"
-        self.embedding = nn.Embedding(len(tasks), task_embedding_dim) if learned else None
-        embedding_dim = task_embedding_dim if learned else len(tasks)
-        self.hidden = nn.Sequential(nn.Linear(feature_dim + embedding_dim, hidden_size), nn.ReLU())
-        self.advantage = nn.Linear(hidden_size, self.max_actions)
+        self.embedding_dim = task_embedding_dim if learned else hidden_size
+        self.project = nn.Linear(task_embedding_dim, hidden_size, bias=False) if learned else None
+        # as nn.Linear initialises the one-hot columns of a layer with this fan-in
+        self.embedding_bound = 1.0 / math.sqrt(feature_dim + len(tasks))
+        self.embeddings = nn.ParameterDict()
+        self.advantage = nn.ModuleList()  # chunks of output columns, in action order
         self.value = nn.Linear(hidden_size, 1) if dueling else None
+        for spec in tasks:
+            self.add_task(spec)
 
-    def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
-        features = self.body(apply_input_layers(self.inputs, obs))
-        task_ids = self.task_ids([x.shape[0] for x in obs])
-        task = self.onehot[task_ids] if self.embedding is None else self.embedding(task_ids)
-        hidden = self.hidden(torch.cat([features, task], dim=1))
-        adv = self.advantage(hidden)
+    @property
+    def union_actions(self) -> int:
+        return sum(chunk.out_features for chunk in self.advantage)
+
+    def _add_modules(self, spec: TaskSpec) -> None:
+        self.inputs.add(spec)
+        vector = torch.empty(self.embedding_dim)
+        if self.project is None:
+            nn.init.uniform_(vector, -self.embedding_bound, self.embedding_bound)
+        else:
+            nn.init.normal_(vector)  # as nn.Embedding
+        self.embeddings[spec.name] = nn.Parameter(vector.to(self.device))
+        if spec.num_actions > self.union_actions:
+            extra = spec.num_actions - self.union_actions
+            self.advantage.append(nn.Linear(self.hidden_size, extra))
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        names, sizes = list(obs), sizes_of(obs)
+        features = self.body(self.inputs(obs))
+        task_vectors = torch.stack([self.embeddings[n] for n in names])  # [T_b, D]
+        if self.project is not None:
+            task_vectors = self.project(task_vectors)
+        task_ids = self.task_ids(sizes)
+        hidden = torch.relu(self.hidden(features) + task_vectors[task_ids])
+        width = max(self.specs[n].num_actions for n in names)
+        adv = torch.cat([chunk(hidden) for chunk in self.advantage], dim=1)[:, :width]
         if self.value is None:
             return adv
-        # Dueling (Wang et al. 2016): centre the advantages over the task's real actions only.
-        mask = self.action_mask[task_ids]
-        adv_mean = (adv * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True)
-        return self.value(hidden) + adv - adv_mean
+        # dueling: centre each task's advantages over its own actions only
+        value = self.value(hidden)
+        parts = zip(names, adv.split(sizes), value.split(sizes), strict=True)
+        outputs = [dueling_combine(v, a[:, : self.specs[n].num_actions]) for n, a, v in parts]
+        return torch.cat([pad_columns(q, width) for q in outputs])
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        head = [*self.hidden.parameters(), *self.advantage.parameters()]
+        head += [*(self.value.parameters() if self.value else ()), *self.shared_projection()]
+        groups = {"trunk": list(self.body.parameters()), **self.inputs.param_groups(), "head": head}
+        return {**groups, **{f"embedding/{n}": [p] for n, p in self.embeddings.items()}}
+
+    def shared_projection(self) -> list[nn.Parameter]:
+        return list(self.project.parameters()) if self.project is not None else []

@@ -1,12 +1,15 @@
-"""Per-task Q heads stored as one wide layer, so all tasks' heads run in a single matmul."""
+"""Per-task Q heads keyed by task name, and the padding of per-task outputs into one batch."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def action_mask_for(num_actions: list[int]) -> torch.Tensor:
+def action_mask_for(num_actions: Sequence[int]) -> torch.Tensor:
     """[T, A_max] bool: entry (t, a) is True when action a exists in task t."""
     mask = torch.zeros(len(num_actions), max(num_actions), dtype=torch.bool)
     for task, n in enumerate(num_actions):
@@ -14,37 +17,71 @@ def action_mask_for(num_actions: list[int]) -> torch.Tensor:
     return mask
 
 
-class TaskQHeads(nn.Module):
-    """One Q head per task, optionally dueling (Wang et al. 2016).
+def pad_columns(q: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, A] -> [B, width] with zero padding on the right."""
+    return q if q.shape[1] == width else F.pad(q, (0, width - q.shape[1]))
 
-    Task t's head has `A_max` outputs of which the first `num_actions[t]` are real; the rest are
-    padding that the agent masks out of every max and argmax.
+
+def dueling_combine(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+    """Wang et al. 2016: V(s) + A(s, a) - mean_a A(s, a) over the task's own actions.
+
+    Args:
+        value: [B, 1].
+        advantage: [B, A_t], only the task's real actions.
+
+    Returns:
+        [B, A_t] Q-values.
+    """
+    return value + advantage - advantage.mean(1, keepdim=True)
+
+
+class QHead(nn.Module):
+    """One task's Q head: `A_t` outputs, optionally dueling."""
+
+    def __init__(self, feature_dim: int, num_actions: int, dueling: bool = False):
+        super().__init__()
+        self.advantage = nn.Linear(feature_dim, num_actions)
+        self.value = nn.Linear(feature_dim, 1) if dueling else None
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, F] -> [B, A_t]."""
+        adv = self.advantage(features)
+        return adv if self.value is None else dueling_combine(self.value(features), adv)
+
+
+class TaskHeads(nn.Module):
+    """One `QHead` per task name; applies each task's head to that task's rows.
+
+    Each head is its own small matmul, so a new head never changes another task's outputs.
     """
 
-    def __init__(self, feature_dim: int, num_actions: list[int], dueling: bool = False):
+    def __init__(self, feature_dim: int, dueling: bool = False):
         super().__init__()
-        self.num_tasks = len(num_actions)
-        self.max_actions = max(num_actions)
-        self.dueling = dueling
-        self.advantage = nn.Linear(feature_dim, self.num_tasks * self.max_actions)
-        self.value = nn.Linear(feature_dim, self.num_tasks) if dueling else None
-        self.register_buffer("action_mask", action_mask_for(num_actions), persistent=False)
+        self.feature_dim, self.dueling = feature_dim, dueling
+        self.heads = nn.ModuleDict()
 
-    def forward(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """Q-values of each sample's own task.
+    def add(self, name: str, num_actions: int) -> None:
+        self.heads[name] = QHead(self.feature_dim, num_actions, self.dueling)
+
+    def forward(
+        self, features: torch.Tensor, names: Sequence[str], sizes: Sequence[int]
+    ) -> torch.Tensor:
+        """Q-values of each row's own task.
 
         Args:
-            features: [B, F] trunk output.
-            task_ids: [B] long, the task of each row.
+            features: [sum B_t, F], rows grouped by task in `names` order.
+            names: the batch's tasks.
+            sizes: rows per task.
 
         Returns:
-            [B, A_max] Q-values; columns beyond the task's action count are meaningless.
+            [sum B_t, A] with A the largest action count of the batch's tasks (zero padding).
         """
-        rows = torch.arange(features.shape[0], device=features.device)
-        adv = self.advantage(features).view(-1, self.num_tasks, self.max_actions)[rows, task_ids]
-        if self.value is None:
-            return adv
-        mask = self.action_mask[task_ids]
-        adv_mean = (adv * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True)
-        value = self.value(features).gather(1, task_ids[:, None])
-        return value + adv - adv_mean
+        if len(names) == 1:
+            return self.heads[names[0]](features)
+        parts = zip(names, features.split(list(sizes)), strict=True)
+        outputs = [self.heads[n](x) for n, x in parts]
+        width = max(q.shape[1] for q in outputs)
+        return torch.cat([pad_columns(q, width) for q in outputs])
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {f"head/{name}": list(head.parameters()) for name, head in self.heads.items()}

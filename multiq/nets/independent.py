@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
 from multiq.nets.encoders import encoder_for
-from multiq.nets.heads import TaskQHeads
-from multiq.tasks.spec import TaskSet
+from multiq.nets.heads import TaskHeads, pad_columns
+from multiq.nets.inputs import sizes_of
+from multiq.tasks.spec import TaskSpec
 
 
 class IndependentQNet(MultiTaskQNet):
-    """One full Q-network per task; outputs padded to `A_max` columns."""
+    """One full Q-network per task: `private/<task>` encoder + `head/<task>`; no trunk."""
 
-    def __init__(self, tasks: TaskSet, hidden_size: int = 128, dueling: bool = False):
-        super().__init__(tasks)
-        self.nets = nn.ModuleList()
-        for task in tasks:
-            family = encoder_for(task.observation_space, task.name)
-            body, feature_dim = family.body(task.observation_space, hidden_size)
-            head = TaskQHeads(feature_dim, [task.num_actions], dueling)
-            trunk = nn.Sequential(family.input_layer(task.observation_space, hidden_size), body)
-            self.nets.append(nn.ModuleDict({"trunk": trunk, "head": head}))
+    def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int = 128, dueling: bool = False):
+        super().__init__(tasks, hidden_size, dueling)
+        self.private = nn.ModuleDict()
+        self.heads = None
+        for spec in tasks:
+            self.add_task(spec)
 
-    def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
-        outputs = []
-        for net, x in zip(self.nets, obs, strict=True):
-            features = net["trunk"](x)
-            zeros = torch.zeros(x.shape[0], dtype=torch.long, device=features.device)
-            q = net["head"](features, zeros)
-            outputs.append(F.pad(q, (0, self.max_actions - q.shape[1])))
-        return torch.cat(outputs)
+    def _add_modules(self, spec: TaskSpec) -> None:
+        family = encoder_for(spec.observation_space, spec.name)
+        body, feature_dim = family.body(spec.observation_space, self.hidden_size)
+        input_layer = family.input_layer(spec.observation_space, self.hidden_size)
+        self.private[spec.name] = nn.Sequential(input_layer, body)
+        if self.heads is None:
+            self.heads = TaskHeads(feature_dim, self.dueling)
+        # tasks of other observation kinds have other feature sizes: heads are built to fit
+        self.heads.feature_dim = feature_dim
+        self.heads.add(spec.name, spec.num_actions)
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        features = [self.private[name](x) for name, x in obs.items()]
+        if len({f.shape[1] for f in features}) == 1:
+            return self.heads(torch.cat(features), list(obs), sizes_of(obs))
+        outputs = [self.heads(f, [n], [f.shape[0]]) for n, f in zip(obs, features, strict=True)]
+        width = max(q.shape[1] for q in outputs)
+        return torch.cat([pad_columns(q, width) for q in outputs])
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {f"private/{n}": list(m.parameters()) for n, m in self.private.items()}
+        return {**groups, **self.heads.param_groups()}

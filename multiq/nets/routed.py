@@ -1,6 +1,7 @@
 """`routed`: each hidden layer of the body holds K shared modules that every task mixes its own way.
 
-Per task and routed layer, routing weights over the K modules come from learned logits: a softmax,
+Per task and routed layer, routing weights over the K modules come from the task's own learned
+logits (`routing/<task>`): a softmax,
 or a Gumbel-softmax (Jang et al. 2017; Maddison et al. 2017) whose temperature anneals linearly
 from `routing_tau_start` to `routing_tau_end` over training. With `routing_hard` the forward pass
 uses the one-hot argmax and the gradient the soft weights (straight-through).
@@ -8,7 +9,7 @@ uses the one-hot argmax and the gradient the soft weights (straight-through).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +17,10 @@ from torch import nn
 
 from multiq.errors import ConfigError
 from multiq.nets.base import MultiTaskQNet
-from multiq.nets.heads import TaskQHeads
+from multiq.nets.heads import TaskHeads
+from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.nets.options import ROUTINGS, check_choice
-from multiq.nets.shared import apply_input_layers, shared_input_layers
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 
 class RoutedLinear(nn.Module):
@@ -45,7 +46,10 @@ class RoutedLinear(nn.Module):
 
 
 class RoutedQNet(MultiTaskQNet):
-    """Shared input layer(s), a body whose Linear layers are `RoutedLinear`, per-task heads."""
+    """Input layers by signature, a body of `RoutedLinear` layers (`trunk`), per-task heads.
+
+    Task t's routing logits are its own [L, K] parameter (`routing/<task>`).
+    """
 
     option_names = (
         "routing",
@@ -57,7 +61,7 @@ class RoutedQNet(MultiTaskQNet):
 
     def __init__(
         self,
-        tasks: TaskSet,
+        tasks: Sequence[TaskSpec],
         hidden_size: int = 128,
         dueling: bool = False,
         routing: str = "softmax",
@@ -66,7 +70,7 @@ class RoutedQNet(MultiTaskQNet):
         routing_tau_end: float = 0.1,
         routing_hard: bool = False,
     ):
-        super().__init__(tasks)
+        super().__init__(tasks, hidden_size, dueling)
         check_choice("routing", routing, ROUTINGS)
         if routing_modules < 1 or routing_tau_start <= 0 or routing_tau_end <= 0:
             raise ConfigError(
@@ -74,54 +78,68 @@ class RoutedQNet(MultiTaskQNet):
                 f"{routing_modules}, {routing_tau_start}, {routing_tau_end}"
             )
         self.routing, self.routing_hard = routing, routing_hard
+        self.num_modules = routing_modules
         self.tau_start, self.tau_end = float(routing_tau_start), float(routing_tau_end)
-        family, self.inputs = shared_input_layers(tasks, hidden_size)
-        body, feature_dim = family.body(tasks[0].observation_space, hidden_size)
+        self.inputs = SharedInputs(tasks[0], hidden_size)
+        body, feature_dim = self.inputs.body()
         self.body = nn.ModuleList(
             RoutedLinear(m.in_features, m.out_features, routing_modules)
             if isinstance(m, nn.Linear)
             else m
             for m in body
         )
-        num_routed = sum(isinstance(m, RoutedLinear) for m in self.body)
-        self.routing_logits = nn.Parameter(torch.zeros(num_routed, len(tasks), routing_modules))
+        self.num_routed = sum(isinstance(m, RoutedLinear) for m in self.body)
+        self.routing_logits = nn.ParameterDict()
         # A buffer, so that a saved net predicts with the temperature it had.
         self.register_buffer("tau", torch.tensor(self.tau_start))
-        self.heads = TaskQHeads(feature_dim, self.num_actions, dueling)
+        self.heads = TaskHeads(feature_dim, dueling)
+        for spec in tasks:
+            self.add_task(spec)
+
+    def _add_modules(self, spec: TaskSpec) -> None:
+        self.inputs.add(spec)
+        logits = torch.zeros(self.num_routed, self.num_modules, device=self.device)
+        self.routing_logits[spec.name] = nn.Parameter(logits)
+        self.heads.add(spec.name, spec.num_actions)
 
     def set_progress(self, fraction: float) -> None:
         """Anneals the Gumbel temperature linearly: tau_start at 0, tau_end at 1 (and after)."""
         fraction = min(max(fraction, 0.0), 1.0)
         self.tau.fill_(self.tau_start + (self.tau_end - self.tau_start) * fraction)
 
-    def routing_probs(self, sample: bool = False) -> torch.Tensor:
-        """[L, T, K] soft routing weights; `sample` adds Gumbel noise (gumbel routing only)."""
+    def routing_probs(self, names: Sequence[str], sample: bool = False) -> torch.Tensor:
+        """[L, T_b, K] soft routing weights of the tasks `names`; `sample` adds Gumbel noise."""
+        logits = torch.stack([self.routing_logits[n] for n in names], dim=1)
         if self.routing == "softmax":
-            return self.routing_logits.softmax(-1)
-        logits = self.routing_logits
+            return logits.softmax(-1)
         if sample:
             gumbels = -torch.empty_like(logits).exponential_().log()
             logits = logits + gumbels
         return (logits / self.tau).softmax(-1)
 
-    def routing_weights(self, sample: bool = False) -> torch.Tensor:
-        """[L, T, K] weights the forward pass uses: soft, or one-hot with soft gradients."""
-        soft = self.routing_probs(sample)
+    def routing_weights(self, names: Sequence[str], sample: bool = False) -> torch.Tensor:
+        """[L, T_b, K] weights the forward pass uses: soft, or one-hot with soft gradients."""
+        soft = self.routing_probs(names, sample)
         if not self.routing_hard:
             return soft
         hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
         return hard - soft.detach() + soft
 
-    def diagnostics(self) -> dict[str, torch.Tensor]:
-        """{"routing": [T, K]} noiseless soft routing weights (then "routing1", ... per layer)."""
-        probs = self.routing_probs().detach()
-        return {("routing" if i == 0 else f"routing{i}"): p for i, p in enumerate(probs)}
+    def diagnostics(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{"routing": {task: [K]}} noiseless soft routing weights ("routing1", ... per layer)."""
+        names = list(self.specs)
+        probs = self.routing_probs(names).detach()
+        return {
+            ("routing" if i == 0 else f"routing{i}"): dict(zip(names, layer, strict=True))
+            for i, layer in enumerate(probs)
+        }
 
-    def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
-        task_ids = self.task_ids([x.shape[0] for x in obs])
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        names, sizes = list(obs), sizes_of(obs)
+        task_ids = self.task_ids(sizes)
         # Gumbel noise only in training forwards that learn; acting and targets stay deterministic.
-        weights = self.routing_weights(sample=self.training and torch.is_grad_enabled())
-        x = apply_input_layers(self.inputs, obs)
+        weights = self.routing_weights(names, sample=self.training and torch.is_grad_enabled())
+        x = self.inputs(obs)
         layer = 0
         for module in self.body:
             if isinstance(module, RoutedLinear):
@@ -129,4 +147,9 @@ class RoutedQNet(MultiTaskQNet):
                 layer += 1
             else:
                 x = module(x)
-        return self.heads(x, task_ids)
+        return self.heads(x, names, sizes)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        routing = {f"routing/{n}": [p] for n, p in self.routing_logits.items()}
+        groups = {"trunk": list(self.body.parameters()), **self.inputs.param_groups()}
+        return {**groups, **routing, **self.heads.param_groups()}

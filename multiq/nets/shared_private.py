@@ -1,21 +1,22 @@
 """`shared-private`: shared features plus each task's private features, then per-task heads.
 
 The hierarchical "task-specific + shared features" design: every task has its own full encoder
-beside the shared trunk, and the two feature vectors are summed or concatenated.
+(`private/<task>`) beside the shared trunk, and the two feature vectors are summed or
+concatenated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
-from multiq.nets.heads import TaskQHeads
+from multiq.nets.heads import TaskHeads
+from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.nets.options import PRIVATE_MERGES, check_choice
-from multiq.nets.shared import apply_input_layers, shared_input_layers
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 
 class SharedPrivateQNet(MultiTaskQNet):
@@ -25,33 +26,43 @@ class SharedPrivateQNet(MultiTaskQNet):
 
     def __init__(
         self,
-        tasks: TaskSet,
+        tasks: Sequence[TaskSpec],
         hidden_size: int = 128,
         dueling: bool = False,
         private_merge: str = "sum",
     ):
-        super().__init__(tasks)
+        super().__init__(tasks, hidden_size, dueling)
         check_choice("private_merge", private_merge, PRIVATE_MERGES)
         self.private_merge = private_merge
-        family, self.inputs = shared_input_layers(tasks, hidden_size)
-        self.body, shared_dim = family.body(tasks[0].observation_space, hidden_size)
-        self.private = nn.ModuleList()
-        for task in tasks:
-            body, private_dim = family.body(task.observation_space, hidden_size)
-            self.private.append(
-                nn.Sequential(family.input_layer(task.observation_space, hidden_size), body)
-            )
-        self.feature_dim = shared_dim + private_dim if private_merge == "concat" else shared_dim
-        self.heads = TaskQHeads(self.feature_dim, self.num_actions, dueling)
+        self.inputs = SharedInputs(tasks[0], hidden_size)
+        self.body, shared_dim = self.inputs.body()
+        concat = private_merge == "concat"
+        self.feature_dim = 2 * shared_dim if concat else shared_dim
+        self.private = nn.ModuleDict()
+        self.heads = TaskHeads(self.feature_dim, dueling)
+        for spec in tasks:
+            self.add_task(spec)
 
-    def encode(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
+    def _add_modules(self, spec: TaskSpec) -> None:
+        self.inputs.add(spec)
+        family = self.inputs.family
+        body, _ = family.body(spec.observation_space, self.hidden_size)
+        input_layer = family.input_layer(spec.observation_space, self.hidden_size)
+        self.private[spec.name] = nn.Sequential(input_layer, body)
+        self.heads.add(spec.name, spec.num_actions)
+
+    def encode(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """[sum B_t, feature_dim] merged shared and private features."""
-        shared = self.body(apply_input_layers(self.inputs, obs))
-        private = torch.cat([net(x) for net, x in zip(self.private, obs, strict=True)])
+        shared = self.body(self.inputs(obs))
+        private = torch.cat([self.private[name](x) for name, x in obs.items()])
         if self.private_merge == "concat":
             return torch.cat([shared, private], dim=1)
         return shared + private
 
-    def forward(self, obs: Sequence[torch.Tensor]) -> torch.Tensor:
-        task_ids = self.task_ids([x.shape[0] for x in obs])
-        return self.heads(self.encode(obs), task_ids)
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.heads(self.encode(obs), list(obs), sizes_of(obs))
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        private = {f"private/{n}": list(m.parameters()) for n, m in self.private.items()}
+        groups = {"trunk": list(self.body.parameters()), **self.inputs.param_groups()}
+        return {**groups, **private, **self.heads.param_groups()}

@@ -1,4 +1,5 @@
-"""Reports from a run folder's files (metrics.csv, summary.json): curves, routing, tables.
+"""Reports from a run folder's files (metrics.csv, summary.json): curves, routing, tables,
+transfer metrics.
 
 Reads only files; never imports torch, so it runs anywhere matplotlib does.
 """
@@ -19,7 +20,16 @@ from multiq.report.metrics import (
     task_names,
 )
 from multiq.report.routing import ROUTING_FILE, plot_routing, routing_weights
+from multiq.report.stats import bootstrap_ci
 from multiq.report.table import format_markdown_table, format_table
+from multiq.report.transfer import (
+    TransferRun,
+    aggregate_seeds,
+    format_transfer_report,
+    read_transfer_run,
+    transfer_metrics,
+    verdict,
+)
 
 __all__ = [
     "CURVES_FILE",
@@ -29,15 +39,22 @@ __all__ = [
     "ReportError",
     "RunFolderError",
     "Series",
+    "TransferRun",
+    "aggregate_seeds",
+    "bootstrap_ci",
     "build_figure",
     "format_markdown_table",
     "format_table",
+    "format_transfer_report",
     "plot_curves",
     "plot_routing",
     "read_metrics",
     "read_summary",
+    "read_transfer_run",
     "routing_weights",
     "task_names",
+    "transfer_metrics",
+    "verdict",
     "write_report",
 ]
 

@@ -19,12 +19,12 @@ from multiq.report.metrics import (
     read_summary,
     task_names,
 )
+from multiq.rundir import CURVES_FILE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-CURVES_FILE = "curves.png"
 MAX_COLUMNS = 3
 
 

@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from multiq import rundir
 from multiq.errors import MultiqError
+from multiq.rundir import METRICS_FILE, SUMMARY_FILE
 
-METRICS_FILE = "metrics.csv"
-SUMMARY_FILE = "summary.json"
-CSV_HEADER = ["step", "wall_time_s", "key", "value"]
+# A list, because `_check_header` compares it with the header row that csv.reader returns.
+CSV_HEADER = list(rundir.CSV_HEADER)
 
 Series = list[tuple[int, float]]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from multiq.report.metrics import Series, read_metrics
+from multiq.rundir import ROUTING_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-ROUTING_FILE = "routing.png"
 _ROUTING_KEY = re.compile(r"task/(?P<task>.+)/routing_(?P<module>\d+)")
 
 

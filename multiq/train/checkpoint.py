@@ -1,8 +1,11 @@
 """Checkpoints and saved models: written atomically, read without unpickling arbitrary objects.
 
 Tensors go through `torch.save` and come back with `torch.load(weights_only=True)`, which only
-rebuilds tensors and plain containers; everything else (config, counters, numpy RNG state) is
-JSON. Replay buffers are `.npz` files read with `allow_pickle=False`. Each file is written to a
+rebuilds tensors and plain containers; everything else (config, counters, numpy RNG state, task
+specs) is JSON. Format 2 names its tasks: each task's name, source entry, observation and
+action spaces are saved (`spec_record`), and every weight is keyed by task name, so a model
+loads without building envs and loads by name into another task set. Replay buffers are `.npz`
+files read with `allow_pickle=False`. Each file is written to a
 temporary name in the same folder and moved into place with `os.replace`, so a kill during a
 write leaves the previous file intact.
 """
@@ -20,12 +23,21 @@ import numpy as np
 import torch
 
 from multiq.errors import CheckpointError
+from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, REPLAY_FILE
 
-CHECKPOINT_FILE = "checkpoint.pt"
-REPLAY_FILE = "replay.npz"
-MODEL_FILE = "model.pt"
+__all__ = [
+    "CHECKPOINT_FILE",
+    "MODEL_FILE",
+    "REPLAY_FILE",
+    "atomic_write",
+    "load_arrays",
+    "load_tensors",
+    "save_arrays",
+    "save_tensors",
+]
+
 FORMAT = "multiq"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: tasks and weights keyed by task name, task specs saved
 
 
 def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
@@ -76,6 +88,13 @@ def load_tensors(path: Path, kind: str, map_location: str | torch.device = "cpu"
         raise CheckpointError(f"{path} is not a multiq {kind} file")
     if payload.get("kind") != kind:
         raise CheckpointError(f"{path} holds a multiq {payload.get('kind')}, not a {kind}")
+    if payload.get("version") == 1:
+        raise CheckpointError(
+            f"{path} is a multiq checkpoint format 1 file (multiq 0.1, tasks stored by position); "
+            f"this multiq reads format {FORMAT_VERSION} (tasks stored by name) and cannot convert "
+            "it. Train the run again with this multiq, or evaluate the old file with "
+            "multiq 0.1.0 (pip install multiq==0.1.0)"
+        )
     if payload.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {payload.get('version')}; this multiq reads "

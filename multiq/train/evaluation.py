@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from multiq.agents.dqn import DQNAgent
+from multiq.agents.policy import Policy
 from multiq.envs import MultiTaskEnvs
-from multiq.tasks.spec import TaskSet
+from multiq.tasks.spec import TaskSpec
 
 # An episode still running after this many steps is cut there (27k agent steps = 108k Atari
 # frames, the usual evaluation cap), so a policy that never ends an episode cannot hang a run.
@@ -14,8 +16,8 @@ EVAL_MAX_STEPS = 27_000
 
 
 def evaluate_policy(
-    agent: DQNAgent,
-    tasks: TaskSet,
+    policy: Policy,
+    tasks: Sequence[TaskSpec],
     episodes: int,
     epsilon: float,
     seed: int,
@@ -31,27 +33,30 @@ def evaluate_policy(
     """
     envs = MultiTaskEnvs(tasks, episodes, seed, evaluation=True)
     rng = np.random.default_rng(seed)
-    totals = [np.zeros(episodes) for _ in tasks]
-    ended = [np.zeros(episodes, dtype=bool) for _ in tasks]
+    totals = {t.name: np.zeros(episodes) for t in tasks}
+    ended = {t.name: np.zeros(episodes, dtype=bool) for t in tasks}
     obs = envs.reset()
-    for _ in range(max_steps):
-        result = envs.step(agent.act(obs, epsilon, rng))
-        obs = result.obs
-        for t in range(len(tasks)):
-            # Only each env's first episode counts: rewards after its end are ignored.
-            totals[t] += result.rewards[t] * ~ended[t]
-            ended[t] |= result.terminated[t] | result.truncated[t]
-        if all(e.all() for e in ended):
-            break
-    envs.close()
-    return {task.name: total for task, total in zip(tasks, totals, strict=True)}
+    try:
+        for _ in range(max_steps):
+            running = [n for n in envs.names if not ended[n].all()]
+            if not running:
+                break
+            result = envs.step(policy.act({n: obs[n] for n in running}, epsilon, rng), running)
+            for name in running:
+                obs[name] = result.obs[name]
+                # Only each env's first episode counts: rewards after its end are ignored.
+                totals[name] += result.rewards[name] * ~ended[name]
+                ended[name] |= result.terminated[name] | result.truncated[name]
+    finally:
+        envs.close()
+    return totals
 
 
 def evaluate_summary(
-    agent: DQNAgent, tasks: TaskSet, episodes: int, epsilon: float, seed: int
+    policy: Policy, tasks: Sequence[TaskSpec], episodes: int, epsilon: float, seed: int
 ) -> dict[str, dict[str, float]]:
     """Task name -> {return_mean, return_std, episodes} of an epsilon-greedy policy."""
-    returns = evaluate_policy(agent, tasks, episodes, epsilon, seed)
+    returns = evaluate_policy(policy, tasks, episodes, epsilon, seed)
     return {name: summarise(r) for name, r in returns.items()}
 
 

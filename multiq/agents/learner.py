@@ -1,0 +1,335 @@
+"""The learner: online and target networks, optimiser, balancer, PopArt and loss terms.
+
+It never steps an environment: it is handed replay samples keyed by task name. What trains is
+set per phase (`configure`): which parameter groups are frozen, each group's learning-rate
+scale, each task's loss weight, which tasks' TD losses count, and extra loss terms.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from multiq.agents.losses import per_task_mean, q_target, td_loss
+from multiq.agents.policy import Policy
+from multiq.agents.terms import DistillTerm
+from multiq.errors import ConfigError
+from multiq.mtl import PopArt, build_balancer, shared_params
+from multiq.nets import SchemeOptions, build_qnet
+from multiq.replay import NStepSample
+from multiq.tasks.spec import TaskSpec
+
+
+@dataclass
+class LearnerSettings(SchemeOptions):
+    """Learner hyperparameters (names follow Stable-Baselines3) plus the scheme options."""
+
+    scheme: str = "shared"
+    hidden_size: int = 128
+    dueling: bool = False
+    learning_rate: float = 2.5e-4
+    gamma: float = 0.99
+    double_q: bool = True
+    max_grad_norm: float = 10.0
+    balancer: str = "fixed"
+    gradnorm_alpha: float = 1.5
+    popart: bool = False
+    popart_beta: float = 3e-4
+
+
+@dataclass
+class Training:
+    """What trains in a phase.
+
+    Attributes:
+        task_weights: alpha of each task's loss, used as given by the balancer.
+        td_tasks: tasks whose TD loss counts (None: all).
+        frozen: glob patterns of parameter groups that do not train (e.g. ``trunk``).
+        lr_scales: glob pattern -> learning-rate multiplier (the first match counts).
+        terms: extra loss terms.
+    """
+
+    task_weights: Mapping[str, float] = field(default_factory=dict)
+    td_tasks: Sequence[str] | None = None
+    frozen: Sequence[str] = ()
+    lr_scales: Mapping[str, float] = field(default_factory=dict)
+    terms: Sequence[DistillTerm] = ()
+
+    def trains(self, group: str) -> bool:
+        return not any(fnmatch.fnmatchcase(group, p) for p in self.frozen)
+
+    def lr_scale(self, group: str) -> float:
+        for pattern, scale in self.lr_scales.items():
+            if fnmatch.fnmatchcase(group, pattern):
+                return float(scale)
+        return 1.0
+
+
+def make_adam(params, learning_rate: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where the device has one: one call updates every tensor."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=learning_rate, fused=fused)
+
+
+class Learner:
+    """Double DQN with n-step targets, Huber loss and per-task losses combined by a balancer.
+
+    The balancer (`settings.balancer`, see `multiq.mtl.BALANCERS`) turns the [T_b] task losses
+    into gradients; with `settings.popart` the network predicts PopArt-normalised values and the
+    policy unnormalises them.
+
+    Args:
+        tasks: the first tasks; more join with `add_task`.
+        settings: hyperparameters.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        settings: LearnerSettings,
+        device: str | torch.device = "cpu",
+    ):
+        self.settings = settings
+        self.device = torch.device(device)
+        self.online = build_qnet(
+            settings.scheme, tasks, settings.hidden_size, settings.dueling, settings
+        ).to(self.device)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
+        self.balancer = build_balancer(settings.balancer, settings.gradnorm_alpha)
+        nets = [self.online, self.target]
+        self.popart = PopArt(nets, settings.popart_beta) if settings.popart else None
+        for spec in tasks:
+            self._add_task_state(spec.name)
+        self.training = Training(task_weights=equal_weights(self.specs))
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.policy = Policy(self.online, self.popart)
+        self.configure(self.training)
+
+    @property
+    def specs(self) -> dict[str, TaskSpec]:
+        """Task name -> spec of every task the learner holds."""
+        return self.online.specs
+
+    # --- tasks and groups --------------------------------------------------------------------
+
+    def add_task(self, spec: TaskSpec, weight: float | None = None) -> None:
+        """Adds a task to both networks, the balancer and PopArt; old tasks' Q-values stay.
+
+        The new task's target-network modules start as copies of its online ones; its loss
+        weight is `weight` (default: the mean of the others').
+        """
+        before = set(self.online.state_dict())
+        self.online.add_task(spec)
+        self.target.add_task(spec)
+        new = {k: v for k, v in self.online.state_dict().items() if k not in before}
+        self.target.load_state_dict(new, strict=False)
+        self.target.requires_grad_(False)
+        self._add_task_state(spec.name)
+        weights = dict(self.training.task_weights)
+        weights[spec.name] = (
+            weight if weight is not None else float(np.mean(list(weights.values())))
+        )
+        self.configure(Training(**{**vars(self.training), "task_weights": weights}))
+
+    def _add_task_state(self, name: str) -> None:
+        self.balancer.add_task(name)
+        self.balancer.to(self.device)
+        if self.popart is not None:
+            self.popart.add_task(name, self.device)
+
+    def configure(self, training: Training) -> None:
+        """Applies a phase's training settings: frozen groups, learning rates, weights, terms."""
+        unknown = sorted(set(training.task_weights) - set(self.specs))
+        if unknown:
+            raise ConfigError(f"loss weights name tasks the agent does not hold: {unknown}")
+        self.training = training
+        by_scale: dict[float, list[nn.Parameter]] = {}
+        for group, params in self.online.param_groups().items():
+            trains = training.trains(group)
+            for p in params:
+                p.requires_grad_(trains)
+                p.grad = None
+            if trains:
+                by_scale.setdefault(training.lr_scale(group), []).extend(params)
+        trainable = [p for params in by_scale.values() for p in params]
+        shared = shared_params(self.online, list(self.specs.values()), trainable)
+        self.balancer.set_params(trainable, shared, self.online)
+        self.balancer.set_task_weights(training.task_weights)
+        self._build_optimizer(by_scale)
+        self._td_masks: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def _build_optimizer(self, by_scale: dict[float, list[nn.Parameter]]) -> None:
+        """A new Adam over the trainable groups that keeps every parameter's moments."""
+        lr = self.settings.learning_rate
+        groups = [{"params": ps, "lr": lr * scale} for scale, ps in by_scale.items() if ps]
+        if own := list(self.balancer.parameters()):
+            groups.append({"params": own, "lr": lr})
+        if not groups:
+            raise ConfigError("every parameter group is frozen: nothing would train")
+        optimizer = make_adam(groups, lr, self.device)
+        if self.optimizer is not None:
+            optimizer.state.update(self.optimizer.state)
+        self.optimizer = optimizer
+
+    def trainable_groups(self) -> list[str]:
+        return [g for g in self.online.param_groups() if self.training.trains(g)]
+
+    # --- the update ----------------------------------------------------------------------------
+
+    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.as_tensor(np.concatenate(arrays), device=self.device)
+
+    def _td_mask(self, names: Sequence[str]) -> torch.Tensor:
+        key = tuple(names)
+        if key not in self._td_masks:
+            td = self.training.td_tasks
+            values = [1.0 if td is None or n in td else 0.0 for n in names]
+            self._td_masks[key] = torch.tensor(values, device=self.device)
+        return self._td_masks[key]
+
+    def update(self, batch: Mapping[str, NStepSample]) -> dict[str, torch.Tensor]:
+        """One gradient step on a batch holding every given task's samples.
+
+        Args:
+            batch: task name -> its samples (each task >= 1 row); rows keep this order.
+
+        Returns:
+            detached tensors: `loss` (scalar), `task_losses` [T_b], `q_mean` [T_b]
+            (unnormalised under PopArt), and the balancer's and PopArt's [T_b] metrics.
+        """
+        names = list(batch)
+        samples = list(batch.values())
+        obs = self.policy.tensors({n: s.obs for n, s in batch.items()})
+        actions = self._tensor([s.actions for s in samples])
+        task_ids = self.online.task_ids([len(s.actions) for s in samples])
+        valid = self.policy.valid_actions(names)[task_ids]
+        td_mask = self._td_mask(names)
+        targets = self._targets(batch, names, task_ids, valid)
+        q = self.online(obs)
+        task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(names)) * td_mask
+        if self.training.terms:
+            q_real = self._unnormalise(q, names, task_ids)
+            for term in self.training.terms:
+                task_losses = task_losses + term.task_losses(q_real, obs, valid, names)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.balancer.backward(task_losses, task_ids, names)
+        params = self.balancer.params
+        torch.nn.utils.clip_grad_norm_(params, self.settings.max_grad_norm, foreach=True)
+        self.optimizer.step()
+        self.balancer.after_step()
+        q_taken = self._unnormalise(q.detach(), names, task_ids).gather(1, actions[:, None])
+        metrics = self.balancer.metrics()
+        if self.popart is not None:
+            metrics.update(self.popart.metrics(names))
+        q_mean = per_task_mean(q_taken.squeeze(1), task_ids, len(names))
+        return {"loss": loss, "task_losses": task_losses.detach(), "q_mean": q_mean, **metrics}
+
+    def _targets(
+        self,
+        batch: Mapping[str, NStepSample],
+        names: list[str],
+        task_ids: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """[B] TD targets (PopArt-normalised under PopArt, whose heads move here)."""
+        samples = list(batch.values())
+        next_obs = self.policy.tensors({n: s.next_obs for n, s in batch.items()})
+        returns = self._tensor([s.returns for s in samples])
+        discounts = self._tensor([s.discounts for s in samples])
+        with torch.no_grad():
+            # the online net picks a* (double DQN); an affine map per task leaves argmax alone
+            next_online = self.online(next_obs) if self.settings.double_q else None
+            next_q = self._unnormalise(self.target(next_obs), names, task_ids)
+            targets = q_target(next_q, valid, returns, discounts, next_online)
+            if self.popart is not None:
+                # rescales both nets' heads before the online forward, which then sees them
+                targets = self.popart.update(targets, names, task_ids)
+        return targets
+
+    def _unnormalise(
+        self, q: torch.Tensor, names: Sequence[str], task_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return q if self.popart is None else self.popart.unnormalise(q, names, task_ids)
+
+    def set_progress(self, fraction: float) -> None:
+        """Tells both networks how far training has come (e.g. for annealed temperatures)."""
+        self.online.set_progress(fraction)
+        self.target.set_progress(fraction)
+
+    def diagnostics(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The online network's per-task diagnostics (e.g. routing weights), for logging."""
+        return self.online.diagnostics()
+
+    def sync_target(self, tau: float = 1.0) -> None:
+        """Target <- tau * online + (1 - tau) * target (tau = 1: hard copy)."""
+        with torch.no_grad():
+            online, target = list(self.online.parameters()), list(self.target.parameters())
+            if tau >= 1.0:
+                torch._foreach_copy_(target, online)
+            else:
+                torch._foreach_lerp_(target, online, tau)
+
+    # --- state -------------------------------------------------------------------------------
+
+    def balance_state_dict(self) -> dict:
+        """The balancer's learned values and PopArt's statistics, keyed by task name."""
+        state = {"balancer": self.balancer.state_dict()}
+        if self.popart is not None:
+            state["popart"] = self.popart.state_dict()
+        return state
+
+    def load_balance_state_dict(self, state: Mapping) -> None:
+        """Loads the entries of `balance_state_dict` for the tasks this learner holds."""
+        self.balancer.load_state_dict(state.get("balancer", {}), strict=False)
+        if self.popart is not None:
+            self.popart.load_state_dict(state.get("popart", {}), strict=False)
+
+    def optimizer_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Adam's moments keyed by parameter name (a task added later does not shift them)."""
+        state = {}
+        for name, p in self.named_parameters().items():
+            if p in self.optimizer.state:
+                state[name] = dict(self.optimizer.state[p])
+        return state
+
+    def load_optimizer_state(self, state: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+        for name, p in self.named_parameters().items():
+            if name in state:
+                moments = {k: v.to(self.device) for k, v in state[name].items()}
+                if moments.get("exp_avg", p).shape == p.shape:
+                    self.optimizer.state[p] = moments
+
+    def named_parameters(self) -> dict[str, nn.Parameter]:
+        """Every learnable tensor by a stable name: `online.<...>` and `balancer.<...>`."""
+        named = {f"online.{n}": p for n, p in self.online.named_parameters()}
+        named.update({f"balancer.{n}": p for n, p in self.balancer.named_parameters()})
+        return named
+
+    def state_dict(self) -> dict:
+        """Weights, balancer/PopArt state and optimiser moments, all keyed by name."""
+        return {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer_state(),
+            **self.balance_state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.load_balance_state_dict(state)
+        self.load_optimizer_state(state.get("optimizer", {}))
+
+
+def equal_weights(names) -> dict[str, float]:
+    """alpha = 1 / T for each task."""
+    names = list(names)
+    return {name: 1.0 / len(names) for name in names}

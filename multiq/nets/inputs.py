@@ -1,0 +1,86 @@
+"""Input layers keyed by observation signature: tasks whose observations look alike share one.
+
+The shared body after them needs observations of one kind (one encoder family, one body key);
+`SharedInputs` checks that for every task it takes, including tasks added later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from multiq.errors import TaskError
+from multiq.nets.encoders import EncoderFamily, encoder_for
+from multiq.tasks.spec import TaskSpec
+
+
+def signature(spec: TaskSpec) -> str:
+    """The input-layer key of a task: observation shape and dtype, e.g. ``4x10x10_bool``."""
+    return "x".join(str(n) for n in spec.obs_shape) + "_" + spec.obs_dtype.name
+
+
+class SharedInputs(nn.Module):
+    """Input layers keyed by `signature`, in front of one body that every task shares.
+
+    Args:
+        first: the task that fixes the encoder family and body key.
+        hidden_size: the input layers' width argument.
+    """
+
+    def __init__(self, first: TaskSpec, hidden_size: int):
+        super().__init__()
+        self.family: EncoderFamily = encoder_for(first.observation_space, first.name)
+        self.body_key = self.family.body_key(first.observation_space)
+        self.first_space = first.observation_space
+        self.hidden_size = hidden_size
+        self.layers = nn.ModuleDict()
+        self.task_signature: dict[str, str] = {}
+
+    def add(self, spec: TaskSpec) -> None:
+        """Registers a task; makes its input layer unless its signature already has one.
+
+        Raises:
+            TaskError: the task's observations cannot feed the shared body.
+        """
+        family = encoder_for(spec.observation_space, spec.name)
+        if family.name != self.family.name or family.body_key(spec.observation_space) != (
+            self.body_key
+        ):
+            raise TaskError(
+                f"task {spec.name!r} (observations {spec.obs_shape}) cannot share this trunk, "
+                f"which takes {self.family.name} observations like {tuple(self.first_space.shape)} "
+                "(a shared trunk needs observations of one kind that differ at most in channel "
+                "count); use scheme 'independent', or wrap the env to a common shape"
+            )
+        key = signature(spec)
+        if key not in self.layers:
+            self.layers[key] = self.family.input_layer(spec.observation_space, self.hidden_size)
+        self.task_signature[spec.name] = key
+
+    def body(self) -> tuple[nn.Module, int]:
+        """A new shared body for these inputs, and its feature size."""
+        return self.family.body(self.first_space, self.hidden_size)
+
+    def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """[sum B_t, ...] body inputs, rows in `obs` order."""
+        keys = [self.task_signature[name] for name in obs]
+        if len(set(keys)) == 1:  # one layer call over all rows
+            return self.layers[keys[0]](torch.cat(list(obs.values())))
+        return torch.cat([self.layers[k](x) for k, x in zip(keys, obs.values(), strict=True)])
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {f"inputs/{key}": list(layer.parameters()) for key, layer in self.layers.items()}
+
+
+def sizes_of(obs: Mapping[str, torch.Tensor]) -> list[int]:
+    """Rows per task of a batch."""
+    return [x.shape[0] for x in obs.values()]
+
+
+def check_shareable(tasks: Sequence[TaskSpec]) -> None:
+    """Raises TaskError unless all tasks can feed one shared body."""
+    inputs = SharedInputs(tasks[0], 1)
+    for spec in tasks:
+        inputs.add(spec)

@@ -1,0 +1,525 @@
+"""Transfer metrics from logged evaluation curves: a transfer run against its scratch baseline.
+
+A transfer run's summary.json has a `transfer` entry (mode, source, source_tasks, target_tasks)
+and its metrics.csv the evaluation returns `task/<name>/return`, the first at step 0 before any
+target training; `step` is env steps per task. The scratch baseline is a transfer run of mode
+`scratch` with the same target tasks, budget and seed. Everything here is computed from those
+curves alone (numpy + stdlib; no torch), so a report can be rebuilt from the folders.
+
+Per target task (the scratch run's random-policy return `R_rand` is the zero of the areas and of
+the threshold, so a run whose curve equals scratch's scores jumpstart 0 and ratio exactly 1):
+- jumpstart = first eval − scratch's first eval; asymptotic gain = final eval − scratch's;
+- transfer ratio = ∫(R − R_rand) / ∫(R_scratch − R_rand), each curve linearly interpolated and
+  integrated over the steps both curves cover; NaN when scratch's area is <= 0;
+- time to threshold = the first eval step whose return >= R_rand + f·(R_scratch_final − R_rand).
+
+Per source task (the run's own curve): forgetting = first eval − last eval (positive: forgot),
+also divided by (first eval − R_rand), what the source training had gained over random.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from multiq.report.metrics import (
+    ReportError,
+    Series,
+    read_metrics,
+    read_summary,
+    task_names,
+)
+from multiq.report.stats import bootstrap_ci
+from multiq.report.table import MISSING, format_mean_std
+from multiq.rundir import SUMMARY_FILE, random_return_key, return_key
+
+THRESHOLD_FRACTION = 0.8
+SCRATCH_MODE = "scratch"
+NOT_REACHED = "not reached"
+_REQUIRED_KEYS = ("mode", "source_tasks", "target_tasks")
+
+
+@dataclass(frozen=True)
+class TransferRun:
+    """What a transfer run folder logged, as the transfer metrics need it.
+
+    Attributes:
+        run_dir: the run folder.
+        mode: the transfer mode (`scratch` for the baseline).
+        source_tasks: the tasks the source agent was trained on.
+        target_tasks: the tasks trained in this run.
+        curves: task -> [(env steps per task, eval return), ...] in step order, for every task
+            with eval returns in metrics.csv.
+        random: task -> random-policy return, for the tasks where it is known.
+        source: where the source agent came from (as summary.json names it), if anywhere.
+    """
+
+    run_dir: Path
+    mode: str
+    source_tasks: list[str]
+    target_tasks: list[str]
+    curves: dict[str, Series]
+    random: dict[str, float]
+    source: str | None = None
+
+
+def read_transfer_run(run_dir: str | Path) -> TransferRun:
+    """Reads a transfer run folder's curves and random-policy returns.
+
+    A task's random-policy return is the last `task/<name>/random_return` row of metrics.csv,
+    else `tasks[name].random_return_mean` of summary.json.
+
+    Args:
+        run_dir: the folder of a transfer run (holds metrics.csv and summary.json).
+
+    Returns:
+        The run.
+
+    Raises:
+        RunFolderError: metrics.csv or summary.json is missing.
+        ReportError: summary.json has no valid `transfer` entry (not a transfer run), or a file
+            is malformed.
+    """
+    summary = read_summary(run_dir)
+    info = _transfer_info(summary, run_dir)
+    metrics = read_metrics(run_dir)
+    curves = {name: metrics[return_key(name)] for name in task_names(metrics)}
+    names = dict.fromkeys(
+        [*curves, *info["source_tasks"], *info["target_tasks"], *summary.get("tasks", {})]
+    )
+    random = {name: _random_return(name, metrics, summary) for name in names}
+    source = info.get("source")
+    return TransferRun(
+        run_dir=Path(run_dir),
+        mode=str(info["mode"]),
+        source_tasks=list(info["source_tasks"]),
+        target_tasks=list(info["target_tasks"]),
+        curves={name: points for name, points in curves.items() if points},
+        random={name: value for name, value in random.items() if value is not None},
+        source=None if source is None else str(source),
+    )
+
+
+def transfer_metrics(
+    run: TransferRun, scratch: TransferRun, threshold_fraction: float = THRESHOLD_FRACTION
+) -> dict[str, Any]:
+    """The transfer metrics of one run against the scratch run of the same seed.
+
+    Args:
+        run: the transfer run.
+        scratch: the scratch baseline (needs eval curves for the run's target tasks).
+        threshold_fraction: f in the threshold R_rand + f·(R_scratch_final − R_rand).
+
+    Returns:
+        `{"threshold_fraction": f, "target": {task: {...}}, "source": {task: {...}}}`, plain
+        floats, ints and None. Target entries: random_return, first_return,
+        scratch_first_return, jumpstart, final_return, scratch_final_return, asymptotic_gain,
+        transfer_ratio, threshold_return, time_to_threshold_steps,
+        scratch_time_to_threshold_steps (None: never reached). Source entries (source tasks
+        with eval returns in the run): random_return, return_before, return_after, forgetting,
+        forgetting_normalised.
+
+    Raises:
+        ReportError: a target task has no eval curve in either run, or no random-policy return.
+    """
+    return {
+        "threshold_fraction": float(threshold_fraction),
+        "target": {
+            task: _target_metrics(task, run, scratch, threshold_fraction)
+            for task in run.target_tasks
+        },
+        "source": {
+            task: source_metrics(run.curves[task], run.random.get(task, math.nan))
+            for task in run.source_tasks
+            if run.curves.get(task)
+        },
+    }
+
+
+def source_metrics(curve: Series, random_return: float) -> dict[str, float]:
+    """Forgetting of a source task over a run: its first eval against its last.
+
+    Args:
+        curve: the task's [(step, eval return), ...] in the run, in step order.
+        random_return: the task's random-policy return (nan when unknown).
+
+    Returns:
+        random_return, return_before (first eval), return_after (last eval), forgetting
+        (before − after; positive: forgot) and forgetting_normalised (forgetting divided by
+        before − random; nan when that is <= 0 or unknown).
+    """
+    before, after = float(curve[0][1]), float(curve[-1][1])
+    gained = before - float(random_return)
+    return {
+        "random_return": float(random_return),
+        "return_before": before,
+        "return_after": after,
+        "forgetting": before - after,
+        "forgetting_normalised": (before - after) / gained if gained > 0 else math.nan,
+    }
+
+
+def area_ratio(curve: Series, baseline: Series, random_return: float) -> float:
+    """∫(curve − random) / ∫(baseline − random) over the steps both curves cover.
+
+    Each curve is linearly interpolated between its eval points, so where the two were
+    evaluated at different steps the areas are still over the same step range; the trapezoid
+    rule on the union of their steps integrates both interpolants exactly.
+
+    Args:
+        curve: [(step, return), ...] in step order.
+        baseline: the same for the baseline (scratch).
+        random_return: the zero of both areas.
+
+    Returns:
+        The ratio; nan when the baseline's area is <= 0 (or nan), e.g. when the common step
+        range is a single step or empty.
+    """
+    start, end = max(curve[0][0], baseline[0][0]), min(curve[-1][0], baseline[-1][0])
+    if end <= start:
+        return math.nan
+    inner = [step for step, _ in [*curve, *baseline] if start < step < end]
+    steps = np.unique(np.array([start, end, *inner], dtype=np.float64))
+    baseline_area = _area_above(baseline, steps, random_return)
+    if not baseline_area > 0:  # also catches nan
+        return math.nan
+    return _area_above(curve, steps, random_return) / baseline_area
+
+
+def steps_to_threshold(curve: Series, threshold: float) -> int | None:
+    """The first eval step whose return is >= `threshold`, or None if none is.
+
+    Args:
+        curve: [(step, return), ...] in step order.
+        threshold: the return to reach.
+
+    Returns:
+        The step (env steps per task), or None.
+    """
+    return next((int(step) for step, value in curve if value >= threshold), None)
+
+
+def aggregate_seeds(
+    pairs: Sequence[tuple[TransferRun, TransferRun]],
+    threshold_fraction: float = THRESHOLD_FRACTION,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """Transfer metrics over seeds: the mean of each and its bootstrap interval.
+
+    Args:
+        pairs: (transfer run, scratch run) of the same seed, one pair per seed.
+        threshold_fraction: as in `transfer_metrics`.
+        confidence: the intervals' coverage.
+        resamples: bootstrap resamples per interval.
+        rng: the generator the bootstrap draws from; default `np.random.default_rng(0)`.
+
+    Returns:
+        `{"seeds": n, "threshold_fraction", "confidence", "target": {task: {metric: stat}},
+        "source": {task: {metric: stat}}}`, a stat being `{"mean", "low", "high", "n"}` (n: seeds
+        with a finite value; NaNs are left out). The time-to-threshold stats are over the seeds
+        that reached the threshold, with `"reached"` (how many did) and `"seeds"` instead of n.
+        Each target task also has `"verdict"` (see `verdict`) from its transfer-ratio interval.
+
+    Raises:
+        ReportError: no pairs, or the runs do not all have the same target tasks.
+    """
+    if not pairs:
+        raise ReportError("aggregate_seeds needs at least one (transfer run, scratch run) pair")
+    _check_same_targets([run for run, _ in pairs])
+    per_seed = [transfer_metrics(run, scratch, threshold_fraction) for run, scratch in pairs]
+    rng = np.random.default_rng(0) if rng is None else rng
+    settings = {"confidence": confidence, "resamples": resamples, "rng": rng}
+    target = {
+        task: _aggregate_target([m["target"][task] for m in per_seed], settings)
+        for task in per_seed[0]["target"]
+    }
+    source_tasks = dict.fromkeys(task for m in per_seed for task in m["source"])
+    source = {
+        task: _aggregate_values(
+            [m["source"][task] for m in per_seed if task in m["source"]], settings
+        )
+        for task in source_tasks
+    }
+    return {
+        "seeds": len(pairs),
+        "threshold_fraction": float(threshold_fraction),
+        "confidence": float(confidence),
+        "target": target,
+        "source": source,
+    }
+
+
+def verdict(ratio_low: float, ratio_high: float) -> str:
+    """Reads a transfer-ratio interval: is the transfer clearly positive or negative?
+
+    Args:
+        ratio_low: the interval's lower end.
+        ratio_high: its upper end.
+
+    Returns:
+        "positive transfer" (low > 1), "negative transfer" (high < 1), "no clear transfer
+        (interval includes 1)", or "undetermined (no finite transfer ratio)" when an end is nan.
+    """
+    if math.isnan(ratio_low) or math.isnan(ratio_high):
+        return "undetermined (no finite transfer ratio)"
+    if ratio_low > 1.0:
+        return "positive transfer"
+    if ratio_high < 1.0:
+        return "negative transfer"
+    return "no clear transfer (interval includes 1)"
+
+
+def format_transfer_report(
+    run_dir: str | Path,
+    baseline_dir: str | Path | None = None,
+    threshold_fraction: float = THRESHOLD_FRACTION,
+) -> str:
+    """A plain-text report of a transfer run, against its scratch baseline when given.
+
+    With a baseline: per target task (one column each) the returns, jumpstart, asymptotic
+    gain, transfer ratio and time to threshold of both runs. Without: the target tasks' first
+    and final returns. Then, in both cases, the source tasks' returns before and after.
+
+    Args:
+        run_dir: the transfer run's folder.
+        baseline_dir: the scratch run's folder (same target tasks and seed), or None.
+        threshold_fraction: as in `transfer_metrics`.
+
+    Returns:
+        The report (sections separated by a blank line).
+
+    Raises:
+        RunFolderError: a folder lacks metrics.csv or summary.json.
+        ReportError: a folder is not a transfer run, or the baseline lacks a target task.
+    """
+    run = read_transfer_run(run_dir)
+    scratch = None if baseline_dir is None else read_transfer_run(baseline_dir)
+    sections = [_header(run, scratch)]
+    if scratch is None:
+        sections.append(_target_block_alone(run))
+    else:
+        metrics = transfer_metrics(run, scratch, threshold_fraction)
+        sections.append(_target_block(metrics["target"], threshold_fraction))
+    sections.append(_source_block(run))
+    return "\n\n".join(section for section in sections if section)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _transfer_info(summary: Mapping[str, Any], run_dir: str | Path) -> Mapping[str, Any]:
+    info = summary.get("transfer")
+    if not isinstance(info, Mapping):
+        raise ReportError(
+            f"{run_dir} is not a transfer run: its {SUMMARY_FILE} has no 'transfer' entry. "
+            "Give the folder of a `multiq transfer` run (its scratch baseline too, with "
+            "--baseline); report a plain training run without --baseline"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in info]
+    if missing:
+        raise ReportError(f"{run_dir}/{SUMMARY_FILE}: 'transfer' lacks {', '.join(missing)}")
+    for key in ("source_tasks", "target_tasks"):
+        if not isinstance(info[key], list) or not all(isinstance(t, str) for t in info[key]):
+            raise ReportError(
+                f"{run_dir}/{SUMMARY_FILE}: transfer.{key} must be a list of task names, "
+                f"got {info[key]!r}"
+            )
+    return info
+
+
+def _random_return(
+    name: str, metrics: Mapping[str, Series], summary: Mapping[str, Any]
+) -> float | None:
+    """The last logged random-policy return, else summary.json's; None when neither is finite."""
+    logged = metrics.get(random_return_key(name))
+    if logged:
+        value = logged[-1][1]
+    else:
+        value = summary.get("tasks", {}).get(name, {}).get("random_return_mean")
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def _target_metrics(
+    task: str, run: TransferRun, scratch: TransferRun, threshold_fraction: float
+) -> dict[str, float | int | None]:
+    curve = _curve(run, task, "transfer run")
+    baseline = _curve(scratch, task, "scratch run")
+    random = _target_random(task, run, scratch)
+    first, final = float(curve[0][1]), float(curve[-1][1])
+    scratch_first, scratch_final = float(baseline[0][1]), float(baseline[-1][1])
+    threshold = random + threshold_fraction * (scratch_final - random)
+    return {
+        "random_return": random,
+        "first_return": first,
+        "scratch_first_return": scratch_first,
+        "jumpstart": first - scratch_first,
+        "final_return": final,
+        "scratch_final_return": scratch_final,
+        "asymptotic_gain": final - scratch_final,
+        "transfer_ratio": area_ratio(curve, baseline, random),
+        "threshold_return": threshold,
+        "time_to_threshold_steps": steps_to_threshold(curve, threshold),
+        "scratch_time_to_threshold_steps": steps_to_threshold(baseline, threshold),
+    }
+
+
+def _curve(run: TransferRun, task: str, role: str) -> Series:
+    curve = run.curves.get(task)
+    if not curve:
+        raise ReportError(
+            f"the {role} {run.run_dir} has no {return_key(task)} rows in its metrics.csv: the "
+            f"baseline must be the scratch run of the same target tasks (target task {task!r})"
+        )
+    return curve
+
+
+def _target_random(task: str, run: TransferRun, scratch: TransferRun) -> float:
+    """Scratch's random-policy return for `task` (the run's if scratch has none)."""
+    value = scratch.random.get(task, run.random.get(task))
+    if value is None:
+        raise ReportError(
+            f"no random-policy return for target task {task!r} in {scratch.run_dir} or "
+            f"{run.run_dir}: neither metrics.csv ({random_return_key(task)}) nor summary.json "
+            f"(tasks.{task}.random_return_mean) has one"
+        )
+    return value
+
+
+def _area_above(curve: Series, steps: np.ndarray, random_return: float) -> float:
+    """Trapezoid area of (curve − random_return), the curve interpolated linearly at `steps`."""
+    points = np.array(curve, dtype=np.float64)
+    heights = np.interp(steps, points[:, 0], points[:, 1]) - random_return
+    return float(np.sum(np.diff(steps) * (heights[1:] + heights[:-1]) / 2.0))
+
+
+# --- aggregation -------------------------------------------------------------------------------
+
+
+def _check_same_targets(runs: Sequence[TransferRun]) -> None:
+    targets = {tuple(sorted(run.target_tasks)) for run in runs}
+    if len(targets) > 1:
+        listed = "; ".join(f"{run.run_dir}: {', '.join(run.target_tasks)}" for run in runs)
+        raise ReportError(f"the seeds' transfer runs have different target tasks ({listed})")
+
+
+def _aggregate_target(per_seed: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
+    steps_keys = ("time_to_threshold_steps", "scratch_time_to_threshold_steps")
+    values = [{k: v for k, v in m.items() if k not in steps_keys} for m in per_seed]
+    stats: dict[str, Any] = _aggregate_values(values, settings)
+    for key in steps_keys:
+        reached = [float(m[key]) for m in per_seed if m[key] is not None]
+        mean, low, high = bootstrap_ci(reached, **settings)
+        stats[key] = {
+            "mean": mean,
+            "low": low,
+            "high": high,
+            "reached": len(reached),
+            "seeds": len(per_seed),
+        }
+    ratio = stats["transfer_ratio"]
+    stats["verdict"] = verdict(ratio["low"], ratio["high"])
+    return stats
+
+
+def _aggregate_values(
+    per_seed: list[dict[str, float]], settings: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    return {key: _stat([m[key] for m in per_seed], settings) for key in per_seed[0]}
+
+
+def _stat(values: list[float], settings: dict[str, Any]) -> dict[str, Any]:
+    mean, low, high = bootstrap_ci(values, **settings)
+    finite = sum(1 for value in values if not math.isnan(value))
+    return {"mean": mean, "low": low, "high": high, "n": finite}
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+
+def _header(run: TransferRun, scratch: TransferRun | None) -> str:
+    lines = [f"transfer run: {run.run_dir} (mode {run.mode}, source {run.source or MISSING})"]
+    if scratch is None:
+        lines.append(
+            "baseline: none (--baseline SCRATCH_RUN adds jumpstart, transfer ratio and time "
+            "to threshold)"
+        )
+    else:
+        lines.append(f"baseline: {scratch.run_dir} (mode {scratch.mode})")
+        if scratch.mode != SCRATCH_MODE:
+            lines.append(f"note: the baseline's mode is {scratch.mode!r}, not {SCRATCH_MODE!r}")
+    return "\n".join(lines)
+
+
+def _target_block(target: Mapping[str, Mapping[str, Any]], threshold_fraction: float) -> str:
+    rows = [
+        ("random return", "random_return", format_mean_std),
+        ("first return", "first_return", format_mean_std),
+        ("scratch first return", "scratch_first_return", format_mean_std),
+        ("jumpstart", "jumpstart", format_mean_std),
+        ("final return", "final_return", format_mean_std),
+        ("scratch final return", "scratch_final_return", format_mean_std),
+        ("asymptotic gain", "asymptotic_gain", format_mean_std),
+        ("transfer ratio (area)", "transfer_ratio", format_mean_std),
+        (f"threshold return (f={threshold_fraction:g})", "threshold_return", format_mean_std),
+        ("steps to threshold", "time_to_threshold_steps", _format_steps),
+        ("scratch steps to threshold", "scratch_time_to_threshold_steps", _format_steps),
+    ]
+    cells = [(label, [fmt(target[task][key]) for task in target]) for label, key, fmt in rows]
+    return _block("target task (vs scratch)", list(target), cells)
+
+
+def _target_block_alone(run: TransferRun) -> str:
+    curves = [run.curves.get(task) for task in run.target_tasks]
+    cells = [
+        ("random return", [format_mean_std(run.random.get(task)) for task in run.target_tasks]),
+        ("first return", [format_mean_std(c[0][1] if c else None) for c in curves]),
+        ("final return", [format_mean_std(c[-1][1] if c else None) for c in curves]),
+    ]
+    return _block("target task", run.target_tasks, cells)
+
+
+def _source_block(run: TransferRun) -> str:
+    if not run.source_tasks:
+        return ""
+    tasks = [task for task in run.source_tasks if run.curves.get(task)]
+    if not tasks:
+        return f"source tasks ({', '.join(run.source_tasks)}): no eval returns in this run"
+    metrics = [source_metrics(run.curves[t], run.random.get(t, math.nan)) for t in tasks]
+    rows = [
+        ("random return", "random_return"),
+        ("return before", "return_before"),
+        ("return after", "return_after"),
+        ("forgetting (before - after)", "forgetting"),
+        ("forgetting / (before - random)", "forgetting_normalised"),
+    ]
+    cells = [(label, [format_mean_std(m[key]) for m in metrics]) for label, key in rows]
+    return _block("source task", tasks, cells)
+
+
+def _format_steps(steps: int | None) -> str:
+    return NOT_REACHED if steps is None else f"{steps:,}"
+
+
+def _block(title: str, tasks: list[str], cells: list[tuple[str, list[str]]]) -> str:
+    """An aligned table: a row per metric, a column per task (labels left, numbers right)."""
+    rows = [(title, *tasks), *((label, *values) for label, values in cells)]
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    lines = [_aligned_line(row, widths) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _aligned_line(row: tuple[str, ...], widths: list[int]) -> str:
+    cells = [row[0].ljust(widths[0])]
+    cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+    return "  ".join(cells).rstrip()

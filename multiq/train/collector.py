@@ -1,0 +1,83 @@
+"""The collector: a phase's envs, stepped with a policy, their transitions into the replay.
+
+It owns the envs of the active tasks only. Per vector step, one batched forward of the policy
+chooses every env's action, the envs of the tasks the task schedule picks step, and their
+transitions go to each task's buffer. It never updates a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from multiq.agents.policy import Policy
+from multiq.envs import MultiTaskEnvs
+from multiq.mtl.schedules import StepAllocator, TaskStats
+from multiq.replay import MultiTaskReplay
+from multiq.tasks.spec import TaskSpec
+from multiq.train.state import TrainState
+
+
+class Collector:
+    """Steps the active tasks' envs and stores their transitions.
+
+    Args:
+        tasks: the phase's active tasks.
+        n_envs: envs per task.
+        seed: seed of the envs' first reset.
+        replay: holds a buffer for each active task.
+        policy: what acts.
+        rng: exploration noise.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        n_envs: int,
+        seed: int,
+        replay: MultiTaskReplay,
+        policy: Policy,
+        rng: np.random.Generator,
+    ):
+        self.names = [t.name for t in tasks]
+        self.n_envs = n_envs
+        self.replay, self.policy, self.rng = replay, policy, rng
+        self.envs = MultiTaskEnvs(tasks, n_envs, seed)
+        self.allocator = StepAllocator(len(tasks))
+        self.obs = self.envs.reset()
+
+    def step(self, epsilon: float, shares: np.ndarray, state: TrainState) -> None:
+        """One vector step of the tasks the shares pick; counts their env steps in `state`."""
+        active = self.allocator.active(shares)
+        stepped = [n for n, a in zip(self.names, active, strict=True) if a]
+        actions = self.policy.act(self.obs, epsilon, self.rng)
+        step = self.envs.step(actions, stepped)
+        for name in stepped:
+            self.replay.buffers[name].add(
+                self.obs[name], actions[name], step.rewards[name], step.obs[name],
+                step.terminated[name], step.truncated[name], step.valid[name],
+            )  # fmt: skip
+            self.obs[name] = step.obs[name]  # CRUCIAL: continue from the new observations
+            state.task_env_steps[name] = state.task_env_steps.get(name, 0) + self.n_envs
+            state.phase_task_env_steps[name] += self.n_envs
+        state.vector_steps += 1
+        phase_steps = sum(state.phase_task_env_steps[n] for n in self.names) // len(self.names)
+        state.env_steps = state.phase_start + phase_steps
+
+    def stats(self, state: TrainState, weights: np.ndarray, window: int) -> TaskStats:
+        """What the task schedule looks at, for the active tasks in order."""
+        episodes = [self.envs.episodes[n] for n in self.names]
+        return TaskStats(
+            env_steps=np.array([state.phase_task_env_steps[n] for n in self.names]),
+            transitions=np.array([len(self.replay.buffers[n]) for n in self.names]),
+            episodes=np.array([len(e.finished) for e in episodes]),
+            recent_returns=[e.finished[-window:] for e in episodes],
+            weights=weights,
+        )
+
+    def recent_returns(self) -> dict[str, float]:
+        return self.envs.recent_returns()
+
+    def close(self) -> None:
+        self.envs.close()

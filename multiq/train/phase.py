@@ -1,0 +1,78 @@
+"""A phase: which tasks step and learn, for how long, what trains, and with which loss terms.
+
+A run is a list of phases. Multi-task training is one phase over every task; transfer is a phase
+on the target tasks of an agent loaded from a source; a continual sequence is one phase per task.
+Tasks outside a phase neither step nor get replay samples, and need no envs. Phases are plain
+data (JSON in checkpoints and summary.json), so a killed run resumes in the right phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from multiq.errors import ConfigError
+
+TERM_KINDS = ("distill",)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a run.
+
+    Attributes:
+        name: shown in logs and summary.json.
+        tasks: the active tasks: their envs step and their replay is sampled.
+        steps_per_task: the phase's budget in env steps per active task.
+        task_weights: loss weight alpha per active task, used as given (None: the config's
+            `task_weights` normalised to sum to one over the active tasks).
+        td_tasks: the tasks whose TD loss counts (None: every active task).
+        frozen: glob patterns of parameter groups that do not train (e.g. ``trunk``).
+        lr_scales: glob pattern of parameter groups -> learning-rate multiplier.
+        terms: extra loss terms, e.g. ``{"kind": "distill", "teachers": {task: teacher_id},
+            "weight": 1.0, "temperature": 1.0}``.
+        eval_at_start: evaluate every task once before the phase's first step (for jumpstart
+            and the source tasks' return before transfer).
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    steps_per_task: int
+    task_weights: Mapping[str, float] | None = None
+    td_tasks: tuple[str, ...] | None = None
+    frozen: tuple[str, ...] = ()
+    lr_scales: Mapping[str, float] = field(default_factory=dict)
+    terms: tuple[Mapping[str, Any], ...] = ()
+    eval_at_start: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ConfigError(f"phase {self.name!r} has no tasks")
+        if self.steps_per_task < 1:
+            raise ConfigError(f"phase {self.name!r}: steps_per_task must be >= 1")
+        for term in self.terms:
+            if term.get("kind") not in TERM_KINDS:
+                raise ConfigError(f"unknown loss term {term.get('kind')!r}; known: {TERM_KINDS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["tasks"] = list(self.tasks)
+        data["td_tasks"] = None if self.td_tasks is None else list(self.td_tasks)
+        data["frozen"], data["terms"] = list(self.frozen), [dict(t) for t in self.terms]
+        data["task_weights"] = None if self.task_weights is None else dict(self.task_weights)
+        data["lr_scales"] = dict(self.lr_scales)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Phase:
+        values = dict(data)
+        for key in ("tasks", "frozen", "terms"):
+            values[key] = tuple(values.get(key) or ())
+        if values.get("td_tasks") is not None:
+            values["td_tasks"] = tuple(values["td_tasks"])
+        return cls(**values)
+
+    def with_budget(self, steps_per_task: int) -> Phase:
+        return dataclasses.replace(self, steps_per_task=steps_per_task)

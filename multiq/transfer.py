@@ -1,0 +1,221 @@
+"""Transfer recipes: from a trained source agent to new target tasks, one mode per registry entry.
+
+Every mode gives the target tasks the same budget (`total_steps_per_task` env steps per target
+task) and evaluates every task the agent holds at the start of the target phase (jumpstart, the
+source tasks' return before), every `eval_freq` steps and at the end (their return after).
+
+Modes (`MODES`):
+- ``scratch``: the baseline: a fresh agent on the targets with the source's settings.
+- ``finetune``: the source agent takes the targets on (`add_task`): every transferable weight
+  comes from the source; input layers where the targets' observations differ and heads for
+  their actions are new; only the targets step and learn.
+- ``freeze``: as finetune, with the trunk and the source's input layers frozen.
+- ``joint``: the source tasks keep stepping and learning beside the targets with
+  `L = L_source + lambda * L_target` (means over source and over target tasks; `transfer_lambda`).
+- ``distill``: the source agent, frozen, teaches the student on the source tasks' states with
+  `distill_weight * KL(softmax(Q_T / tau) || softmax(Q_S / tau))` (Rusu et al. 2016); the
+  student learns the targets by TD; the source envs step to supply those states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from multiq.errors import ConfigError, MultiqError
+from multiq.registry import lookup
+from multiq.train.phase import Phase
+
+SOURCE_TEACHER = "source"
+
+
+@dataclass
+class TransferSetup:
+    """What a mode decides: the phase on top of the model with the targets added."""
+
+    source_names: list[str]
+    target_names: list[str]
+    steps_per_task: int
+    config: Any
+
+
+def _target_phase(setup: TransferSetup, mode: str, **fields: Any) -> Phase:
+    return Phase(
+        name=f"transfer-{mode}",
+        tasks=tuple(fields.pop("tasks", setup.target_names)),
+        steps_per_task=setup.steps_per_task,
+        eval_at_start=True,
+        **fields,
+    )
+
+
+def _finetune(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
+    return _target_phase(setup, "finetune")
+
+
+def _freeze(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
+    if "trunk" not in old_groups:
+        raise ConfigError(
+            f"transfer mode 'freeze' freezes the shared trunk, but scheme "
+            f"{model.config.scheme!r} has none; use mode 'finetune', or a scheme with a trunk "
+            "(shared, conditioned, shared-private, routed)"
+        )
+    frozen = ("trunk", *[g for g in old_groups if g.startswith("inputs/")])
+    return _target_phase(setup, "freeze", frozen=frozen)
+
+
+def _joint(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
+    lam = setup.config.transfer_lambda
+    weights = {n: 1.0 / len(setup.source_names) for n in setup.source_names}
+    weights.update({n: lam / len(setup.target_names) for n in setup.target_names})
+    tasks = (*setup.source_names, *setup.target_names)
+    return _target_phase(setup, "joint", tasks=tasks, task_weights=weights)
+
+
+def _distill(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
+    cfg = setup.config
+    weights = {n: 1.0 / len(setup.source_names) for n in setup.source_names}
+    weights.update({n: 1.0 / len(setup.target_names) for n in setup.target_names})
+    term = {
+        "kind": "distill",
+        "teachers": {n: SOURCE_TEACHER for n in setup.source_names},
+        "weight": cfg.distill_weight,
+        "temperature": cfg.distill_temperature,
+    }
+    tasks = (*setup.source_names, *setup.target_names)
+    return _target_phase(
+        setup, "distill", tasks=tasks, task_weights=weights,
+        td_tasks=tuple(setup.target_names), terms=(term,),
+    )  # fmt: skip
+
+
+Recipe = Callable[[Any, TransferSetup, Sequence[str]], Phase]
+MODES: dict[str, Recipe | None] = {
+    "scratch": None,
+    "finetune": _finetune,
+    "freeze": _freeze,
+    "joint": _joint,
+    "distill": _distill,
+}
+
+
+def load_source(cls, source) -> Any:
+    """The source model: a MultiTaskDQN, a model.pt file or a run folder holding one."""
+    if isinstance(source, cls):
+        return source
+    path = Path(source)
+    model_file = path / "model.pt" if path.is_dir() else path
+    if not model_file.is_file():
+        where = f"run folder {path} has no model.pt" if path.is_dir() else f"no file at {path}"
+        raise MultiqError(
+            f"transfer source: {where}; give a finished run folder (multiq train writes "
+            "RUN_DIR/model.pt at the end) or a model.pt file"
+        )
+    return cls.load(model_file)
+
+
+def prepare_transfer(
+    cls,
+    source,
+    tasks: str | Sequence[Any],
+    mode: str,
+    run_dir: str | Path | None,
+    hyperparameters: Mapping[str, Any],
+):
+    """Builds the model and plans the transfer phase of `mode` (see the module docstring)."""
+    recipe = lookup(MODES, mode, "transfer mode", "transfer modes")
+    source_model = load_source(cls, source)
+    source_names = source_model.task_names
+    config = source_model.config.replace(**hyperparameters)
+    if run_dir is None:
+        from multiq.api import default_run_dir
+
+        run_dir = default_run_dir(config, label=f"transfer-{mode}")
+    if recipe is None:  # scratch: a fresh agent with the same settings
+        model = cls(tasks, config=config.replace(task_weights=None), run_dir=run_dir)
+    else:
+        model = cls(
+            config=config.replace(task_weights=None), task_specs=source_model.task_specs,
+            run_dir=run_dir,
+        )  # fmt: skip
+        model.learner.online.load_state_dict(source_model.learner.online.state_dict())
+        model.learner.sync_target(1.0)
+        model.learner.load_balance_state_dict(source_model.learner.balance_state_dict())
+    old_groups = list(model.learner.online.param_groups())
+    if recipe is not None:
+        if mode == "distill":
+            model.add_teacher(SOURCE_TEACHER, source_model)
+        targets = model.add_task(tasks)
+    else:
+        targets = model.task_specs
+    target_names = [s.name for s in targets]
+    clash = sorted(set(target_names) & set(source_names))
+    if clash and recipe is not None:
+        raise ConfigError(f"target tasks {clash} are source tasks already")
+    setup = TransferSetup(source_names, target_names, model.config.total_steps_per_task, config)
+    phase = _target_phase(setup, "scratch") if recipe is None else recipe(model, setup, old_groups)
+    model.add_phase(phase)
+    model.run_info["transfer"] = {
+        "mode": mode,
+        "source": str(source) if not isinstance(source, cls) else "<model>",
+        "source_tasks": source_names,
+        "target_tasks": target_names,
+    }
+    return model
+
+
+def prepare_distillation(
+    cls, sources: Sequence[Any], run_dir: str | Path | None, hyperparameters: Mapping[str, Any]
+):
+    """A student that learns every task of several trained agents from their Q-values.
+
+    Policy distillation (Rusu et al. 2016): the student's loss on each task is only the KL term
+    to that task's teacher, on states the student collects itself (epsilon-greedy) into its
+    replay. The teachers' returns, measured with the student's evaluation settings, go to
+    summary.json (`distill.teacher_returns`) so the student is reported against each teacher.
+
+    Raises:
+        ConfigError: fewer than one source, or two teachers holding tasks of one name.
+    """
+    if not sources:
+        raise ConfigError("distillation needs at least one trained run (teacher)")
+    teachers = [load_source(cls, s) for s in sources]
+    owner: dict[str, str] = {}
+    for index, teacher in enumerate(teachers):
+        for name in teacher.task_names:
+            if name in owner:
+                raise ConfigError(
+                    f"task {name!r} is in teachers {sources[int(owner[name][7:])]} and "
+                    f"{sources[index]}; each task needs one teacher"
+                )
+            owner[name] = f"teacher{index}"
+    specs = [s for t in teachers for s in t.task_specs]
+    config = teachers[0].config.replace(task_weights=None, **hyperparameters)
+    if run_dir is None:
+        from multiq.api import default_run_dir
+
+        run_dir = default_run_dir(config, label="distill")
+    student = cls(config=config, task_specs=specs, run_dir=run_dir)
+    for index, teacher in enumerate(teachers):
+        student.add_teacher(f"teacher{index}", teacher)
+    cfg = student.config
+    term = {
+        "kind": "distill",
+        "teachers": owner,
+        "weight": cfg.distill_weight,
+        "temperature": cfg.distill_temperature,
+    }
+    names = tuple(owner)
+    student.add_phase(Phase("distill", names, cfg.total_steps_per_task, td_tasks=(), terms=(term,)))
+    teacher_returns = {}
+    for teacher in teachers:
+        results = teacher.evaluate(cfg.eval_episodes, cfg.eval_epsilon)
+        teacher_returns.update({n: r["return_mean"] for n, r in results.items()})
+    student.run_info["distill"] = {
+        "teachers": {f"teacher{i}": str(s) for i, s in enumerate(sources)},
+        "teacher_of": owner,
+        "teacher_returns": teacher_returns,
+    }
+    return student
