@@ -8,7 +8,9 @@ Modes (`MODES`):
 - ``scratch``: the baseline: a fresh agent on the targets with the source's settings.
 - ``finetune``: the source agent takes the targets on (`add_task`): every transferable weight
   comes from the source; input layers where the targets' observations differ and heads for
-  their actions are new; only the targets step and learn.
+  their actions are new; only the targets step and learn. A target named as a source task
+  (e.g. the source's ``CartPole`` with other env kwargs) keeps that task's head and input layer
+  (loading by name) and counts as a target, not a source.
 - ``freeze``: as finetune, with the trunk and the source's input layers frozen.
 - ``joint``: the source tasks keep stepping and learning beside the targets with
   `L = L_source + lambda * L_target` (means over source and over target tasks; `transfer_lambda`).
@@ -26,6 +28,7 @@ from typing import Any
 
 from multiq.errors import ConfigError, MultiqError
 from multiq.registry import lookup
+from multiq.tasks import make_taskset
 from multiq.train.phase import Phase
 
 SOURCE_TEACHER = "source"
@@ -129,9 +132,9 @@ def prepare_transfer(
     source_model = load_source(cls, source)
     source_names = source_model.task_names
     config = source_model.config.replace(**hyperparameters)
-    if run_dir is None:
-        from multiq.api import default_run_dir
+    from multiq.api import default_run_dir, task_entries
 
+    if run_dir is None:
         run_dir = default_run_dir(config, label=f"transfer-{mode}")
     if recipe is None:  # scratch: a fresh agent with the same settings
         model = cls(tasks, config=config.replace(task_weights=None), run_dir=run_dir)
@@ -144,16 +147,22 @@ def prepare_transfer(
         model.learner.sync_target(1.0)
         model.learner.load_balance_state_dict(source_model.learner.balance_state_dict())
     old_groups = list(model.learner.online.param_groups())
-    if recipe is not None:
+    targets = list(make_taskset(tasks))
+    if recipe is None:
+        targets = model.task_specs
+    else:
         if mode == "distill":
             model.add_teacher(SOURCE_TEACHER, source_model)
-        targets = model.add_task(tasks)
-    else:
-        targets = model.task_specs
+        for spec in targets:  # a target named as a source task keeps that task's weights
+            if spec.name in source_names:
+                model.learner.replace_task_env(spec)
+            else:
+                model.add_task(spec)
+        model.config = model.config.replace(tasks=task_entries(model.task_specs))
+        source_names = [n for n in source_names if n not in {s.name for s in targets}]
+        if not source_names and mode in ("joint", "distill"):
+            raise ConfigError(f"transfer mode {mode!r} needs source tasks besides the targets")
     target_names = [s.name for s in targets]
-    clash = sorted(set(target_names) & set(source_names))
-    if clash and recipe is not None:
-        raise ConfigError(f"target tasks {clash} are source tasks already")
     setup = TransferSetup(source_names, target_names, model.config.total_steps_per_task, config)
     phase = _target_phase(setup, "scratch") if recipe is None else recipe(model, setup, old_groups)
     model.add_phase(phase)

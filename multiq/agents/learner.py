@@ -19,7 +19,7 @@ from torch import nn
 from multiq.agents.losses import per_task_mean, q_target, td_loss
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
-from multiq.errors import ConfigError
+from multiq.errors import ConfigError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
 from multiq.nets import SchemeOptions, build_qnet
 from multiq.replay import NStepSample
@@ -137,6 +137,27 @@ class Learner:
             weight if weight is not None else float(np.mean(list(weights.values())))
         )
         self.configure(Training(**{**vars(self.training), "task_weights": weights}))
+
+    def replace_task_env(self, spec: TaskSpec) -> None:
+        """Points a held task at another env with the same spaces; its weights stay.
+
+        Raises:
+            TaskError: no task of that name, or its spaces differ.
+        """
+        held = self.specs.get(spec.name)
+        if held is None:
+            raise TaskError(f"no task named {spec.name!r} to give a new env")
+        same = (held.obs_shape, held.obs_dtype, held.num_actions) == (
+            spec.obs_shape, spec.obs_dtype, spec.num_actions,
+        )  # fmt: skip
+        if not same:
+            raise TaskError(
+                f"task {spec.name!r}: the new env has observations {spec.obs_shape} "
+                f"{spec.obs_dtype} and {spec.num_actions} actions, the held task "
+                f"{held.obs_shape} {held.obs_dtype} and {held.num_actions}; give it another name"
+            )
+        self.online.specs[spec.name] = spec
+        self.target.specs[spec.name] = spec
 
     def _add_task_state(self, name: str) -> None:
         self.balancer.add_task(name)
