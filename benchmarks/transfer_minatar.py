@@ -1,0 +1,190 @@
+"""Does a multi-task agent transfer to a game it has not seen? Leave-one-out on MinAtar.
+
+For each held-out game and seed, a `shared` agent is pretrained on the four other MinAtar games
+(`--pretrain-steps` env steps per game), then learns the held-out game in every transfer mode
+(scratch, finetune, freeze, joint, distill) for `--target-steps` env steps with the same seed:
+scratch is the baseline every other mode is measured against. Pretraining runs go first; a
+target run starts once its pretraining has finished. Runs are `multiq` child processes,
+`--workers` at a time with one torch thread each; a run whose JSON exists under
+`--out-dir/transfer_minatar_runs/` is never run again, an interrupted one is resumed from its
+checkpoint, so the benchmark resumes where it stopped.
+
+The report (`transfer_minatar.md` and `.png` in `--out-dir`, rebuilt from the JSONs alone by
+`--report-only`) gives per held-out game and mode the first return, jumpstart, final return,
+transfer ratio and steps to threshold (means with 95% bootstrap intervals over seeds, scratch as
+the reference row), a verdict per mode and per game, and the source games' forgetting.
+
+    python benchmarks/transfer_minatar.py [--held-out Breakout Freeway SpaceInvaders]
+        [--seeds 0 1 2] [--modes scratch finetune ...] [--pretrain-steps 100000]
+        [--target-steps 100000] [--workers 2] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import transfer_common as common
+
+BENCH = "transfer_minatar"
+GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+HELD_OUT = ("Breakout", "Freeway", "SpaceInvaders")
+MODES = ("scratch", "finetune", "freeze", "joint", "distill")
+PROTOCOL_HELD_OUT = 3
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--held-out", nargs="+", choices=GAMES, default=list(HELD_OUT))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=list(MODES), help="scratch is always run"
+    )
+    parser.add_argument("--pretrain-steps", type=int, default=100_000, help="per source game")
+    parser.add_argument("--target-steps", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, 1 thread each")
+    parser.add_argument("--train-freq", type=int, default=4, help="vector steps per update")
+    parser.add_argument(
+        "--eval-freq", type=int, default=10_000, help="target env steps between evaluations"
+    )
+    parser.add_argument("--eval-episodes", type=int, default=10, help="per task per evaluation")
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--run-root",
+        type=Path,
+        default=Path("runs/transfer_minatar"),
+        help="run folders and their logs (checkpoints, not results)",
+    )
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    return parser.parse_args(argv)
+
+
+def modes(args: argparse.Namespace) -> list[str]:
+    """The modes to run, in table order; scratch (the baseline) always among them."""
+    return [mode for mode in MODES if mode == common.SCRATCH or mode in args.modes]
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The multiq config keys (`--set`) of the target runs."""
+    return {
+        "train_freq": args.train_freq,
+        "eval_freq": args.eval_freq,
+        "eval_episodes": args.eval_episodes,
+        "device": "cpu",
+        "tensorboard": False,
+        "progress_bar": False,
+    }
+
+
+def pretrain_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The pretraining runs' keys: the `shared` scheme, evaluated only at the end.
+
+    The source games' returns before target training are the target runs' step-0 evaluation.
+    """
+    return {"scheme": "shared", **settings(args), "eval_freq": 0}
+
+
+def pretrain_name(game: str, seed: int) -> str:
+    """The pretraining run for held-out `game` (trained on the four other games)."""
+    return f"pretrain-without-{game}-seed{seed}"
+
+
+def target_name(game: str, mode: str, seed: int) -> str:
+    """The run that learns held-out `game` in `mode`."""
+    return f"{game}-{mode}-seed{seed}"
+
+
+def pretrain_job(game: str, seed: int, args: argparse.Namespace) -> common.Job:
+    """Pretraining `shared` on every game but `game`."""
+    name, sources = pretrain_name(game, seed), [g for g in GAMES if g != game]
+    tasks = [f"minatar:{g}" for g in sources]
+    run_dir, config = args.run_root / name, pretrain_settings(args)
+    return common.Job(
+        name=name,
+        kind=common.PRETRAIN,
+        argv=common.pretrain_argv(tasks, args.pretrain_steps, seed, run_dir, config),
+        info={
+            "benchmark": BENCH,
+            "target": game,
+            "seed": seed,
+            "tasks": sources,
+            "pretrain_steps": args.pretrain_steps,
+            "settings": config,
+        },
+    )
+
+
+def target_job(game: str, mode: str, seed: int, args: argparse.Namespace) -> common.Job:
+    """Learning held-out `game` in `mode` from its pretraining run."""
+    name, source = target_name(game, mode, seed), pretrain_name(game, seed)
+    run_dir, config = args.run_root / name, settings(args)
+    argv = common.transfer_argv(
+        args.run_root / source, [f"minatar:{game}"], mode, args.target_steps, seed, run_dir, config
+    )
+    info = {
+        "benchmark": BENCH,
+        "target": game,
+        "mode": mode,
+        "seed": seed,
+        "pretrain": source,
+        "pretrain_steps": args.pretrain_steps,
+        "target_steps": args.target_steps,
+        "settings": config,
+    }
+    return common.Job(name=name, kind=common.TARGET, argv=argv, info=info, after=source)
+
+
+def build_jobs(args: argparse.Namespace) -> list[common.Job]:
+    """Every pretraining and target run, seed-major (all of seed 0 first)."""
+    jobs = [pretrain_job(g, s, args) for s in args.seeds for g in args.held_out]
+    jobs += [
+        target_job(game, mode, seed, args)
+        for seed in args.seeds
+        for game in args.held_out
+        for mode in modes(args)
+    ]
+    return jobs
+
+
+def layout(args: argparse.Namespace) -> common.Layout:
+    """Run folders under `--run-root`, result JSONs under `--out-dir/transfer_minatar_runs`."""
+    return common.Layout(args.run_root, args.out_dir / f"{BENCH}_runs")
+
+
+def report_spec() -> common.ReportSpec:
+    """The report's title, order and protocol notes."""
+    return common.ReportSpec(
+        bench=BENCH,
+        title="Transfer to a held-out MinAtar game (leave one out)",
+        modes=MODES,
+        target_order=GAMES,
+        target_label="held-out game",
+        notes=(
+            "- protocol: for each held-out game and seed, one `shared` agent (per-task input "
+            "layers and heads, shared trunk) is pretrained on the four other MinAtar games "
+            "(evaluated only at the end); from it, each mode learns the held-out game with the "
+            "same seed and budget; scratch learns it from a fresh network. MinAtar v1, minimal "
+            "action sets, no sticky actions; evaluation: epsilon 0.01. The protocol asks for "
+            f">= {PROTOCOL_HELD_OUT} held-out games and >= 3 seeds.",
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run (or resume) the benchmark, then rebuild the report."""
+    args = parse_args(argv)
+    load = os.getloadavg()[0]
+    if len(args.held_out) < PROTOCOL_HELD_OUT:
+        print(f"note: fewer than {PROTOCOL_HELD_OUT} held-out games: not the full protocol")
+    if not args.report_only:
+        common.run_benchmark(build_jobs(args), layout(args), args.workers)
+    path = common.write_report(report_spec(), args.out_dir, load)
+    if path is not None:
+        print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
