@@ -212,8 +212,8 @@ def update_runner(method: str) -> Callable[[], None]:
             discounts=np.full(batch, 0.99, np.float32),
         )
 
-    samples = [sample(task) for task in model.task_set]
-    return lambda: model.agent.update(samples)
+    samples = {task.name: sample(task) for task in model.task_specs}
+    return lambda: model.learner.update(samples)
 
 
 def update_ms(

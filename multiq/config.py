@@ -26,11 +26,9 @@ from typing import Any
 import yaml
 
 from multiq.errors import ConfigError
+from multiq.rundir import CONFIG_FILE
 
 __all__ = ["CONFIG_FILE", "CONFIG_KEYS", "Config"]
-
-CONFIG_FILE = "config.yaml"
-"""File name of the resolved config inside a run directory."""
 
 _OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-METRICS_FILE = "metrics.csv"
-TENSORBOARD_DIR = "tb"
-CSV_HEADER = ("step", "wall_time_s", "key", "value")
+from multiq.rundir import CSV_HEADER, METRICS_FILE, TENSORBOARD_DIR
+
+__all__ = ["CSV_HEADER", "METRICS_FILE", "TENSORBOARD_DIR", "Tracker", "format_postfix"]
 
 
 class Tracker:

@@ -30,6 +30,7 @@ class Policy:
     def __init__(self, net: MultiTaskQNet, popart=None):
         self.net, self.popart = net, popart
         self._masks: dict[tuple[str, ...], torch.Tensor] = {}
+        self._counts: dict[tuple[str, ...], np.ndarray] = {}
 
     @classmethod
     def snapshot(cls, net: MultiTaskQNet, popart=None) -> Policy:
@@ -79,10 +80,11 @@ class Policy:
         Returns:
             task name -> [n_t] int64 actions.
         """
-        names = list(obs)
+        names = tuple(obs)
         sizes = [len(o) for o in obs.values()]
-        counts = np.array([self.net.specs[n].num_actions for n in names])
-        per_row_actions = np.repeat(counts, sizes)
+        if names not in self._counts:
+            self._counts[names] = np.array([self.net.specs[n].num_actions for n in names])
+        per_row_actions = np.repeat(self._counts[names], sizes)
         actions = (rng.random(len(per_row_actions)) * per_row_actions).astype(np.int64)
         explore = rng.random(len(actions)) < epsilon
         if not explore.all():

@@ -45,8 +45,14 @@ class QHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] -> [B, A_t]."""
-        adv = self.advantage(features)
-        return adv if self.value is None else dueling_combine(self.value(features), adv)
+        return self.q_values(features)
+
+    def q_values(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, F] -> [B, A_t], by functional calls (no module-call overhead)."""
+        adv = F.linear(features, self.advantage.weight, self.advantage.bias)
+        if self.value is None:
+            return adv
+        return dueling_combine(F.linear(features, self.value.weight, self.value.bias), adv)
 
 
 class TaskHeads(nn.Module):
@@ -76,10 +82,11 @@ class TaskHeads(nn.Module):
         Returns:
             [sum B_t, A] with A the largest action count of the batch's tasks (zero padding).
         """
-        if len(names) == 1:
-            return self.heads[names[0]](features)
-        parts = zip(names, features.split(list(sizes)), strict=True)
-        outputs = [self.heads[n](x) for n, x in parts]
+        parts = features.split(list(sizes)) if len(names) > 1 else (features,)
+        # functional calls: a head is one matmul, and module calls cost more than it here
+        outputs = [self.heads[n].q_values(x) for n, x in zip(names, parts, strict=True)]
+        if len(outputs) == 1:
+            return outputs[0]
         width = max(q.shape[1] for q in outputs)
         return torch.cat([pad_columns(q, width) for q in outputs])
 
