@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from multiq.agents.learner import Learner, LearnerSettings
+from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config
 from multiq.errors import CheckpointError, ConfigError, TaskError
@@ -22,7 +22,7 @@ from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
-from multiq.train.loop import EVAL_SEED_OFFSET, Trainer
+from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights
 from multiq.train.phase import Phase
 from multiq.train.specs import specs_from_record, specs_to_record
 from multiq.train.state import TrainState
@@ -101,6 +101,8 @@ class MultiTaskDQN:
         )
         self.learner = Learner(specs, settings, self.device)
         self._check_task_weights()
+        # the config's weights now, so that a balancer that refuses them says so at once
+        self.learner.configure(Training(task_weights=config_weights(self.config, self.task_names)))
         self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(self.config)
         self.state = TrainState()
         self.phases: list[Phase] = []

@@ -90,8 +90,11 @@ class PopArt(nn.Module):
         old_mean, old_std = self.stats(names)
         batch_mean = per_task_mean(targets, task_ids, num_tasks)
         batch_sq = per_task_mean(targets * targets, task_ids, num_tasks)
-        new_mean = old_mean.lerp(batch_mean, self.beta)
-        new_sq = self.mean_sq.gather(names).lerp(batch_sq, self.beta)
+        # a task named in the batch without rows keeps its statistics
+        present = torch.bincount(task_ids, minlength=num_tasks) > 0
+        old_sq = self.mean_sq.gather(names)
+        new_mean = torch.where(present, old_mean.lerp(batch_mean, self.beta), old_mean)
+        new_sq = torch.where(present, old_sq.lerp(batch_sq, self.beta), old_sq)
         self.mean.write(names, new_mean)
         self.mean_sq.write(names, new_sq)
         new_std = std_of(new_mean, new_sq)

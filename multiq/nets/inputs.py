@@ -33,7 +33,7 @@ class SharedInputs(nn.Module):
         super().__init__()
         self.family: EncoderFamily = encoder_for(first.observation_space, first.name)
         self.body_key = self.family.body_key(first.observation_space)
-        self.first_space = first.observation_space
+        self.first_space, self.first_name = first.observation_space, first.name
         self.hidden_size = hidden_size
         self.layers = nn.ModuleDict()
         self.task_signature: dict[str, str] = {}
@@ -50,7 +50,8 @@ class SharedInputs(nn.Module):
         ):
             raise TaskError(
                 f"task {spec.name!r} (observations {spec.obs_shape}) cannot share this trunk, "
-                f"which takes {self.family.name} observations like {tuple(self.first_space.shape)} "
+                f"which takes {self.family.name} observations like task {self.first_name!r}'s "
+                f"{tuple(self.first_space.shape)} "
                 "(a shared trunk needs observations of one kind that differ at most in channel "
                 "count); use scheme 'independent', or wrap the env to a common shape"
             )

@@ -142,8 +142,10 @@ class Trainer:
             while self.phase is not None:
                 if not self._run_phase(self.phase, evaluate):
                     break
-        finally:
-            tracker.progress(state.env_steps, 0.0, {})
+        except KeyboardInterrupt:
+            self.save_checkpoint()  # so that `multiq train --resume` continues from here
+            tracker.close()
+            raise
         summary = self._finish(evaluate)
         tracker.close()
         return summary
@@ -198,11 +200,12 @@ class Trainer:
                 self._evaluate()
 
     def _train(self, phase: Phase, evaluate: bool) -> bool:
+        """Steps, updates, logs and evaluates until the phase's budget; False if stopped."""
         cfg, state, learner = self.cfg, self.state, self.learner
         collector, budget = self.collector, phase.steps_per_task
         update_every = cfg.train_freq * cfg.n_envs * len(phase.tasks)  # env steps of all tasks
         started, start_steps, last_progress = time.perf_counter(), self._phase_total(), 0.0
-        sps = 0.0
+        last_time, sps = started, 0.0
         shares = self._shares()
         while state.phase_env_steps < budget:
             learning = state.phase_env_steps >= state.learning_starts_at
@@ -217,15 +220,15 @@ class Trainer:
             if crossed(state.phase_env_steps, state.env_steps - before, cfg.target_update_interval):
                 learner.sync_target(cfg.tau)
             now = time.perf_counter()
+            state.wall_time_s += now - last_time  # kept current: checkpoints save it
+            last_time = now
             sps = (all_steps - start_steps) / max(now - started, 1e-9)
             self._periodic(epsilon, sps, before, evaluate)
             if now - last_progress > PROGRESS_EVERY_S:
                 self.recorder.tracker.progress(state.env_steps, sps, collector.recent_returns())
                 last_progress = now
             if not self.callback.on_step(self):
-                state.wall_time_s += time.perf_counter() - started
                 return False
-        state.wall_time_s += time.perf_counter() - started
         self.recorder.tracker.progress(state.env_steps, sps, collector.recent_returns())
         return True
 

@@ -51,15 +51,16 @@ def test_trains_and_saves_loads_identically(tmp_path, balancer, popart):
 
     loaded = MultiTaskDQN.load(tmp_path / "model.pt")
     rng = np.random.default_rng(0)
-    for t, task in enumerate(model.task_set):
+    for t, task in enumerate(model.task_specs):
         obs = rng.normal(size=(32, *task.obs_shape)).astype(np.float32)
-        per_task = [np.zeros((0, *s.obs_shape), np.float32) for s in model.task_set]
-        per_task[t] = obs
-        torch.testing.assert_close(loaded.agent.q_values(per_task), model.agent.q_values(per_task))
+        one_task = {task.name: obs}  # a batch of one task's rows
+        torch.testing.assert_close(
+            loaded.policy.q_values(one_task), model.policy.q_values(one_task)
+        )
         np.testing.assert_array_equal(loaded.predict(obs, t), model.predict(obs, t))
 
     resumed = MultiTaskDQN.resume(tmp_path)
-    expected, got = flat(model.agent.state_dict()), flat(resumed.agent.state_dict())
+    expected, got = flat(model.learner.state_dict()), flat(resumed.learner.state_dict())
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         torch.testing.assert_close(got[key], value, msg=key)
@@ -77,6 +78,7 @@ def test_unknown_balancer_suggests_the_closest_name(tmp_path):
 
 @pytest.mark.parametrize("balancer", ["uncertainty", "gradnorm"])
 def test_learned_weights_refuse_unequal_task_weights(tmp_path, balancer):
+    # refused when the model is built, never silently ignored
     with pytest.raises(ConfigError, match=f"balancer '{balancer}' learns the task weights"):
         MultiTaskDQN(
             CLASSIC, run_dir=tmp_path, balancer=balancer, task_weights={"CartPole": 2.0}, **TINY

@@ -10,6 +10,22 @@ import torch
 from multiq.mtl import build_balancer
 
 ROWS = 64  # per task; rows grouped by task
+NAMES = ["a", "b"]
+
+
+def gradnorm(params, shared, net, **kwargs):
+    """A GradNorm balancer for the tasks NAMES with equal loss weights alpha = 1/2."""
+    balancer = build_balancer("gradnorm", **kwargs)
+    for name in NAMES:
+        balancer.add_task(name)
+    balancer.set_params(params, shared, net)
+    balancer.set_task_weights({name: 1 / len(NAMES) for name in NAMES})
+    return balancer
+
+
+def weights_of(balancer) -> torch.Tensor:
+    """[T] the learned task weights w, in NAMES order."""
+    return torch.stack([balancer.task_weights[name] for name in NAMES])
 
 
 def two_task_problem():
@@ -37,16 +53,14 @@ def test_gradient_norms_move_towards_each_other(one_backward):
     trunk, heads, task_ids, task_losses = two_task_problem()
     params = [*trunk.parameters(), *heads.parameters()]
     net = torch.nn.Sequential(trunk, heads) if one_backward else None
-    balancer = build_balancer(
-        "gradnorm", params, [True, True, False, False], torch.ones(2), gradnorm_alpha=0.0, net=net
-    )
+    balancer = gradnorm(params, [True, True, False, False], net, gradnorm_alpha=0.0)
     assert balancer.task_grads.params == [trunk.weight]  # the last shared weight matrix
     assert balancer.task_grads.layers == [trunk if one_backward else None]
     optimizer = torch.optim.Adam(params + list(balancer.parameters()), lr=0.02)
     log_ratios = []
     for _ in range(300):
         optimizer.zero_grad()
-        balancer.backward(task_losses(), task_ids)
+        balancer.backward(task_losses(), task_ids, NAMES)
         optimizer.step()
         balancer.after_step()
         norms = balancer.metrics()["grad_norm"]
@@ -63,14 +77,16 @@ def test_one_backward_gives_the_batched_autograd_norms_and_weight_gradient():
     params = [*trunk.parameters(), *heads.parameters()]
     results = []
     for net in (torch.nn.Sequential(trunk, heads), None):
-        balancer = build_balancer("gradnorm", params, [True, True, False, False], torch.ones(2),
-                                  net=net)  # fmt: skip
+        balancer = gradnorm(params, [True, True, False, False], net)
         with torch.no_grad():
-            balancer.weights.copy_(torch.tensor([0.5, 1.5]))
+            balancer.task_weights["a"].fill_(0.5)
+            balancer.task_weights["b"].fill_(1.5)
         for p in params:
             p.grad = None
-        balancer.backward(task_losses(), task_ids)
-        results.append((balancer.grad_norms, balancer.weights.grad, [p.grad for p in params]))
+        balancer.backward(task_losses(), task_ids, NAMES)
+        weights_grad = torch.stack([balancer.task_weights[name].grad for name in NAMES])
+        norms = balancer.metrics()["grad_norm"]
+        results.append((norms, weights_grad, [p.grad for p in params]))
     (norms, weights_grad, grads), (ref_norms, ref_weights_grad, ref_grads) = results
     torch.testing.assert_close(norms, ref_norms)
     torch.testing.assert_close(weights_grad, ref_weights_grad)
@@ -80,13 +96,11 @@ def test_one_backward_gives_the_batched_autograd_norms_and_weight_gradient():
 
 def test_without_a_shared_layer_the_weights_stay_equal():
     model = torch.nn.Linear(3, 2)
-    balancer = build_balancer(
-        "gradnorm", list(model.parameters()), [False, False], torch.ones(2), net=model
-    )
+    balancer = gradnorm(list(model.parameters()), [False, False], model)
     task_ids = torch.tensor([0, 0, 1, 1, 1])
     out = model(torch.randn(5, 3))[torch.arange(5), task_ids] ** 2
     losses = torch.stack([out[:2].mean(), out[2:].mean()]) * torch.tensor([1.0, 50.0])
-    balancer.backward(losses, task_ids)
-    assert balancer.weights.grad is None
+    balancer.backward(losses, task_ids, NAMES)
+    assert all(balancer.task_weights[name].grad is None for name in NAMES)
     assert not model._forward_hooks
     torch.testing.assert_close(balancer.metrics()["balance_weight"], torch.ones(2))

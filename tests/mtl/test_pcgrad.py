@@ -33,9 +33,21 @@ def test_agreeing_gradients_are_summed_unchanged():
     torch.testing.assert_close(project_conflicting(grads), grads.sum(0))
 
 
+def pcgrad(net, tasks, params, shared, weights, one_backward=True):
+    """A PCGrad balancer for `tasks` with loss weights alpha = `weights` (normalised, as the
+    learner passes them)."""
+    balancer = build_balancer("pcgrad")
+    for task in tasks:
+        balancer.add_task(task.name)
+    balancer.set_params(params, shared, net if one_backward else None)
+    total = sum(weights)
+    balancer.set_task_weights({t.name: w / total for t, w in zip(tasks, weights, strict=True)})
+    return balancer
+
+
 def toy_task_losses(net, tasks):
     torch.manual_seed(1)
-    obs = [torch.randn(8, *t.obs_shape) for t in tasks]
+    obs = {t.name: torch.randn(8, *t.obs_shape) for t in tasks}
     q = net(obs)
     rows = net.task_ids([8] * len(tasks))
     per_row = ((q - 1.0) ** 2).mean(1) * torch.where(rows == 0, 1.0, -3.0)
@@ -51,13 +63,13 @@ def test_task_specific_parameters_get_their_own_gradient(scheme):
     shared = shared_params(net, tasks)
     weights = torch.tensor([1.0, 3.0])
     alpha = weights / weights.sum()
-    balancer = build_balancer("pcgrad", params, shared, weights, net=net)
+    balancer = pcgrad(net, tasks, params, shared, weights.tolist())
     losses, rows = toy_task_losses(net, tasks)
     own = [
         torch.autograd.grad(alpha[t] * losses[t], params, retain_graph=True, allow_unused=True)
         for t in range(len(tasks))
     ]
-    balancer.backward(losses, rows)
+    balancer.backward(losses, rows, tasks.names)
     for i, p in enumerate(params):
         if not shared[i]:
             plain = sum(g[i] if g[i] is not None else torch.zeros_like(p) for g in own)
@@ -73,15 +85,13 @@ def test_shared_body_gradient_is_projected_when_tasks_conflict(one_backward):
     net = build_qnet("shared", tasks, hidden_size=16)
     params = list(net.parameters())
     shared = shared_params(net, tasks)
-    balancer = build_balancer(
-        "pcgrad", params, shared, torch.ones(2), net=net if one_backward else None
-    )
+    balancer = pcgrad(net, tasks, params, shared, [1.0, 1.0], one_backward)
     losses, rows = toy_task_losses(net, tasks)
     body = [i for i, (n, _) in enumerate(net.named_parameters()) if n.startswith("body")]
     per_task = [torch.autograd.grad(0.5 * losses[t], params, retain_graph=True) for t in range(2)]
     flat = torch.stack([torch.cat([g[i].reshape(-1) for i in body]) for g in per_task])
     assert len(balancer.task_grads.captures) == (1 if one_backward else 0)  # the body's Linear
-    balancer.backward(losses, rows)
+    balancer.backward(losses, rows, tasks.names)
     got = torch.cat([params[i].grad.reshape(-1) for i in body])
     assert flat[0] @ flat[1] < 0  # the toy losses pull the body in opposite directions
     torch.testing.assert_close(got, project_conflicting(flat, orders=[[1], [0]]))

@@ -46,7 +46,9 @@ def test_combination_trains_and_round_trips(tmp_path, scheme, balancer, popart):
 
     loaded = MultiTaskDQN.load(tmp_path / "model.pt")
     rng = np.random.default_rng(0)
-    for t, task in enumerate(model.task_set):
-        per_task = [np.zeros((0, *s.obs_shape), np.float32) for s in model.task_set]
-        per_task[t] = rng.normal(size=(16, *task.obs_shape)).astype(np.float32)
-        torch.testing.assert_close(loaded.agent.q_values(per_task), model.agent.q_values(per_task))
+    for task in model.task_specs:
+        # a batch of one task's rows
+        one_task = {task.name: rng.normal(size=(16, *task.obs_shape)).astype(np.float32)}
+        torch.testing.assert_close(
+            loaded.policy.q_values(one_task), model.policy.q_values(one_task)
+        )

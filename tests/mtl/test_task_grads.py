@@ -18,6 +18,17 @@ from multiq.nets import SchemeOptions, build_qnet
 SIZES = [3, 7, 5]  # unequal rows per task, grouped by task
 COEFS = torch.tensor([0.2, 0.5, 0.3])
 CLASSIC3 = "classic:CartPole,classic:Acrobot,classic:MountainCar"
+NAMES = ["t0", "t1", "t2"]  # the ToyNet's tasks
+
+
+def balancer_for(name: str, params, shared, net) -> torch.nn.Module:
+    """A balancer for the ToyNet's tasks with loss weights alpha = COEFS (they sum to one)."""
+    balancer = build_balancer(name)
+    for task in NAMES:
+        balancer.add_task(task)
+    balancer.set_params(params, shared, net)
+    balancer.set_task_weights(dict(zip(NAMES, COEFS.tolist(), strict=True)))
+    return balancer
 
 
 class ToyNet(nn.Module):
@@ -53,7 +64,7 @@ def toy_losses(net: ToyNet) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def scheme_losses(net: nn.Module, tasks) -> tuple[torch.Tensor, torch.Tensor]:
-    obs = [torch.randn(n, *t.obs_shape) for t, n in zip(tasks, SIZES, strict=True)]
+    obs = {t.name: torch.randn(n, *t.obs_shape) for t, n in zip(tasks, SIZES, strict=True)}
     task_ids = net.task_ids(SIZES)
     per_row = ((net(obs) - 1.0) ** 2).mean(1) * torch.tensor([1.0, -2.0, 0.5])[task_ids]
     return per_task_mean(per_row, task_ids, len(SIZES)), task_ids
@@ -115,10 +126,10 @@ def test_pcgrad_combines_the_same_gradient_with_one_backward():
         net = ToyNet().double()
         params = list(net.parameters())
         shared = [name.startswith(("body", "scale")) for name, _ in net.named_parameters()]
-        balancer = build_balancer("pcgrad", params, shared, COEFS, net=net if net_given else None)
+        balancer = balancer_for("pcgrad", params, shared, net if net_given else None)
         losses, task_ids = toy_losses(net)
         torch.manual_seed(1)  # the same random projection orders
-        balancer.backward(losses, task_ids)
+        balancer.backward(losses, task_ids, NAMES)
         results.append([p.grad for p in params])
     for got, expected in zip(*results, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
@@ -172,5 +183,9 @@ def test_hooks_capture_only_grad_forwards_of_their_own_layers_and_go_away():
 def test_balancers_without_per_task_gradients_add_no_hooks(name):
     net = ToyNet()
     params = list(net.parameters())
-    build_balancer(name, params, [True] * len(params), torch.ones(len(SIZES)), net=net)
+    balancer = build_balancer(name)
+    for task in NAMES:
+        balancer.add_task(task)
+    balancer.set_params(params, [True] * len(params), net)
+    balancer.set_task_weights({task: 1 / len(NAMES) for task in NAMES})
     assert not any(m._forward_hooks for m in net.modules())

@@ -17,13 +17,18 @@ def test_noisier_task_gets_the_larger_variance():
     y = (x @ true_w)[rows, task_ids] + noise
     model = torch.nn.Linear(4, 2)  # output t predicts task t
     params = list(model.parameters())
-    balancer = build_balancer("uncertainty", params, [True, True], torch.ones(2), net=model)
+    names = ["precise", "noisy"]
+    balancer = build_balancer("uncertainty")
+    for name in names:
+        balancer.add_task(name)
+    balancer.set_params(params, [True, True], model)
+    balancer.set_task_weights({name: 0.5 for name in names})
     optimizer = torch.optim.Adam(params + list(balancer.parameters()), lr=0.05)
     for _ in range(400):
         errors = (model(x)[rows, task_ids] - y) ** 2
         task_losses = torch.stack([errors[task_ids == t].mean() for t in range(2)])
         optimizer.zero_grad()
-        balancer.backward(task_losses, task_ids)
+        balancer.backward(task_losses, task_ids, names)
         optimizer.step()
     log_variance = balancer.metrics()["log_variance"]
     # the optimum is s_t = log L_t: log(0.01) ~ -4.6 for task 0, log(1) = 0 for task 1

@@ -7,6 +7,7 @@ import torch
 
 from multiq import make_taskset
 from multiq.agents.losses import masked_argmax
+from multiq.agents.policy import Policy
 from multiq.errors import ConfigError
 from multiq.nets import SCHEMES, SchemeOptions, build_qnet
 
@@ -24,9 +25,13 @@ def classic():
     return make_taskset("classic:CartPole,classic:Acrobot")
 
 
-def random_obs(tasks, sizes, seed=0):
+def random_obs(tasks, sizes, seed=0) -> dict[str, torch.Tensor]:
+    """Task name -> [n, *obs_shape]; the dict's order (the tasks' order) is the row order."""
     gen = torch.Generator().manual_seed(seed)
-    return [torch.rand((n, *t.obs_shape), generator=gen) for t, n in zip(tasks, sizes, strict=True)]
+    return {
+        t.name: torch.rand((n, *t.obs_shape), generator=gen)
+        for t, n in zip(tasks, sizes, strict=True)
+    }
 
 
 @pytest.mark.parametrize("scheme", NEW_SCHEMES)
@@ -62,37 +67,48 @@ def test_unknown_option_values_raise(classic, options, bad_key):
 
 def test_conditioned_has_one_head_over_the_union_of_actions(minatar):
     net = build_qnet("conditioned", minatar, HIDDEN)
-    assert net.advantage.out_features == 6
-    assert net.embedding is None and net.onehot.shape == (5, 5)
-    assert net.hidden[0].in_features == HIDDEN + 5
+    # the head covers the union of actions (6), in chunks of output columns: Asterix's 5, then
+    # the one more that Seaquest brings
+    assert sum(chunk.out_features for chunk in net.advantage) == 6
+    assert [chunk.out_features for chunk in net.advantage] == [5, 1]
+    # one-hot embeddings: no projection; each task's one-hot selects a vector of the hidden
+    # size (the column the one-hot of the task would select in a hidden layer over the
+    # features and the one-hot, formerly of in_features HIDDEN + 5)
+    assert net.project is None
+    assert list(net.embeddings) == minatar.names
+    assert all(e.shape == (HIDDEN,) for e in net.embeddings.values())
+    assert (net.hidden.in_features, net.hidden.out_features) == (HIDDEN, HIDDEN)
     assert all(p.requires_grad for p in net.parameters())
 
 
 def test_conditioned_learned_embedding_is_trained(classic):
     options = SchemeOptions(task_embedding="learned", task_embedding_dim=7)
     net = build_qnet("conditioned", classic, HIDDEN, options=options)
-    assert net.embedding.weight.shape == (2, 7)
+    assert [e.shape for e in net.embeddings.values()] == [(7,), (7,)]
+    assert (net.project.in_features, net.project.out_features) == (7, HIDDEN)
     net(random_obs(classic, [3, 3])).sum().backward()
-    assert net.embedding.weight.grad.abs().sum() > 0
+    assert all(e.grad.abs().sum() > 0 for e in net.embeddings.values())
 
 
 def test_conditioned_output_depends_on_the_task():
     tasks = make_taskset([{"id": "classic:CartPole", "name": n} for n in ("a", "b")])
     net = build_qnet("conditioned", tasks, HIDDEN)
-    obs = random_obs(tasks, [4, 0])[0]
-    q = net([obs, obs])
+    obs = random_obs(tasks, [4, 0])["a"]
+    q = net({"a": obs, "b": obs})
     assert not torch.allclose(q[:4], q[4:])
 
 
 def test_conditioned_never_picks_a_masked_action(classic):
     net = build_qnet("conditioned", classic, HIDDEN)
+    # column 2 exists only for Acrobot: the first column of the chunk Acrobot added
+    assert [chunk.out_features for chunk in net.advantage] == [2, 1]
     with torch.no_grad():
-        net.advantage.bias[2] = 1e6  # column 2 exists only for Acrobot
+        net.advantage[1].bias[0] = 1e6
     sizes = [64, 64]
     q = net(random_obs(classic, sizes))
     task_ids = net.task_ids(sizes)
     assert (q[:64].argmax(1) == 2).all()  # the raw Q of the masked column is the largest
-    greedy = masked_argmax(q, net.action_mask[task_ids])
+    greedy = masked_argmax(q, Policy(net).valid_actions(classic.names)[task_ids])
     assert (greedy[:64] < 2).all()
     assert (greedy[64:] == 2).all()  # Acrobot has action 2 and takes it
 
@@ -112,9 +128,10 @@ def test_shared_private_feature_sizes(minatar, classic, merge, factor):
 @pytest.mark.parametrize("merge", ["sum", "concat"])
 def test_shared_private_private_params_are_per_task(classic, merge):
     net = build_qnet("shared-private", classic, HIDDEN, options=SchemeOptions(private_merge=merge))
-    assert len(net.private) == 2
+    assert list(net.private) == ["CartPole", "Acrobot"]
     q = net(random_obs(classic, [4, 4]))
     q[:4].sum().backward()  # only CartPole's rows
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.private[0].parameters())
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in net.private[1].parameters())
+    own, other = net.private["CartPole"], net.private["Acrobot"]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in own.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in other.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.body.parameters())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from multiq.agents.dqn import LearnerSettings
+from multiq.agents.learner import LearnerSettings
 from multiq.api import MultiTaskDQN
 from multiq.config import Config
 from multiq.errors import ConfigError
@@ -51,11 +51,11 @@ def test_scheme_trains_saves_and_loads(tmp_path, run):
     model.learn(total_steps_per_task=300)
     assert model.state.updates > 0
     loaded = MultiTaskDQN.load(model.save(tmp_path / "model.pt"))
-    obs = [observations(task, 16) for task in model.task_set]
-    assert torch.equal(model.agent.q_values(obs), loaded.agent.q_values(obs))
-    for index, task in enumerate(model.task_set):
+    obs = {task.name: observations(task, 16) for task in model.task_specs}
+    assert torch.equal(model.policy.q_values(obs), loaded.policy.q_values(obs))
+    for task in model.task_specs:
         np.testing.assert_array_equal(
-            model.predict(obs[index], task.name), loaded.predict(obs[index], task.name)
+            model.predict(obs[task.name], task.name), loaded.predict(obs[task.name], task.name)
         )
     assert (tmp_path / "run" / ROUTING_FILE).is_file() == run.startswith("routed")
 
@@ -72,7 +72,7 @@ def test_routed_run_logs_weights_per_task_and_anneals(tmp_path):
     )
     assert (run_dir / ROUTING_FILE).stat().st_size > 0
     tau_end = SchemeOptions().routing_tau_end
-    for net in (model.agent.online, model.agent.target):  # the last update saw progress ~1
+    for net in (model.learner.online, model.learner.target):  # the last update saw progress ~1
         assert net.tau.item() == pytest.approx(tau_end, abs=0.01)
 
 
@@ -107,13 +107,16 @@ def test_config_options_reach_the_network():
     conditioned = MultiTaskDQN(
         TWO_TASKS, scheme="conditioned", task_embedding="learned", task_embedding_dim=5, **TINY
     )
-    assert conditioned.agent.online.embedding.weight.shape == (2, 5)
+    embedded = conditioned.learner.online
+    assert [e.shape for e in embedded.embeddings.values()] == [(5,), (5,)]
+    assert embedded.project.in_features == 5
     private = MultiTaskDQN(TWO_TASKS, scheme="shared-private", private_merge="concat", **TINY)
-    assert private.agent.online.feature_dim == 64
+    assert private.learner.online.feature_dim == 64
     routed = MultiTaskDQN(
         TWO_TASKS, scheme="routed", routing="gumbel", routing_modules=3, routing_hard=True,
         routing_tau_start=2.0, **TINY,
     )  # fmt: skip
-    net = routed.agent.online
-    assert net.routing_logits.shape == (1, 2, 3)
+    net = routed.learner.online
+    assert list(net.routing_logits) == ["CartPole", "Acrobot"]
+    assert all(p.shape == (1, 3) for p in net.routing_logits.values())
     assert (net.routing, net.routing_hard, net.tau.item()) == ("gumbel", True, 2.0)
