@@ -92,25 +92,36 @@ def test_save_load_gives_identical_predictions(trained, tmp_path):
     loaded = MultiTaskDQN.load(path)
 
     assert loaded.config == trained.config
-    assert loaded.state.env_steps == trained.state.env_steps
-    assert_state_dicts_equal(loaded.agent.online.state_dict(), trained.agent.online.state_dict())
-    assert_state_dicts_equal(loaded.agent.target.state_dict(), loaded.agent.online.state_dict())
-    for index, task in enumerate(trained.task_set):
+    assert loaded.task_names == trained.task_names
+    # a loaded model starts a new run: its step axis starts at 0 (`resume` continues a run)
+    assert trained.state.env_steps == 300
+    assert loaded.state.env_steps == 0 and loaded.phases == []
+    learner = loaded.learner
+    assert_state_dicts_equal(learner.online.state_dict(), trained.learner.online.state_dict())
+    assert_state_dicts_equal(learner.target.state_dict(), learner.online.state_dict())
+    for index, task in enumerate(trained.task_specs):
         obs = observations(task, 64, seed=index)
         np.testing.assert_array_equal(
             loaded.predict(obs, task=task.name), trained.predict(obs, task=task.name)
         )
-        per_task = [np.zeros((0, *t.obs_shape), t.obs_dtype) for t in trained.task_set]
-        per_task[index] = obs
-        q_loaded, q_trained = loaded.agent.q_values(per_task), trained.agent.q_values(per_task)
-        assert q_loaded.shape == (64, max(t.num_actions for t in trained.task_set))
+        # every task in the batch, the others with no rows: the width is the largest action count
+        per_task = {t.name: np.zeros((0, *t.obs_shape), t.obs_dtype) for t in trained.task_specs}
+        per_task[task.name] = obs
+        q_loaded, q_trained = loaded.policy.q_values(per_task), trained.policy.q_values(per_task)
+        assert q_loaded.shape == (64, max(t.num_actions for t in trained.task_specs))
         assert torch.equal(q_loaded, q_trained)
+        # the task alone: its own action count
+        alone = loaded.policy.q_values({task.name: obs})
+        assert alone.shape == (64, task.num_actions)
+        assert torch.equal(alone, q_trained[:, : task.num_actions])
 
 
 def test_model_file_of_learn_loads(trained):
     loaded = MultiTaskDQN.load(trained.run_dir / MODEL_FILE)
-    assert_state_dicts_equal(loaded.agent.online.state_dict(), trained.agent.online.state_dict())
-    assert loaded.task_set.names == ["CartPole", "Acrobot"]
+    assert_state_dicts_equal(
+        loaded.learner.online.state_dict(), trained.learner.online.state_dict()
+    )
+    assert loaded.task_names == ["CartPole", "Acrobot"]
 
 
 def test_load_refuses_a_checkpoint_file(trained):
@@ -130,7 +141,7 @@ def test_evaluate_returns_per_task_results(trained):
 
 
 def test_predict_single_and_batch(trained):
-    for index, task in enumerate(trained.task_set):
+    for index, task in enumerate(trained.task_specs):
         batch = observations(task, 5)
         single = trained.predict(batch[0], task=task.name)
         assert type(single) is int
@@ -146,7 +157,7 @@ def test_predict_single_and_batch(trained):
 
 
 def test_predict_epsilon_one_is_random(trained):
-    obs = np.repeat(observations(trained.task_set["Acrobot"], 1), 300, axis=0)
+    obs = np.repeat(observations(trained.learner.specs["Acrobot"], 1), 300, axis=0)
     actions = trained.predict(obs, task="Acrobot", epsilon=1.0)
     assert set(actions.tolist()) == {0, 1, 2}
 
@@ -196,9 +207,16 @@ def test_task_weights_naming_an_unknown_task():
     assert "Breakout" in str(info.value)
 
 
-def test_task_weights_are_used():
-    model = MultiTaskDQN(TWO_TASKS, task_weights={"Acrobot": 0.5}, **TINY)
-    assert model.agent.task_weights.tolist() == [1.0, 0.5]
+def test_task_weights_are_used(tmp_path):
+    model = MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, task_weights={"Acrobot": 0.5}, **TINY)
+    # a phase starts with the config's weights (1 where unnamed) normalised to sum to one,
+    # alpha = [1, 0.5] / 1.5, which the balancer uses as given
+    model.learn(total_steps_per_task=8, evaluate=False)
+    assert model.learner.training.task_weights == pytest.approx(
+        {"CartPole": 2 / 3, "Acrobot": 1 / 3}
+    )
+    alpha = model.learner.balancer.alpha(["CartPole", "Acrobot"], torch.device("cpu"))
+    torch.testing.assert_close(alpha, torch.tensor([2 / 3, 1 / 3]))
 
 
 # --- resume ---------------------------------------------------------------------------------
@@ -222,10 +240,14 @@ def test_resume_continues_the_run(tmp_path):
     assert resumed.state.random_returns == first.state.random_returns
     # no saved replay: the buffer refills for learning_starts steps before updates
     assert resumed.state.learning_starts_at == 400 + 100
-    assert_state_dicts_equal(resumed.agent.online.state_dict(), payload["agent"]["online"])
-    assert_state_dicts_equal(resumed.agent.target.state_dict(), payload["agent"]["target"])
-    assert_state_dicts_equal(resumed.agent.online.state_dict(), first.agent.online.state_dict())
-    assert resumed.agent.optimizer.state_dict()["state"][0]["step"] == updates
+    learner = resumed.learner
+    assert_state_dicts_equal(learner.online.state_dict(), payload["learner"]["online"])
+    assert_state_dicts_equal(learner.target.state_dict(), payload["learner"]["target"])
+    assert_state_dicts_equal(learner.online.state_dict(), first.learner.online.state_dict())
+    # Adam's moments come back keyed by parameter name; every parameter took every update
+    moments = learner.optimizer_state()
+    assert set(moments) == {f"online.{n}" for n, _ in learner.online.named_parameters()}
+    assert {int(m["step"]) for m in moments.values()} == {updates}
 
     resumed.learn(total_steps_per_task=800)
 
@@ -241,9 +263,10 @@ def test_resume_continues_the_run(tmp_path):
 
 class _Snapshot(Callback):
     def on_training_start(self, trainer):
-        self.buffers = [
-            {k: v.copy() for k, v in buffer.state().items()} for buffer in trainer.replay.buffers
-        ]
+        self.buffers = {
+            name: {k: v.copy() for k, v in buffer.state().items()}
+            for name, buffer in trainer.replay.buffers.items()
+        }
 
 
 def test_resume_with_saved_replay_restores_the_buffers(tmp_path):
@@ -251,18 +274,30 @@ def test_resume_with_saved_replay_restores_the_buffers(tmp_path):
     first = MultiTaskDQN(run_dir=run_dir, **tiny(TWO_TASKS, save_replay=True))
     first.learn(total_steps_per_task=400, evaluate=False)
     assert (run_dir / "replay.npz").is_file()
-    saved = [buffer.state() for buffer in first.trainer.replay.buffers]
-    assert saved[0]["size"].sum() > 300  # the buffer holds the run's transitions
+    saved = {name: buffer.state() for name, buffer in first.trainer.replay.buffers.items()}
+    assert list(saved) == ["CartPole", "Acrobot"]
+    assert saved["CartPole"]["size"].sum() > 300  # the buffer holds the run's transitions
 
     resumed = MultiTaskDQN.resume(run_dir)
     assert resumed.state.learning_starts_at == 100  # the buffer is full enough already
-    snapshot = _Snapshot()
-    resumed.learn(total_steps_per_task=420, callbacks=snapshot, evaluate=False)
+    resumed.learn(total_steps_per_task=420, evaluate=False)
 
-    for before, after in zip(saved, snapshot.buffers, strict=True):
+    # The buffers are made, and the saved replay loaded, when the phase starts (after
+    # `on_training_start`), so the check is on the buffers after the 20 more steps: each env's
+    # column still holds the saved transitions (5000 rows: nothing wrapped), then new ones.
+    buffers = resumed.trainer.replay.buffers
+    assert list(buffers) == list(saved)
+    for name, before in saved.items():
+        after = buffers[name].state()
         assert before.keys() == after.keys()
-        for key in before:
-            np.testing.assert_array_equal(after[key], before[key], err_msg=key)
+        grown = after["size"] - before["size"]
+        assert (grown >= 0).all() and 0 < grown.sum() <= 20, name
+        np.testing.assert_array_equal(after["pos"], after["size"])
+        for key in ("obs", "next_obs", "actions", "rewards", "terminated", "done"):
+            for env, rows in enumerate(before["size"]):
+                np.testing.assert_array_equal(
+                    after[key][:rows, env], before[key][:rows, env], err_msg=f"{name}/{key}"
+                )
     # updates ran right away (no refill): 20 more steps, one update per 4
     assert resumed.state.updates == first.state.updates + 5
 
@@ -291,7 +326,7 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 def _final_weights(run_dir, seed: int) -> dict:
     model = MultiTaskDQN(run_dir=run_dir, **tiny(TWO_TASKS, seed=seed))
     model.learn(total_steps_per_task=300, evaluate=False)
-    return model.agent.online.state_dict()
+    return model.learner.online.state_dict()
 
 
 def test_same_seed_same_weights_different_seed_different_weights(tmp_path):
@@ -370,7 +405,7 @@ def test_learn_without_evaluation(tmp_path):
 def test_second_learn_call_keeps_the_replay(tmp_path):
     model = MultiTaskDQN(run_dir=tmp_path / "run", **tiny())
     model.learn(total_steps_per_task=300, evaluate=False)
-    saved = {k: v.copy() for k, v in model.trainer.replay.buffers[0].state().items()}
+    saved = {k: v.copy() for k, v in model.trainer.replay.buffers["CartPole"].state().items()}
     updates = model.state.updates
 
     snapshot = _Snapshot()
@@ -379,5 +414,7 @@ def test_second_learn_call_keeps_the_replay(tmp_path):
     assert model.state.env_steps == 320
     assert model.state.updates == updates + 5
     for key, value in saved.items():
-        np.testing.assert_array_equal(snapshot.buffers[0][key], value, err_msg=key)
-    assert len(model.trainer.replay.buffers[0]) > 300
+        np.testing.assert_array_equal(snapshot.buffers["CartPole"][key], value, err_msg=key)
+    # the 20 new steps were added to the kept transitions (less the autoreset steps)
+    grown = len(model.trainer.replay.buffers["CartPole"]) - int(saved["size"].sum())
+    assert 0 < grown <= 20

@@ -20,21 +20,20 @@ def short_tasks():
     )
 
 
-def zero_actions(n_envs, n_tasks=2):
-    return [np.zeros(n_envs, dtype=np.int64) for _ in range(n_tasks)]
-
-
 def test_reset_shapes(short_tasks):
     envs = MultiTaskEnvs(short_tasks, n_envs=2, seed=0)
     try:
+        assert envs.names == ["cp5", "Acrobot"]
         obs = envs.reset()
-        assert [o.shape for o in obs] == [(2, 4), (2, 6)]
-        assert [o.dtype for o in obs] == [np.float32, np.float32]
+        assert list(obs) == ["cp5", "Acrobot"]
+        assert [o.shape for o in obs.values()] == [(2, 4), (2, 6)]
+        assert [o.dtype for o in obs.values()] == [np.float32, np.float32]
         # seeded per env: the two copies start differently, and a second reset repeats them
-        assert not np.array_equal(obs[0][0], obs[0][1])
+        assert not np.array_equal(obs["cp5"][0], obs["cp5"][1])
         again = envs.reset()
-        for a, b in zip(obs, again, strict=True):
-            np.testing.assert_array_equal(a, b)
+        assert list(again) == list(obs)
+        for name, a in obs.items():
+            np.testing.assert_array_equal(a, again[name])
     finally:
         envs.close()
 
@@ -43,34 +42,34 @@ def test_step_after_episode_end_is_invalid_and_return_is_recorded(short_tasks):
     envs = MultiTaskEnvs(short_tasks, n_envs=2, seed=0)
     try:
         envs.reset()
-        actions = [np.array([0, 1]), np.array([0, 2])]
+        actions = {"cp5": np.array([0, 1]), "Acrobot": np.array([0, 2])}
         for step in range(1, 6):
             result = envs.step(actions)
-            assert [o.shape for o in result.obs] == [(2, 4), (2, 6)]
-            assert result.valid[0].all() and result.valid[1].all()
-            assert result.rewards[0].tolist() == [1.0, 1.0]
-            ended = result.truncated[0]
+            assert [o.shape for o in result.obs.values()] == [(2, 4), (2, 6)]
+            assert result.valid["cp5"].all() and result.valid["Acrobot"].all()
+            assert result.rewards["cp5"].tolist() == [1.0, 1.0]
+            ended = result.truncated["cp5"]
             assert ended.all() == (step == 5)
-            assert not result.terminated[0].any()
+            assert not result.terminated["cp5"].any()
         # both CartPole episodes ended at step 5 with return 5; nothing for Acrobot yet
-        assert envs.episodes[0].finished == [5.0, 5.0]
-        assert envs.episodes[1].finished == []
+        assert envs.episodes["cp5"].finished == [5.0, 5.0]
+        assert envs.episodes["Acrobot"].finished == []
         assert envs.recent_returns()["cp5"] == 5.0
         assert np.isnan(envs.recent_returns()["Acrobot"])
 
         result = envs.step(actions)  # the autoreset step
-        assert result.valid[0].tolist() == [False, False]
-        assert result.valid[1].tolist() == [True, True]
-        assert not result.truncated[0].any() and not result.terminated[0].any()
-        assert envs.episodes[0].running.tolist() == [0.0, 0.0]  # the reset step adds nothing
+        assert result.valid["cp5"].tolist() == [False, False]
+        assert result.valid["Acrobot"].tolist() == [True, True]
+        assert not result.truncated["cp5"].any() and not result.terminated["cp5"].any()
+        assert envs.episodes["cp5"].running.tolist() == [0.0, 0.0]  # the reset step adds nothing
 
         result = envs.step(actions)  # first real step of the new episodes
-        assert result.valid[0].tolist() == [True, True]
-        assert envs.episodes[0].running.tolist() == [1.0, 1.0]
-        assert envs.episodes[1].running.tolist() == [-7.0, -7.0]  # Acrobot: -1 per step
+        assert result.valid["cp5"].tolist() == [True, True]
+        assert envs.episodes["cp5"].running.tolist() == [1.0, 1.0]
+        assert envs.episodes["Acrobot"].running.tolist() == [-7.0, -7.0]  # Acrobot: -1 per step
         for _ in range(4):
             envs.step(actions)
-        assert envs.episodes[0].finished == [5.0] * 4
+        assert envs.episodes["cp5"].finished == [5.0] * 4
     finally:
         envs.close()
 
@@ -82,13 +81,15 @@ def test_valid_follows_done_per_env_and_returns_sum_rewards():
     rng = np.random.default_rng(0)
     try:
         envs.reset()
-        prev_done = [np.zeros(2, bool), np.zeros(2, bool)]
-        running = [np.zeros(2), np.zeros(2)]
-        expected = [[], []]
+        names = envs.names
+        assert names == ["a", "CartPole"]
+        prev_done = {t: np.zeros(2, bool) for t in names}
+        running = {t: np.zeros(2) for t in names}
+        expected = {t: [] for t in names}
         saw_mixed = False
         for _ in range(120):
-            result = envs.step([rng.integers(0, 2, 2), rng.integers(0, 2, 2)])
-            for t in range(2):
+            result = envs.step({"a": rng.integers(0, 2, 2), "CartPole": rng.integers(0, 2, 2)})
+            for t in names:
                 np.testing.assert_array_equal(result.valid[t], ~prev_done[t])
                 saw_mixed |= result.valid[t].any() and not result.valid[t].all()
                 done = result.terminated[t] | result.truncated[t]
@@ -102,7 +103,7 @@ def test_valid_follows_done_per_env_and_returns_sum_rewards():
                         assert result.rewards[t][e] == 0.0 and not done[e]
                 prev_done[t] = done
         assert saw_mixed  # some step had one env resetting while the other kept going
-        for t in range(2):
+        for t in names:
             assert len(expected[t]) >= 2
             assert envs.episodes[t].finished == expected[t]
             np.testing.assert_array_equal(envs.episodes[t].running, running[t])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -261,7 +263,8 @@ def two_tasks() -> TaskSet:
 def fill_multi(replay, tasks, steps, n_envs, seed):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        for t, buf in zip(tasks, replay.buffers, strict=True):
+        for t in tasks:
+            buf = replay.buffers[t.name]
             shape = (n_envs, *t.obs_shape)
             buf.add(
                 obs=(rng.random(shape) < 0.5).astype(t.obs_dtype),
@@ -277,21 +280,28 @@ def fill_multi(replay, tasks, steps, n_envs, seed):
 def test_multitask_sample_is_balanced_with_task_shapes(two_tasks):
     replay = MultiTaskReplay(two_tasks, capacity_per_task=40, n_envs=2, n_step=3, gamma=0.9)
     fill_multi(replay, two_tasks, steps=15, n_envs=2, seed=0)
-    samples = replay.sample([16, 16], np.random.default_rng(0))
-    assert len(samples) == 2
-    grid, vec = samples
+    assert list(replay.buffers) == ["grid", "vec"]
+    samples = replay.sample({"grid": 16, "vec": 16}, np.random.default_rng(0))
+    assert list(samples) == ["grid", "vec"]
+    grid, vec = samples["grid"], samples["vec"]
     assert grid.obs.shape == (16, 4, 10, 10) and grid.obs.dtype == np.bool_
     assert grid.next_obs.shape == (16, 4, 10, 10) and grid.next_obs.dtype == np.bool_
     assert vec.obs.shape == (16, 6) and vec.obs.dtype == np.float32
-    for s in samples:
+    for s in samples.values():
         assert s.actions.shape == (16,) and s.actions.dtype == np.int64
         assert s.returns.shape == (16,) and s.returns.dtype == np.float32
         assert s.discounts.shape == (16,) and s.discounts.dtype == np.float32
     assert grid.actions.max() < 3 and vec.actions.max() < 2
-    uneven = replay.sample([5, 9], np.random.default_rng(1))
-    assert [len(s.actions) for s in uneven] == [5, 9]
-    with pytest.raises(ValueError):
-        replay.sample([4], np.random.default_rng(0))  # one count per task
+    uneven = replay.sample({"grid": 5, "vec": 9}, np.random.default_rng(1))
+    assert [len(s.actions) for s in uneven.values()] == [5, 9]
+    # the counts name the tasks to sample, in the order the rows come back: a subset or another
+    # order is fine (a phase samples only its tasks), a task the replay lacks is not
+    reordered = replay.sample({"vec": 4, "grid": 3}, np.random.default_rng(2))
+    assert list(reordered) == ["vec", "grid"]
+    assert [len(s.actions) for s in reordered.values()] == [4, 3]
+    assert list(replay.sample({"vec": 4}, np.random.default_rng(0))) == ["vec"]
+    with pytest.raises(KeyError):
+        replay.sample({"grid": 4, "pong": 4}, np.random.default_rng(0))
 
 
 def test_state_round_trip(two_tasks, tmp_path):
@@ -303,17 +313,20 @@ def test_state_round_trip(two_tasks, tmp_path):
         arrays = {k: data[k] for k in data.files}
     assert set(arrays) == {
         f"{t}/{k}"
-        for t in range(2)
+        for t in ("grid", "vec")
         for k in ("obs", "next_obs", "actions", "rewards", "terminated", "done", "pos", "size")
     }
     restored = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=3, gamma=0.9)
     restored.load_state(arrays)
-    for a, b in zip(replay.buffers, restored.buffers, strict=True):
+    for task, a in replay.buffers.items():
+        b = restored.buffers[task]
         for name, value in a.state().items():
             np.testing.assert_array_equal(getattr(b, name), value)
-    s1 = replay.sample([7, 7], np.random.default_rng(5))
-    s2 = restored.sample([7, 7], np.random.default_rng(5))
-    for x, y in zip(s1, s2, strict=True):
+    counts = {"grid": 7, "vec": 7}
+    s1 = replay.sample(counts, np.random.default_rng(5))
+    s2 = restored.sample(counts, np.random.default_rng(5))
+    for task in counts:
+        x, y = s1[task], s2[task]
         for field in ("obs", "actions", "returns", "next_obs", "discounts"):
             np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
 
@@ -325,22 +338,31 @@ def test_load_state_rejects_wrong_shape(two_tasks):
         big.load_state(small.state())
 
 
-def test_check_memory_prints_and_returns_bytes(two_tasks, capsys):
+def replay_messages(caplog, level=logging.INFO) -> list[str]:
+    """The messages `multiq.replay` logged at `level`."""
+    return [
+        r.getMessage() for r in caplog.records if r.name == "multiq.replay" and r.levelno == level
+    ]
+
+
+def test_check_memory_logs_and_returns_bytes(two_tasks, caplog):
+    caplog.set_level(logging.INFO, logger="multiq.replay")
     total = multiq.replay.check_memory(two_tasks, 1000)
     # grid: 400 bool bytes per obs -> 2 * 400 + 14 = 814 per transition;
     # vec: 6 float32 = 24 bytes per obs -> 2 * 24 + 14 = 62 per transition
     assert total == 1000 * 814 + 1000 * 62
-    out = capsys.readouterr().out
-    assert out.startswith("replay memory:")
-    assert "grid" in out and "vec" in out and "1000 per task" in out
+    (message,) = replay_messages(caplog)
+    assert message.startswith("replay memory:")
+    assert "grid" in message and "vec" in message and "1000 per task" in message
 
 
-def test_check_memory_refuses_too_large_buffer(two_tasks, monkeypatch, capsys):
+def test_check_memory_refuses_too_large_buffer(two_tasks, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="multiq.replay")
     monkeypatch.setattr(multiq.replay, "available_ram_bytes", lambda: 100_000)
     with pytest.raises(ConfigError, match="buffer_size=1000") as info:
         MultiTaskReplay(two_tasks, capacity_per_task=1000, n_envs=2, n_step=3, gamma=0.9)
     assert "lower buffer_size" in str(info.value)
-    assert "replay memory:" in capsys.readouterr().out
+    assert any(m.startswith("replay memory:") for m in replay_messages(caplog))
     # a buffer that fits passes: 100 * (814 + 62) = 87_600 <= 0.9 * 100_000
     MultiTaskReplay(two_tasks, capacity_per_task=100, n_envs=2, n_step=3, gamma=0.9)
 

@@ -289,6 +289,8 @@ class Trainer:
     # --- end of training -----------------------------------------------------------------------
 
     def _finish(self, evaluate: bool) -> dict[str, Any]:
+        if evaluate and self.state.last_eval_step != self.state.env_steps:
+            self._evaluate()  # a run stopped early by a callback still ends with an evaluation
         self.callback.on_training_end(self)
         self.save_checkpoint()
         if not evaluate:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 
-import numpy as np
 import pytest
 
 from multiq.api import MultiTaskDQN
@@ -46,9 +45,11 @@ def weighted_run(tmp_path_factory):
 
 def test_weighted_schedule_splits_env_steps_by_alpha(weighted_run):
     steps = weighted_run.state.task_env_steps
-    assert 2000 <= sum(steps) < 2000 + 2  # the budget T x total_steps_per_task, to a vector step
+    assert list(steps) == ["CartPole", "Acrobot"]
+    # the budget T x total_steps_per_task, to a vector step
+    assert 2000 <= sum(steps.values()) < 2000 + 2
     # shares 0.99 * [0.75, 0.25] + 0.01 / 2 -> ratio 0.7475 / 0.2525
-    assert steps[0] / steps[1] == pytest.approx(0.7475 / 0.2525, rel=0.01)
+    assert steps["CartPole"] / steps["Acrobot"] == pytest.approx(0.7475 / 0.2525, rel=0.01)
     assert weighted_run.state.env_steps == 1000
 
 
@@ -64,13 +65,13 @@ def test_weighted_schedule_logs_its_shares(weighted_run):
 def test_summary_gives_each_task_its_env_steps(weighted_run):
     summary = json.loads((weighted_run.run_dir / SUMMARY_FILE).read_text())
     assert summary["task_schedule"] == "weighted"
-    assert summary["task_env_steps"]["CartPole"] == weighted_run.state.task_env_steps[0]
+    assert summary["task_env_steps"]["CartPole"] == weighted_run.state.task_env_steps["CartPole"]
     assert summary["env_steps_per_s"] > 0
 
 
 def test_uniform_schedule_steps_every_task_equally(tmp_path):
     model = MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, **TINY).learn(600, evaluate=False)
-    assert model.state.task_env_steps == [600, 600]
+    assert model.state.task_env_steps == {"CartPole": 600, "Acrobot": 600}
     assert last_logged(tmp_path, "task/Acrobot/sample_share") == pytest.approx(0.5)
     assert last_logged(tmp_path, "task/Acrobot/env_step_share") == pytest.approx(0.5)
     # one update every train_freq (4) vector steps once learning started at 100
@@ -80,19 +81,20 @@ def test_uniform_schedule_steps_every_task_equally(tmp_path):
 def test_resume_keeps_each_tasks_env_steps(tmp_path):
     kwargs = dict(TINY, task_schedule="weighted", task_weights={"CartPole": 1.0, "Acrobot": 3.0})
     first = MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, **kwargs).learn(500, evaluate=False)
-    saved = list(first.state.task_env_steps)
+    saved = dict(first.state.task_env_steps)
     resumed = MultiTaskDQN.resume(tmp_path)
     assert resumed.state.task_env_steps == saved
     resumed.learn(1000, evaluate=False)
-    steps = np.array(resumed.state.task_env_steps)
-    assert 2000 <= steps.sum() < 2000 + 2 and steps[1] > steps[0]
+    steps = resumed.state.task_env_steps
+    assert 2000 <= sum(steps.values()) < 2000 + 2 and steps["Acrobot"] > steps["CartPole"]
 
 
 @pytest.mark.parametrize("schedule", ["resample", "progress"])
 def test_adaptive_schedules_train_and_log(tmp_path, schedule):
     model = MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, task_schedule=schedule, **TINY)
     model.learn(600, evaluate=False)
-    assert 1200 <= sum(model.state.task_env_steps) < 1200 + 2  # at most one vector step over
+    total = sum(model.state.task_env_steps.values())
+    assert 1200 <= total < 1200 + 2  # at most one vector step over
     shares = [last_logged(tmp_path, f"task/{n}/sample_share") for n in ("CartPole", "Acrobot")]
     assert sum(shares) == pytest.approx(1.0)
 
