@@ -177,9 +177,8 @@ class MultiTaskDQN:
         `eval_freq` steps and at the end of each phase, and writes summary.json and curves.png;
         a net that logs routing weights (scheme `routed`) also gets routing.png.
         """
-        steps = total_steps_per_task or self.config.total_steps_per_task
-        self._plan_phase(steps, tasks)
-        self.config = self.config.replace(total_steps_per_task=steps)
+        self._plan_phase(total_steps_per_task, tasks)
+        self.config = self.config.replace(total_steps_per_task=self.phases[-1].steps_per_task)
         summary = self._trainer(callbacks).run(evaluate=evaluate)
         self.save(self.run_dir / ckpt.MODEL_FILE)
         from multiq.report import plot_curves, plot_routing
@@ -190,14 +189,17 @@ class MultiTaskDQN:
         self.summary = summary
         return self
 
-    def _plan_phase(self, steps: int, tasks: Sequence[str] | None) -> None:
+    def _plan_phase(self, steps: int | None, tasks: Sequence[str] | None) -> None:
         """Sets the phase `learn` trains: the current one (extended), or a new one.
 
-        Without `tasks`, an unfinished phase continues; after a finished one, the same phase
-        continues if the agent holds no new task, else a new phase trains every task.
+        Without `tasks`, an unfinished phase continues (with its own budget unless `steps` is
+        given); after a finished one, the same phase continues if the agent holds no new task,
+        else a new phase trains every task. `steps` None: the config's `total_steps_per_task`.
         """
         current = self.phases[-1] if self.phases else None
         unfinished = current is not None and self.state.phase_index < len(self.phases)
+        if steps is None:
+            steps = current.steps_per_task if unfinished else self.config.total_steps_per_task
         if tasks is None and unfinished:
             names = list(current.tasks)
         elif tasks is None:
@@ -349,7 +351,7 @@ class MultiTaskDQN:
     def load_by_name(self, payload: Mapping[str, Any], saved_tasks: Sequence[str], path) -> None:
         """Copies every saved weight whose name and shape fit this model; logs what did not."""
         own = self.learner.online.state_dict()
-        saved = payload.get("online", {})
+        saved = self.learner.online.adapt_state_dict(payload.get("online", {}))
         fits = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
         self.learner.online.load_state_dict(fits, strict=False)
         self.learner.sync_target(1.0)

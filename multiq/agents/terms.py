@@ -30,10 +30,15 @@ def distill_kl(
     Returns:
         [B] `sum_a p_T(a) (log p_T(a) - log p_S(a))` over valid actions.
     """
+    teacher_q = teacher_q.detach()  # the teacher is a target, as in a TD target
     log_p_student = (student_q / temperature).masked_fill(~valid, NEG_INF).log_softmax(1)
     log_p_teacher = (teacher_q / temperature).masked_fill(~valid, NEG_INF).log_softmax(1)
-    terms = log_p_teacher.exp() * (log_p_teacher - log_p_student)
-    return torch.where(valid, terms, torch.zeros_like(terms)).sum(1)
+    # missing actions have probability 0 under both: zero their log-probabilities, so that no
+    # inf - inf (NaN) enters the sum or its gradient
+    log_p_student = log_p_student.masked_fill(~valid, 0.0)
+    log_p_teacher = log_p_teacher.masked_fill(~valid, 0.0)
+    p_teacher = log_p_teacher.exp().masked_fill(~valid, 0.0)
+    return (p_teacher * (log_p_teacher - log_p_student)).sum(1)
 
 
 @dataclass

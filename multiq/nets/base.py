@@ -64,9 +64,22 @@ class MultiTaskQNet(nn.Module, abc.ABC):
         """
         if spec.name in self.specs:
             raise TaskError(f"the network already holds a task named {spec.name!r}")
+        if "." in spec.name or not spec.name or hasattr(nn.ModuleDict(), spec.name):
+            raise TaskError(
+                f"task name {spec.name!r} cannot key a network module (no '.', not empty, not a "
+                "torch Module attribute such as 'training'); give the task entry another `name`"
+            )
         self._add_modules(spec)
         self.specs[spec.name] = spec
         self.to(self.device)
+
+    def adapt_state_dict(self, saved: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A saved state dict rewritten to this net's layout where it differs (load by name).
+
+        Name-keyed modules need nothing; a scheme whose shared modules' shapes depend on the
+        task set (e.g. a head over the union of actions) maps them here.
+        """
+        return dict(saved)
 
     def task_ids(self, sizes: Sequence[int]) -> torch.Tensor:
         """`task_ids_for(sizes)` on the net's device, cached: batch layouts repeat every step."""

@@ -87,6 +87,25 @@ class ConditionedQNet(MultiTaskQNet):
         outputs = [dueling_combine(v, a[:, : self.specs[n].num_actions]) for n, a, v in parts]
         return torch.cat([pad_columns(q, width) for q in outputs])
 
+    def adapt_state_dict(self, saved: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Maps a saved union head to this net's chunks: column a is action a of every task."""
+        state = {k: v for k, v in saved.items() if not k.startswith("advantage.")}
+        for part in ("weight", "bias"):
+            chunks, index = [], 0
+            while f"advantage.{index}.{part}" in saved:
+                chunks.append(saved[f"advantage.{index}.{part}"])
+                index += 1
+            if not chunks:
+                continue
+            union, start = torch.cat(chunks), 0
+            for index, chunk in enumerate(self.advantage):
+                own = getattr(chunk, part).detach().clone()
+                rows = max(min(union.shape[0] - start, own.shape[0]), 0)
+                own[:rows] = union[start : start + rows]
+                state[f"advantage.{index}.{part}"] = own
+                start += own.shape[0]
+        return state
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         head = [*self.hidden.parameters(), *self.advantage.parameters()]
         head += [*(self.value.parameters() if self.value else ()), *self.shared_projection()]

@@ -271,3 +271,34 @@ def test_adding_a_taken_name_raises(minatar, variant, scheme, options):
         net.add_task(minatar["Breakout"])
     assert group_ids(net) == groups
     assert list(net.specs) == ["Asterix", "Breakout"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "scheme", "options"),
+    [VARIANTS[0], VARIANTS[2]],  # heads in an nn.ModuleDict; embeddings in an nn.ParameterDict
+    ids=[VARIANT_IDS[0], VARIANT_IDS[2]],
+)
+def test_a_task_name_with_a_dot_is_taken_or_refused_with_a_task_error(
+    minatar, variant, scheme, options
+):
+    """Names are free text (`name:` in a task entry); torch module keys cannot hold a dot.
+
+    Either the net takes the task, or it refuses it with a TaskError and stays as it was; a raw
+    KeyError from torch (which the CLI shows as a traceback) fails this test.
+    """
+    held = list(minatar)[:2]
+    dotted = make_taskset([{"id": "minatar:Freeway", "name": "Free.way"}])[0]
+    net = build(scheme, options, held, dueling=False)
+    groups, before = group_ids(net), q_values(net, held)
+    try:
+        net.add_task(dotted)
+    except TaskError as error:
+        assert "Free.way" in str(error)
+        assert group_ids(net) == groups and list(net.specs) == ["Asterix", "Breakout"]
+        if scheme != "independent":
+            assert "Free.way" not in net.inputs.task_signature
+    else:
+        with torch.no_grad():
+            assert net(obs_batch([dotted])).shape == (5, 3)
+    after = q_values(net, held)
+    assert all(torch.equal(after[k], before[k]) for k in before)
