@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
 import transfer_common as common
@@ -57,20 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--n-envs", type=int, default=1, help="envs per task")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
-    parser.add_argument("--workers", type=int, default=1, help="runs at once, 1 thread each")
-    parser.add_argument("--train-freq", type=int, default=4, help="vector steps per update")
-    parser.add_argument(
-        "--eval-freq", type=int, default=10_000, help="target env steps between evaluations"
-    )
-    parser.add_argument("--eval-episodes", type=int, default=5, help="per task per evaluation")
-    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument(
-        "--run-root",
-        type=Path,
-        default=Path("runs/transfer_atari"),
-        help="run folders and their logs (checkpoints, not results)",
-    )
-    parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    common.add_run_arguments(parser, BENCH, eval_episodes=5, workers=1)
     return parser.parse_args(argv)
 
 

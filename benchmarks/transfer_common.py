@@ -18,6 +18,7 @@ The report side reads JSONs with numpy, matplotlib and `multiq.report` only (no 
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import functools
 import importlib.metadata
@@ -64,6 +65,28 @@ SKIP, COLLECT, RESUME, RESTART, START, BLOCKED = (
 LAUNCHING = (START, RESTART, RESUME)
 CHILD_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 MIN_PROTOCOL_SEEDS = 3
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser, bench: str, eval_episodes: int, workers: int
+) -> None:
+    """The options both transfer benchmarks share (schedule, evaluation, folders, report)."""
+    parser.add_argument("--workers", type=int, default=workers, help="runs at once, 1 thread each")
+    parser.add_argument("--train-freq", type=int, default=4, help="vector steps per update")
+    parser.add_argument(
+        "--eval-freq", type=int, default=10_000, help="target env steps between evaluations"
+    )
+    parser.add_argument(
+        "--eval-episodes", type=int, default=eval_episodes, help="per task per evaluation"
+    )
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--run-root",
+        type=Path,
+        default=Path("runs") / bench,
+        help="run folders and their logs (checkpoints, not results)",
+    )
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
 
 
 def multiq_program() -> tuple[str, ...]:

@@ -439,7 +439,7 @@ class MultiTaskDQN:
         config = Config.from_dict(meta["config"])
         overrides = {"device": device} if device is not None else {}
         specs = specs_from_record(meta.get("tasks", []), tensors.get("spaces", {}))
-        model = cls(config=config, task_specs=specs, run_dir=RUNS_DIR / "unused", **overrides)
+        model = cls(config=config, task_specs=specs, **overrides)
         _load_weights(model, tensors, "a stored teacher")
         return model
 

@@ -32,6 +32,11 @@ from multiq.tasks import make_taskset
 from multiq.train.phase import Phase
 
 SOURCE_TEACHER = "source"
+# config keys that shape the network: a mode that starts from the source's weights keeps them
+NETWORK_KEYS = (
+    "scheme", "hidden_size", "dueling", "task_embedding", "task_embedding_dim",
+    "private_merge", "routing", "routing_modules", "popart",
+)  # fmt: skip
 
 
 @dataclass
@@ -132,6 +137,14 @@ def prepare_transfer(
     source_model = load_source(cls, source)
     source_names = source_model.task_names
     config = source_model.config.replace(**hyperparameters)
+    changed = [k for k in NETWORK_KEYS if getattr(config, k) != getattr(source_model.config, k)]
+    if changed and recipe is not None:
+        raise ConfigError(
+            f"transfer mode {mode!r} starts from the source's network, so its shape keys cannot "
+            f"change: {', '.join(f'{k}={getattr(config, k)!r}' for k in changed)} (the source "
+            "has " + ", ".join(f"{k}={getattr(source_model.config, k)!r}" for k in changed)
+            + "); drop them, or use mode 'scratch'"
+        )
     from multiq.api import default_run_dir, task_entries
 
     if run_dir is None:
@@ -147,10 +160,10 @@ def prepare_transfer(
         model.learner.sync_target(1.0)
         model.learner.load_balance_state_dict(source_model.learner.balance_state_dict())
     old_groups = list(model.learner.online.param_groups())
-    targets = list(make_taskset(tasks))
     if recipe is None:
         targets = model.task_specs
     else:
+        targets = list(make_taskset(tasks))
         if mode == "distill":
             model.add_teacher(SOURCE_TEACHER, source_model)
         for spec in targets:  # a target named as a source task keeps that task's weights

@@ -42,6 +42,18 @@ class QHead(nn.Module):
         super().__init__()
         self.advantage = nn.Linear(feature_dim, num_actions)
         self.value = nn.Linear(feature_dim, 1) if dueling else None
+        self._refresh()
+        self.register_load_state_dict_post_hook(_refresh_after_load)
+
+    def _refresh(self) -> None:
+        """Keeps the parameters at hand: `q_values` then needs no module attribute lookups."""
+        self._weights = (self.advantage.weight, self.advantage.bias)
+        self._value_weights = None if self.value is None else (self.value.weight, self.value.bias)
+
+    def _apply(self, fn, recurse: bool = True):
+        module = super()._apply(fn, recurse)  # may put new Parameter objects in place
+        self._refresh()
+        return module
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] -> [B, A_t]."""
@@ -49,25 +61,40 @@ class QHead(nn.Module):
 
     def q_values(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] -> [B, A_t], by functional calls (no module-call overhead)."""
-        adv = F.linear(features, self.advantage.weight, self.advantage.bias)
-        if self.value is None:
+        adv = F.linear(features, *self._weights)
+        if self._value_weights is None:
             return adv
-        return dueling_combine(F.linear(features, self.value.weight, self.value.bias), adv)
+        return dueling_combine(F.linear(features, *self._value_weights), adv)
+
+
+def _refresh_after_load(module: QHead, incompatible_keys) -> None:
+    module._refresh()  # load_state_dict(assign=True) puts new Parameter objects in place
 
 
 class TaskHeads(nn.Module):
     """One `QHead` per task name; applies each task's head to that task's rows.
 
-    Each head is its own small matmul, so a new head never changes another task's outputs.
+    Each head is its own small matmul, so a new head never changes another task's outputs (one
+    fused matmul over all heads would: a matmul's rounding depends on its width).
     """
 
     def __init__(self, feature_dim: int, dueling: bool = False):
         super().__init__()
         self.feature_dim, self.dueling = feature_dim, dueling
         self.heads = nn.ModuleDict()
+        self._layouts: dict[tuple[str, ...], tuple[list[QHead], int]] = {}
 
     def add(self, name: str, num_actions: int) -> None:
         self.heads[name] = QHead(self.feature_dim, num_actions, self.dueling)
+        self._layouts.clear()
+
+    def _layout(self, names: Sequence[str]) -> tuple[list[QHead], int]:
+        """The heads of `names` and their widest output (cached: batch layouts repeat)."""
+        key = tuple(names)
+        if key not in self._layouts:
+            heads = [self.heads[n] for n in names]
+            self._layouts[key] = (heads, max(h.advantage.out_features for h in heads))
+        return self._layouts[key]
 
     def forward(
         self, features: torch.Tensor, names: Sequence[str], sizes: Sequence[int]
@@ -82,12 +109,12 @@ class TaskHeads(nn.Module):
         Returns:
             [sum B_t, A] with A the largest action count of the batch's tasks (zero padding).
         """
-        parts = features.split(list(sizes)) if len(names) > 1 else (features,)
-        # functional calls: a head is one matmul, and module calls cost more than it here
-        outputs = [self.heads[n].q_values(x) for n, x in zip(names, parts, strict=True)]
-        if len(outputs) == 1:
-            return outputs[0]
-        width = max(q.shape[1] for q in outputs)
+        heads, width = self._layout(names)
+        if len(heads) == 1:
+            return heads[0].q_values(features)
+        parts = features.split(list(sizes))
+        # functional calls: a head is one small matmul, and a module call costs more than it
+        outputs = [head.q_values(x) for head, x in zip(heads, parts, strict=True)]
         return torch.cat([pad_columns(q, width) for q in outputs])
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:

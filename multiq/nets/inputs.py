@@ -37,6 +37,7 @@ class SharedInputs(nn.Module):
         self.hidden_size = hidden_size
         self.layers = nn.ModuleDict()
         self.task_signature: dict[str, str] = {}
+        self._layouts: dict[tuple[str, ...], list[nn.Module]] = {}
 
     def add(self, spec: TaskSpec) -> None:
         """Registers a task; makes its input layer unless its signature already has one.
@@ -59,6 +60,7 @@ class SharedInputs(nn.Module):
         if key not in self.layers:
             self.layers[key] = self.family.input_layer(spec.observation_space, self.hidden_size)
         self.task_signature[spec.name] = key
+        self._layouts.clear()
 
     def body(self) -> tuple[nn.Module, int]:
         """A new shared body for these inputs, and its feature size."""
@@ -66,10 +68,18 @@ class SharedInputs(nn.Module):
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """[sum B_t, ...] body inputs, rows in `obs` order."""
-        keys = [self.task_signature[name] for name in obs]
-        if len(set(keys)) == 1:  # one layer call over all rows
-            return self.layers[keys[0]](torch.cat(list(obs.values())))
-        return torch.cat([self.layers[k](x) for k, x in zip(keys, obs.values(), strict=True)])
+        layers = self._layout(tuple(obs))
+        if len(layers) == 1:  # one signature: one layer call over all rows
+            return layers[0](torch.cat(list(obs.values())))
+        return torch.cat([layer(x) for layer, x in zip(layers, obs.values(), strict=True)])
+
+    def _layout(self, names: tuple[str, ...]) -> list[nn.Module]:
+        """Each task's input layer, or the one layer of them all (cached per task list)."""
+        if names not in self._layouts:
+            keys = [self.task_signature[name] for name in names]
+            unique = len(set(keys)) == 1
+            self._layouts[names] = [self.layers[k] for k in (keys[:1] if unique else keys)]
+        return self._layouts[names]
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {f"inputs/{key}": list(layer.parameters()) for key, layer in self.layers.items()}
