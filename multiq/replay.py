@@ -77,6 +77,14 @@ class TaskReplay:
     def __len__(self) -> int:
         return int(self.size.sum())
 
+    def capacity_bytes(self) -> int:
+        """Bytes of all the buffer's arrays."""
+        return sum(a.nbytes for a in self.state().values())
+
+    def filled_bytes(self) -> int:
+        """Bytes of the rows written so far (the pages the OS has handed out)."""
+        return self.capacity_bytes() * len(self) // (self.length * self.n_envs)
+
     def add(self, obs, actions, rewards, next_obs, terminated, truncated, valid) -> None:
         """Stores one vector step; rows where `valid` is False (autoreset steps) are skipped.
 
@@ -174,10 +182,24 @@ class MultiTaskReplay:
 
     def add_task(self, spec: TaskSpec) -> None:
         """A new, empty buffer for a task (after checking that it fits in RAM)."""
-        if spec.name in self.buffers:
-            raise ValueError(f"the replay already holds task {spec.name!r}")
-        check_memory([spec], self.capacity_per_task)
-        self._make(spec)
+        self.add_tasks([spec])
+
+    def add_tasks(self, specs: Sequence[TaskSpec]) -> None:
+        """New, empty buffers for tasks; all buffers together must fit in RAM.
+
+        Raises:
+            ValueError: a task already has a buffer.
+            ConfigError: the buffers would not fit.
+        """
+        taken = [s.name for s in specs if s.name in self.buffers]
+        if taken:
+            raise ValueError(f"the replay already holds tasks {taken}")
+        # a buffer's pages count against free RAM only once written: add what is filled
+        held = sum(b.capacity_bytes() for b in self.buffers.values())
+        filled = sum(b.filled_bytes() for b in self.buffers.values())
+        check_memory(specs, self.capacity_per_task, held_bytes=held, filled_bytes=filled)
+        for spec in specs:
+            self._make(spec)
 
     def _make(self, spec: TaskSpec) -> None:
         self.buffers[spec.name] = TaskReplay(
@@ -214,8 +236,17 @@ def available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(tasks: Sequence[TaskSpec], capacity_per_task: int) -> int:
-    """Logs the replay memory the tasks need and refuses a size that would not fit in RAM."""
+def check_memory(
+    tasks: Sequence[TaskSpec], capacity_per_task: int, held_bytes: int = 0, filled_bytes: int = 0
+) -> int:
+    """Logs the replay memory the tasks need and refuses a size that would not fit in RAM.
+
+    Args:
+        tasks: the tasks whose buffers are about to be made.
+        capacity_per_task: transitions per task.
+        held_bytes: size of the buffers the replay holds already; they must fit too.
+        filled_bytes: the part of those already written (no longer in the OS's free memory).
+    """
     needed = {
         t.name: TaskReplay.bytes_needed(t.obs_shape, t.obs_dtype, capacity_per_task) for t in tasks
     }
@@ -225,7 +256,8 @@ def check_memory(tasks: Sequence[TaskSpec], capacity_per_task: int) -> int:
     gib = 1024**3
     parts = ", ".join(f"{n} {b / gib:.2f}" for n, b in needed.items())
     log.info("replay memory: %.2f GiB (%s GiB; %d per task)", total / gib, parts, capacity_per_task)
-    available = available_ram_bytes()
+    available = available_ram_bytes() + filled_bytes
+    total += held_bytes
     if total > RAM_FRACTION_ALLOWED * available:
         raise ConfigError(
             f"buffer_size={capacity_per_task} needs {total / gib:.1f} GiB of replay memory, but "

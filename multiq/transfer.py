@@ -142,7 +142,8 @@ def prepare_transfer(
         raise ConfigError(
             f"transfer mode {mode!r} starts from the source's network, so its shape keys cannot "
             f"change: {', '.join(f'{k}={getattr(config, k)!r}' for k in changed)} (the source "
-            "has " + ", ".join(f"{k}={getattr(source_model.config, k)!r}" for k in changed)
+            "has "
+            + ", ".join(f"{k}={getattr(source_model.config, k)!r}" for k in changed)
             + "); drop them, or use mode 'scratch'"
         )
     from multiq.api import default_run_dir, task_entries

@@ -21,6 +21,7 @@ from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
 from multiq.config import Config
+from multiq.errors import ConfigError
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.rundir import CONFIG_FILE, SUMMARY_FILE
@@ -55,7 +56,7 @@ def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
     raw = {n: float((cfg.task_weights or {}).get(n, 1.0)) for n in names}
     total = sum(raw.values())
     if total <= 0:
-        raise ValueError(f"the task weights of {list(names)} sum to 0: give one a weight > 0")
+        raise ConfigError(f"the task weights of {list(names)} sum to 0: give one a weight > 0")
     return {n: w / total for n, w in raw.items()}
 
 
@@ -179,9 +180,7 @@ class Trainer:
             )
         )
         self._weights = np.array([weights[n] for n in phase.tasks])
-        for spec in specs:
-            if spec.name not in self.replay.buffers:
-                self.replay.add_task(spec)
+        self.replay.add_tasks([s for s in specs if s.name not in self.replay.buffers])
         if self._replay_arrays is not None:
             self.replay.load_state(self._replay_arrays)
             self._replay_arrays = None
