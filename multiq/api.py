@@ -240,6 +240,10 @@ class MultiTaskDQN:
             self.trainer.callback = as_callback(callbacks)
         return self.trainer
 
+    def copy_weights_from(self, other: MultiTaskDQN) -> None:
+        """Takes another model's network, balancer and PopArt state (same tasks and shape)."""
+        _load_weights(self, other.model_record()[1], "the source model")
+
     def add_teacher(self, teacher_id: str, model: MultiTaskDQN) -> Policy:
         """Keeps a frozen copy of `model`'s network as a distillation teacher."""
         policy = Policy.snapshot(model.learner.online, model.learner.popart)

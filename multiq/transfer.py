@@ -41,7 +41,7 @@ NETWORK_KEYS = (
 
 @dataclass
 class TransferSetup:
-    """What a mode decides: the phase on top of the model with the targets added."""
+    """What a recipe is given: source and target task names, the target budget, the config."""
 
     source_names: list[str]
     target_names: list[str]
@@ -133,60 +133,73 @@ def prepare_transfer(
     hyperparameters: Mapping[str, Any],
 ):
     """Builds the model and plans the transfer phase of `mode` (see the module docstring)."""
+    from multiq.api import default_run_dir
+
     recipe = lookup(MODES, mode, "transfer mode", "transfer modes")
     source_model = load_source(cls, source)
-    source_names = source_model.task_names
     config = source_model.config.replace(**hyperparameters)
-    changed = [k for k in NETWORK_KEYS if getattr(config, k) != getattr(source_model.config, k)]
-    if changed and recipe is not None:
-        raise ConfigError(
-            f"transfer mode {mode!r} starts from the source's network, so its shape keys cannot "
-            f"change: {', '.join(f'{k}={getattr(config, k)!r}' for k in changed)} (the source "
-            "has "
-            + ", ".join(f"{k}={getattr(source_model.config, k)!r}" for k in changed)
-            + "); drop them, or use mode 'scratch'"
-        )
-    from multiq.api import default_run_dir, task_entries
-
-    if run_dir is None:
-        run_dir = default_run_dir(config, label=f"transfer-{mode}")
-    if recipe is None:  # scratch: a fresh agent with the same settings
-        model = cls(tasks, config=config.replace(task_weights=None), run_dir=run_dir)
+    if recipe is not None:
+        check_network_kept(mode, source_model.config, config)
+    config = config.replace(task_weights=None)
+    run_dir = run_dir if run_dir is not None else default_run_dir(config, f"transfer-{mode}")
+    if recipe is None:  # scratch: a fresh agent with the same settings, on the targets only
+        model = cls(tasks, config=config, run_dir=run_dir)
+        setup = TransferSetup(source_model.task_names, model.task_names, _budget(model), config)
+        phase = _target_phase(setup, "scratch")
     else:
-        model = cls(
-            config=config.replace(task_weights=None), task_specs=source_model.task_specs,
-            run_dir=run_dir,
-        )  # fmt: skip
-        model.learner.online.load_state_dict(source_model.learner.online.state_dict())
-        model.learner.sync_target(1.0)
-        model.learner.load_balance_state_dict(source_model.learner.balance_state_dict())
-    old_groups = list(model.learner.online.param_groups())
-    if recipe is None:
-        targets = model.task_specs
-    else:
-        targets = list(make_taskset(tasks))
+        model = cls(config=config, task_specs=source_model.task_specs, run_dir=run_dir)
+        model.copy_weights_from(source_model)
+        old_groups = list(model.learner.online.param_groups())
         if mode == "distill":
             model.add_teacher(SOURCE_TEACHER, source_model)
-        for spec in targets:  # a target named as a source task keeps that task's weights
-            if spec.name in source_names:
-                model.learner.replace_task_env(spec)
-            else:
-                model.add_task(spec)
-        model.config = model.config.replace(tasks=task_entries(model.task_specs))
-        source_names = [n for n in source_names if n not in {s.name for s in targets}]
-        if not source_names and mode in ("joint", "distill"):
+        targets = _add_targets(model, tasks, source_model.task_names)
+        sources = [n for n in source_model.task_names if n not in targets]
+        if not sources and mode in ("joint", "distill"):
             raise ConfigError(f"transfer mode {mode!r} needs source tasks besides the targets")
-    target_names = [s.name for s in targets]
-    setup = TransferSetup(source_names, target_names, model.config.total_steps_per_task, config)
-    phase = _target_phase(setup, "scratch") if recipe is None else recipe(model, setup, old_groups)
+        setup = TransferSetup(sources, targets, _budget(model), config)
+        phase = recipe(model, setup, old_groups)
     model.add_phase(phase)
     model.run_info["transfer"] = {
         "mode": mode,
-        "source": str(source) if not isinstance(source, cls) else "<model>",
-        "source_tasks": source_names,
-        "target_tasks": target_names,
+        "source": "<model>" if isinstance(source, cls) else str(source),
+        "source_tasks": setup.source_names,
+        "target_tasks": setup.target_names,
     }
     return model
+
+
+def _budget(model) -> int:
+    return model.config.total_steps_per_task
+
+
+def check_network_kept(mode: str, source: Any, config: Any) -> None:
+    """Raises ConfigError when a mode that starts from the source's weights changes its shape."""
+    changed = [k for k in NETWORK_KEYS if getattr(config, k) != getattr(source, k)]
+    if changed:
+        given = ", ".join(f"{k}={getattr(config, k)!r}" for k in changed)
+        kept = ", ".join(f"{k}={getattr(source, k)!r}" for k in changed)
+        raise ConfigError(
+            f"transfer mode {mode!r} starts from the source's network, so its shape keys cannot "
+            f"change: {given} (the source has {kept}); drop them, or use mode 'scratch'"
+        )
+
+
+def _add_targets(model, tasks: str | Sequence[Any], source_names: Sequence[str]) -> list[str]:
+    """Adds the target tasks to a copy of the source; returns their names.
+
+    A target named as a source task keeps that task's weights (loading by name): it only gets
+    the new env, and counts as a target.
+    """
+    from multiq.api import task_entries
+
+    targets = list(make_taskset(tasks))
+    for spec in targets:
+        if spec.name in source_names:
+            model.learner.replace_task_env(spec)
+        else:
+            model.add_task(spec)
+    model.config = model.config.replace(tasks=task_entries(model.task_specs))
+    return [s.name for s in targets]
 
 
 def prepare_distillation(
@@ -205,15 +218,16 @@ def prepare_distillation(
     if not sources:
         raise ConfigError("distillation needs at least one trained run (teacher)")
     teachers = [load_source(cls, s) for s in sources]
-    owner: dict[str, str] = {}
+    source_of: dict[str, int] = {}
     for index, teacher in enumerate(teachers):
         for name in teacher.task_names:
-            if name in owner:
+            if name in source_of:
                 raise ConfigError(
-                    f"task {name!r} is in teachers {sources[int(owner[name][7:])]} and "
+                    f"task {name!r} is in teachers {sources[source_of[name]]} and "
                     f"{sources[index]}; each task needs one teacher"
                 )
-            owner[name] = f"teacher{index}"
+            source_of[name] = index
+    owner = {name: f"teacher{index}" for name, index in source_of.items()}
     specs = [s for t in teachers for s in t.task_specs]
     config = teachers[0].config.replace(task_weights=None, **hyperparameters)
     if run_dir is None:
