@@ -119,7 +119,13 @@ def target_job(entry: str, mode: str, seed: int, args: argparse.Namespace) -> co
     target, source = task_name(entry), pretrain_name(seed)
     name, config = target_name(target, mode, seed), settings(args)
     argv = common.transfer_argv(
-        args.run_root / source, [entry], mode, args.target_steps, seed, args.run_root / name, config
+        layout(args).model_file(source),
+        [entry],
+        mode,
+        args.target_steps,
+        seed,
+        args.run_root / name,
+        config,
     )
     info = {
         "benchmark": BENCH,

@@ -144,6 +144,11 @@ class Layout:
         """The result JSON of the job `name`."""
         return self.results_dir / f"{name}.json"
 
+    def model_file(self, name: str) -> Path:
+        """A pretraining run's model.pt, kept beside its JSON: target runs start from it, also
+        in a later session on a fresh checkout (run folders are not kept in git)."""
+        return self.results_dir / f"{name}.model.pt"
+
 
 def set_flags(settings: Mapping[str, Any]) -> list[str]:
     """`--set key=value` flags for multiq config keys (booleans written `true` / `false`)."""
@@ -185,7 +190,7 @@ def transfer_argv(
     run_dir: Path,
     settings: Mapping,
 ) -> tuple[str, ...]:
-    """`multiq transfer` arguments: learn `targets` from the `source` run folder in `mode`."""
+    """`multiq transfer` arguments: learn `targets` from the `source` model in `mode`."""
     return (
         "transfer",
         str(source),
@@ -225,15 +230,15 @@ def decide(job: Job, layout: Layout) -> str:
     """What to do with one job, from the files on disk.
 
     Returns:
-        `skip` (its JSON exists), `blocked` (its pretraining's JSON exists but that run's
-        model.pt is gone), `collect` (finished folder, no JSON), `resume` (checkpoint.pt),
+        `skip` (its JSON exists), `blocked` (its pretraining's JSON exists but the model kept
+        beside it is gone), `collect` (finished folder, no JSON), `resume` (checkpoint.pt),
         `restart` (a folder without a checkpoint) or `start` (no folder).
     """
     run_dir = layout.run_dir(job.name)
     if layout.result_file(job.name).is_file():
         return SKIP
     after = job.after
-    if after and layout.result_file(after).is_file() and not finished(layout.run_dir(after)):
+    if after and layout.result_file(after).is_file() and not layout.model_file(after).is_file():
         return BLOCKED
     if finished(run_dir):
         return COLLECT
@@ -377,8 +382,18 @@ def execute(job: Job, action: str, layout: Layout) -> bool:
             print(f"{job.name}: FAILED (exit {code}) after {elapsed_s:.0f} s; see {log}")
             return False
         print(f"{job.name}: done in {elapsed_s:.0f} s", flush=True)
+    if job.kind == PRETRAIN:
+        keep_model(run_dir / MODEL_FILE, layout.model_file(job.name))
     write_json(layout.result_file(job.name), extract_result(job, run_dir, extra))
     return True
+
+
+def keep_model(model: Path, kept: Path) -> None:
+    """Copies a pretraining run's model.pt next to its result JSON (temp file, then rename)."""
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    tmp = kept.with_name(kept.name + ".tmp")
+    shutil.copyfile(model, tmp)
+    tmp.replace(kept)
 
 
 def run_benchmark(jobs: Sequence[Job], layout: Layout, workers: int) -> dict[str, bool]:
@@ -393,8 +408,8 @@ def run_benchmark(jobs: Sequence[Job], layout: Layout, workers: int) -> dict[str
     for job, action in planned:
         if action == BLOCKED:
             print(
-                f"{job.name}: blocked: {job.after} is finished (its JSON exists) but its model.pt "
-                f"is gone from {layout.run_dir(job.after or '')}; delete "
+                f"{job.name}: blocked: {job.after} is finished (its JSON exists) but its kept "
+                f"model {layout.model_file(job.after or '')} is gone; delete "
                 f"{layout.result_file(job.after or '')} to pretrain it again",
                 flush=True,
             )

@@ -108,7 +108,13 @@ def target_job(game: str, mode: str, seed: int, args: argparse.Namespace) -> com
     name, source = target_name(game, mode, seed), pretrain_name(game, seed)
     run_dir, config = args.run_root / name, settings(args)
     argv = common.transfer_argv(
-        args.run_root / source, [f"minatar:{game}"], mode, args.target_steps, seed, run_dir, config
+        layout(args).model_file(source),
+        [f"minatar:{game}"],
+        mode,
+        args.target_steps,
+        seed,
+        run_dir,
+        config,
     )
     info = {
         "benchmark": BENCH,

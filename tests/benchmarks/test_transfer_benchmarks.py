@@ -210,7 +210,7 @@ def test_minatar_child_commands_exact(bench, tmp_path):
     target = bench.minatar.target_job("Breakout", "freeze", 1, args)
     assert list(target.argv) == [
         "transfer",
-        "runs/transfer_minatar/pretrain-without-Breakout-seed1",
+        "benchmarks/results/transfer_minatar_runs/pretrain-without-Breakout-seed1.model.pt",
         "--tasks",
         "minatar:Breakout",
         "--mode",
@@ -281,7 +281,7 @@ def test_atari_child_commands_exact(bench):
     ]
     assert list(jobs[5].argv) == [
         "transfer",
-        "runs/transfer_atari/pretrain-Tetris-seed0",
+        "benchmarks/results/transfer_atari_runs/pretrain-Tetris-seed0.model.pt",
         "--tasks",
         "atari:MsPacman",
         "--mode",
@@ -330,6 +330,7 @@ def test_plan_decides_from_the_folders_and_puts_pretraining_first(bench, tmp_pat
     touch(layout.run_dir(pre) / "summary.json")
     touch(layout.run_dir(pre) / "model.pt")
     touch(layout.result_file(pre))
+    touch(layout.model_file(pre))  # kept beside the JSON when the pretraining finished
     touch(layout.result_file("Breakout-scratch-seed0"))  # finished, its folder gone: skip
     touch(layout.run_dir("Breakout-finetune-seed0") / "checkpoint.pt")
     touch(layout.run_dir("Breakout-freeze-seed0") / "config.yaml")  # died before a checkpoint
@@ -350,7 +351,7 @@ def test_plan_decides_from_the_folders_and_puts_pretraining_first(bench, tmp_pat
 def test_targets_are_blocked_when_their_finished_pretraining_lost_its_model(bench, tmp_path):
     args = minatar_args(bench, tmp_path, "--held-out", "Freeway", "--seeds", "3")
     layout, common = bench.minatar.layout(args), bench.common
-    touch(layout.result_file("pretrain-without-Freeway-seed3"))  # run root was cleared
+    touch(layout.result_file("pretrain-without-Freeway-seed3"))  # its kept model.pt was deleted
     touch(layout.result_file("Freeway-joint-seed3"))
     actions = {j.name: a for j, a in common.plan(bench.minatar.build_jobs(args), layout)}
     assert actions.pop("pretrain-without-Freeway-seed3") == "skip"
