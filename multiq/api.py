@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config
 from multiq.errors import CheckpointError, ConfigError, TaskError
-from multiq.rundir import CONFIG_FILE
-from multiq.tasks import make_taskset
+from multiq.rundir import CONFIG_FILE, new_run_dir
+from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
@@ -26,8 +25,8 @@ from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights
 from multiq.train.phase import Phase
 from multiq.train.specs import specs_from_record, specs_to_record
 from multiq.train.state import TrainState
+from multiq.transfer import prepare_transfer
 
-RUNS_DIR = Path("runs")
 REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
 log = logging.getLogger(__name__)
 
@@ -42,22 +41,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def default_run_dir(cfg: Config, label: str | None = None) -> Path:
-    """runs/<date-time>-<label>, e.g. runs/20261122-101500-minatar (a free name)."""
-    label = label or (cfg.tasks if isinstance(cfg.tasks, str) else "tasks")
-    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40]
-    base = RUNS_DIR / f"{datetime.now():%Y%m%d-%H%M%S}-{label}"
-    path, number = base, 1
-    while path.exists():
-        number += 1
-        path = base.with_name(f"{base.name}-{number}")
-    return path
-
-
-def task_entries(specs: Sequence[TaskSpec]) -> list[dict[str, Any]]:
-    """The config `tasks` list that rebuilds `specs` (their source entries)."""
-    return [
-        dict(s.source) if s.source else {"id": f"gym:{s.env_id}", "name": s.name} for s in specs
-    ]
+    """A free run folder under runs/ named after the config's tasks (or `label`)."""
+    return new_run_dir(label or (cfg.tasks if isinstance(cfg.tasks, str) else "tasks"))
 
 
 class MultiTaskDQN:
@@ -468,8 +453,6 @@ class MultiTaskDQN:
         Returns:
             the model, with the transfer phase planned: call `learn()`.
         """
-        from multiq.transfer import prepare_transfer
-
         return prepare_transfer(cls, source, tasks, mode, run_dir, hyperparameters)
 
 

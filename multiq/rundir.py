@@ -28,6 +28,10 @@ summary.json (`SUMMARY_KEYS`):
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
+RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tb"
@@ -61,3 +65,15 @@ def return_key(task: str) -> str:
 def random_return_key(task: str) -> str:
     """The metrics.csv key of a task's random-policy return."""
     return f"task/{task}/random_return"
+
+
+def new_run_dir(label: str, root: Path = RUNS_DIR) -> Path:
+    """`root/<date-time>-<label>`, e.g. runs/20261122-101500-minatar, with `-2`, `-3`, ... added
+    when that name is taken (runs started in the same second get distinct folders)."""
+    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40]
+    base = root / f"{datetime.now():%Y%m%d-%H%M%S}-{label}"
+    path, number = base, 1
+    while path.exists():
+        number += 1
+        path = base.with_name(f"{base.name}-{number}")
+    return path

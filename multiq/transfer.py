@@ -28,7 +28,8 @@ from typing import Any
 
 from multiq.errors import ConfigError, MultiqError
 from multiq.registry import lookup
-from multiq.tasks import make_taskset
+from multiq.rundir import new_run_dir
+from multiq.tasks import make_taskset, task_entries
 from multiq.train.phase import Phase
 
 SOURCE_TEACHER = "source"
@@ -133,15 +134,13 @@ def prepare_transfer(
     hyperparameters: Mapping[str, Any],
 ):
     """Builds the model and plans the transfer phase of `mode` (see the module docstring)."""
-    from multiq.api import default_run_dir
-
     recipe = lookup(MODES, mode, "transfer mode", "transfer modes")
     source_model = load_source(cls, source)
     config = source_model.config.replace(**hyperparameters)
     if recipe is not None:
         check_network_kept(mode, source_model.config, config)
     config = config.replace(task_weights=None)
-    run_dir = run_dir if run_dir is not None else default_run_dir(config, f"transfer-{mode}")
+    run_dir = run_dir if run_dir is not None else new_run_dir(f"transfer-{mode}")
     if recipe is None:  # scratch: a fresh agent with the same settings, on the targets only
         model = cls(tasks, config=config, run_dir=run_dir)
         setup = TransferSetup(source_model.task_names, model.task_names, _budget(model), config)
@@ -190,8 +189,6 @@ def _add_targets(model, tasks: str | Sequence[Any], source_names: Sequence[str])
     A target named as a source task keeps that task's weights (loading by name): it only gets
     the new env, and counts as a target.
     """
-    from multiq.api import task_entries
-
     targets = list(make_taskset(tasks))
     for spec in targets:
         if spec.name in source_names:
@@ -231,9 +228,7 @@ def prepare_distillation(
     specs = [s for t in teachers for s in t.task_specs]
     config = teachers[0].config.replace(task_weights=None, **hyperparameters)
     if run_dir is None:
-        from multiq.api import default_run_dir
-
-        run_dir = default_run_dir(config, label="distill")
+        run_dir = new_run_dir("distill")
     student = cls(config=config, task_specs=specs, run_dir=run_dir)
     for index, teacher in enumerate(teachers):
         student.add_teacher(f"teacher{index}", teacher)

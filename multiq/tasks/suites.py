@@ -106,6 +106,13 @@ def make_taskset(entries: Entries) -> TaskSet:
     return TaskSet([spec for entry in _normalise(entries) for spec in _build_entry(entry)])
 
 
+def task_entries(specs: Sequence[TaskSpec]) -> list[dict[str, Any]]:
+    """The task entries (config `tasks`) that rebuild `specs`: their source entries."""
+    return [
+        dict(s.source) if s.source else {"id": f"gym:{s.env_id}", "name": s.name} for s in specs
+    ]
+
+
 def describe_suites() -> str:
     """A listing of every suite with its options and tasks (env id, observation, actions).
 
