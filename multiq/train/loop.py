@@ -155,6 +155,7 @@ class Trainer:
         """Runs one phase to its budget; False when a callback stopped training."""
         cfg, state, learner = self.cfg, self.state, self.learner
         specs = [learner.specs[n] for n in phase.tasks]
+        self.recorder.tracker.task_names = list(phase.tasks)  # the progress bar shows these
         self._start_phase(phase, specs, evaluate)
         self.collector = Collector(
             specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay, learner.policy, self.rng
