@@ -333,6 +333,7 @@ class MultiTaskDQN:
             model = cls(config=config, task_specs=saved, run_dir=run_dir, **overrides)
             _load_weights(model, payload, path)
             return model
+        config = config.replace(task_weights=None)  # they named the saved tasks
         model = cls(tasks, config=config, run_dir=run_dir, **overrides)
         model.load_by_name(payload, [s.name for s in saved], path)
         return model
