@@ -22,7 +22,6 @@ mode, and Tetris's forgetting under joint training.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 import transfer_common as common
@@ -181,12 +180,7 @@ def report_spec() -> common.ReportSpec:
 def main(argv: list[str] | None = None) -> None:
     """Run (or resume) the benchmark, then rebuild the report."""
     args = parse_args(argv)
-    load = os.getloadavg()[0]
-    if not args.report_only:
-        common.run_benchmark(build_jobs(args), layout(args), args.workers)
-    path = common.write_report(report_spec(), args.out_dir, load)
-    if path is not None:
-        print(path.read_text())
+    common.run_and_report(args, build_jobs(args), layout(args), report_spec())
 
 
 if __name__ == "__main__":

@@ -396,6 +396,18 @@ def keep_model(model: Path, kept: Path) -> None:
     tmp.replace(kept)
 
 
+def run_and_report(
+    args: argparse.Namespace, jobs: Sequence[Job], layout: Layout, spec: ReportSpec
+) -> None:
+    """Runs (or resumes) the jobs unless `--report-only`, then rebuilds and prints the report."""
+    load = os.getloadavg()[0]
+    if not args.report_only:
+        run_benchmark(jobs, layout, args.workers)
+    path = write_report(spec, args.out_dir, load)
+    if path is not None:
+        print(path.read_text())
+
+
 def run_benchmark(jobs: Sequence[Job], layout: Layout, workers: int) -> dict[str, bool]:
     """Plans the jobs, says what it will do, and runs what is left.
 
