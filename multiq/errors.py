@@ -15,3 +15,16 @@ class TaskError(MultiqError, ValueError):
 
 class CheckpointError(MultiqError):
     """A checkpoint or saved model is missing, corrupt or incompatible."""
+
+
+class RunDirError(MultiqError):
+    """A run folder cannot be used: locked by another run, unwritable, full, or unsafe."""
+
+
+class NonFiniteError(MultiqError):
+    """Training produced or received a NaN or infinity (loss, gradient, observation, reward)."""
+
+
+class EnvError(MultiqError):
+    """An environment raised while training; the message names the task and the env step."""
+
