@@ -14,8 +14,9 @@ import torch
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config
-from multiq.errors import CheckpointError, ConfigError, TaskError
-from multiq.rundir import CONFIG_FILE, new_run_dir
+from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError
+from multiq.rundir import CONFIG_FILE, claim_run_dir
+from multiq.runfolder import RunFolder, run_id, write_run_record
 from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
@@ -28,6 +29,10 @@ from multiq.train.state import TrainState
 from multiq.transfer import prepare_transfer
 
 REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
+REPLAY_RUN_KEY = "run_id"  # stored in replay.npz: a replay of another run is refused
+MODEL_KEYS = ("online", "config", "tasks")  # what a model.pt must hold
+CHECKPOINT_KEYS = (*MODEL_KEYS, "learner", "torch_rng", "state")  # what a checkpoint.pt must hold
+CONFIG_KEYS_A_RESUME_CHANGES = ("total_steps_per_task", "device")
 log = logging.getLogger(__name__)
 
 
@@ -37,12 +42,19 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available; use --device cpu or auto")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' but Apple's MPS is not available here; use cpu or auto")
     return torch.device(device)
 
 
 def default_run_dir(cfg: Config, label: str | None = None) -> Path:
-    """A free run folder under runs/ named after the config's tasks (or `label`)."""
-    return new_run_dir(label or (cfg.tasks if isinstance(cfg.tasks, str) else "tasks"))
+    """A new run folder under runs/ named after the config's tasks (or `label`), created here
+    so that runs started in the same second get distinct folders."""
+    return claim_run_dir(label or (cfg.tasks if isinstance(cfg.tasks, str) else "tasks"))
 
 
 class MultiTaskDQN:
@@ -88,15 +100,27 @@ class MultiTaskDQN:
         self._check_task_weights()
         # the config's weights now, so that a balancer that refuses them says so at once
         self.learner.configure(Training(task_weights=config_weights(self.config, self.task_names)))
-        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(self.config)
+        self._run_dir = Path(run_dir) if run_dir is not None else None
         self.state = TrainState()
         self.phases: list[Phase] = []
         self.teachers: dict[str, Policy] = {}
         self.teacher_records: dict[str, tuple[dict, dict]] = {}
         self.run_info: dict[str, Any] = {}  # extra summary.json sections (e.g. "transfer")
         self._replay_arrays: dict[str, np.ndarray] | None = None
+        self._collector_record: dict[str, Any] | None = None  # envs' state saved by a checkpoint
         self.trainer: Trainer | None = None
         self.summary: dict[str, Any] = {}
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder; a default one (runs/<date-time>-<tasks>) is created on first use."""
+        if self._run_dir is None:
+            self._run_dir = default_run_dir(self.config)
+        return self._run_dir
+
+    @run_dir.setter
+    def run_dir(self, path: str | Path) -> None:
+        self._run_dir = Path(path)
 
     # --- tasks -------------------------------------------------------------------------------
 
@@ -164,15 +188,24 @@ class MultiTaskDQN:
         """
         self._plan_phase(total_steps_per_task, tasks)
         self.config = self.config.replace(total_steps_per_task=self.phases[-1].steps_per_task)
-        summary = self._trainer(callbacks).run(evaluate=evaluate)
-        self.save(self.run_dir / ckpt.MODEL_FILE)
-        from multiq.report import plot_curves, plot_routing
+        with RunFolder(self.run_dir):  # one writer per run folder
+            write_run_record(self.run_dir, self._session_record())
+            summary = self._trainer(callbacks).run(evaluate=evaluate)
+            self.save(self.run_dir / ckpt.MODEL_FILE)
+            from multiq.report import plot_curves, plot_routing
 
-        if evaluate:
-            plot_curves(self.run_dir)
-        plot_routing(self.run_dir)  # writes routing.png only if routing weights were logged
+            if evaluate:
+                plot_curves(self.run_dir)
+            plot_routing(self.run_dir)  # writes routing.png only if routing weights were logged
         self.summary = summary
         return self
+
+    def _session_record(self) -> dict[str, Any]:
+        """What this session runs on, for run.json (`auto` in config.yaml resolved)."""
+        record = {"device": str(self.device), "torch_version": torch.__version__}
+        if self.device.type == "cuda":
+            record["gpu"] = torch.cuda.get_device_name(self.device)
+        return record
 
     def _plan_phase(self, steps: int | None, tasks: Sequence[str] | None) -> None:
         """Sets the phase `learn` trains: the current one (extended), or a new one.
@@ -218,8 +251,9 @@ class MultiTaskDQN:
             self.trainer = Trainer(
                 self.config, self.learner, self.run_dir, self.state, self.rng, self.phases,
                 self.save_checkpoint, self.teachers, callbacks, self._replay_arrays, self.run_info,
+                self._collector_record,
             )  # fmt: skip
-            self._replay_arrays = None
+            self._replay_arrays = self._collector_record = None
         else:  # a further learn() call continues with the same replay buffers
             self.trainer.cfg, self.trainer.phases = self.config, self.phases
             self.trainer.callback = as_callback(callbacks)
@@ -296,8 +330,13 @@ class MultiTaskDQN:
         return meta, tensors
 
     def save(self, path: str | Path) -> Path:
-        """Writes config, task specs, weights and balancer/PopArt state (atomic, no pickle)."""
+        """Writes config, task specs, weights and balancer/PopArt state (atomic, no pickle).
+
+        Raises:
+            NonFiniteError: a weight is NaN or infinite (nothing is written).
+        """
         path = Path(path)
+        self._check_finite_weights(path)
         meta, tensors = self.model_record()
         ckpt.save_tensors(path, "model", meta, tensors)
         return path
@@ -324,7 +363,7 @@ class MultiTaskDQN:
         """
         path = Path(path)
         path = path / ckpt.MODEL_FILE if path.is_dir() else path
-        meta, payload = ckpt.load_tensors(path, "model")
+        meta, payload = ckpt.load_tensors(path, "model", required=MODEL_KEYS)
         config = _saved_config(meta, path)
         if device is not None:
             overrides["device"] = device
@@ -361,7 +400,8 @@ class MultiTaskDQN:
         meta.update(
             {
                 "numpy_rng": self.rng.bit_generator.state,
-                "replay_saved_at": self.state.env_steps if self.config.save_replay else None,
+                "replay_saved_at": self.state.env_steps if self._replay_to_save() else None,
+                "run_id": run_id(self.run_dir),
                 "phases": [p.to_dict() for p in self.phases],
                 "run_info": self.run_info,
                 "teachers": {k: m for k, (m, _) in self.teacher_records.items()},
@@ -374,34 +414,83 @@ class MultiTaskDQN:
                 "teachers": {k: t for k, (_, t) in self.teacher_records.items()},
             }
         )
+        collector = self.trainer.collector_record() if self.trainer is not None else None
+        if collector is not None:
+            meta["collector"], tensors["collector_obs"] = collector
         return meta, tensors
 
+    def _check_finite_weights(self, path: Path) -> None:
+        bad = self.learner.nonfinite_parameters()
+        if bad:
+            raise NonFiniteError(
+                f"the network's weights hold NaN or infinite values ({', '.join(bad[:3])}"
+                f"{', ...' if len(bad) > 3 else ''}); {path} was not written"
+            )
+
+    def _replay_to_save(self) -> bool:
+        return bool(self.config.save_replay and self.trainer and self.trainer.replay.buffers)
+
     def save_checkpoint(self) -> None:
-        """Weights, optimiser, counters, phases and RNG states (and the replay if asked)."""
-        if self.config.save_replay and self.trainer is not None:
+        """Weights, optimiser, counters, phases, RNG states and the envs' records (and the
+        replay if asked).
+
+        Raises:
+            NonFiniteError: a weight is NaN or infinite (the previous checkpoint stays).
+        """
+        path = self.run_dir / ckpt.CHECKPOINT_FILE
+        self._check_finite_weights(path)
+        if self._replay_to_save():
             arrays = {
                 **self.trainer.replay.state(),
                 REPLAY_STEP_KEY: np.array(self.state.env_steps),
+                REPLAY_RUN_KEY: np.array(run_id(self.run_dir) or ""),
             }
             ckpt.save_arrays(self.run_dir / ckpt.REPLAY_FILE, arrays)
         meta, tensors = self.checkpoint_record()
-        ckpt.save_tensors(self.run_dir / ckpt.CHECKPOINT_FILE, "checkpoint", meta, tensors)
+        ckpt.save_tensors(path, "checkpoint", meta, tensors)
 
     @classmethod
     def resume(cls, run_dir: str | Path, device: str | None = None, **overrides: Any):
-        """Continues a run from RUN_DIR/checkpoint.pt: weights, optimiser, phases, counters, RNGs.
+        """Continues a run from RUN_DIR/checkpoint.pt: weights, optimiser, phases, counters,
+        RNGs and the envs' records (with the saved replay, the run continues exactly).
 
         `total_steps_per_task` among the overrides sets the current (or last) phase's budget.
+
+        Raises:
+            CheckpointError: no run folder or checkpoint, a corrupt one, or files that do not
+                belong together (checkpoint, config.yaml, run.json and replay.npz of one run).
         """
         run_dir = Path(run_dir)
         if not (run_dir / CONFIG_FILE).is_file():
             raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: not a multiq run folder")
         path = run_dir / ckpt.CHECKPOINT_FILE
-        meta, payload = ckpt.load_tensors(path, "checkpoint")
+        meta, payload = ckpt.load_tensors(path, "checkpoint", required=CHECKPOINT_KEYS)
         config = _saved_config(meta, path)
+        _check_belongs(run_dir, meta, config)
         steps = overrides.pop("total_steps_per_task", None)
         if device is not None:
             overrides["device"] = device
+        try:
+            model = cls._from_checkpoint(run_dir, meta, payload, config, device, overrides)
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise CheckpointError(
+                f"{path} does not fit the run it describes ({type(error).__name__}: "
+                f"{(str(error).splitlines() or [''])[0][:200]}); restore it from a copy or "
+                "start a new run"
+            ) from error
+        if steps is not None and model.phases:
+            model._plan_phase(int(steps), list(model.phases[-1].tasks))
+            model.config = model.config.replace(total_steps_per_task=int(steps))
+        model._replay_arrays = _matching_replay(run_dir, meta.get("replay_saved_at"), meta)
+        if model._replay_arrays is None:
+            # No saved replay: refill the buffers for `learning_starts` steps before updating.
+            steps_done = model.state.phase_env_steps
+            model.state.learning_starts_at = steps_done + model.config.learning_starts
+        return model
+
+    @classmethod
+    def _from_checkpoint(cls, run_dir, meta, payload, config, device, overrides):
+        """The model of a checkpoint's contents (errors: the contents do not fit)."""
         specs = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
         model = cls(config=config, task_specs=specs, run_dir=run_dir, **overrides)
         model.learner.load_state_dict(payload["learner"])
@@ -413,14 +502,9 @@ class MultiTaskDQN:
         model.state = TrainState.from_dict(meta["state"])
         model.phases = [Phase.from_dict(p) for p in meta.get("phases", [])]
         model.run_info = dict(meta.get("run_info", {}))
-        if steps is not None and model.phases:
-            model._plan_phase(int(steps), list(model.phases[-1].tasks))
-            model.config = model.config.replace(total_steps_per_task=int(steps))
-        model._replay_arrays = _matching_replay(run_dir, meta.get("replay_saved_at"))
-        if model._replay_arrays is None:
-            # No saved replay: refill the buffers for `learning_starts` steps before updating.
-            steps_done = model.state.phase_env_steps
-            model.state.learning_starts_at = steps_done + model.config.learning_starts
+        if "collector" in meta:
+            obs = {n: t.numpy() for n, t in payload.get("collector_obs", {}).items()}
+            model._collector_record = {**meta["collector"], "obs": obs}
         return model
 
     @classmethod
@@ -476,12 +560,47 @@ def _load_weights(model: MultiTaskDQN, payload: Mapping[str, Any], path) -> None
     model.learner.load_balance_state_dict(payload)
 
 
-def _matching_replay(run_dir: Path, saved_at: int | None) -> dict[str, np.ndarray] | None:
-    """The saved replay arrays, if they belong to the checkpoint's step."""
+def _check_belongs(run_dir: Path, meta: Mapping[str, Any], config: Config) -> None:
+    """Refuses a checkpoint copied from another run, or a config.yaml edited since it."""
+    path = run_dir / ckpt.CHECKPOINT_FILE
+    saved_id, folder_id = meta.get("run_id"), run_id(run_dir)
+    if saved_id and folder_id and saved_id != folder_id:
+        raise CheckpointError(
+            f"{path} belongs to run {saved_id}, but {run_dir / 'run.json'} is run {folder_id}: "
+            "the checkpoint was copied from another run folder; put back this run's checkpoint "
+            "or resume the other run"
+        )
+    on_disk = Config.from_yaml(run_dir / CONFIG_FILE).to_dict()
+    saved = config.to_dict()
+    changed = sorted(
+        key
+        for key in saved
+        if key not in CONFIG_KEYS_A_RESUME_CHANGES and on_disk.get(key) != saved[key]
+    )
+    if changed:
+        shown = ", ".join(f"{k}: {on_disk.get(k)!r} (checkpoint {saved[k]!r})" for k in changed)
+        raise CheckpointError(
+            f"{run_dir / CONFIG_FILE} differs from the checkpoint's config in {shown}. A resume "
+            "continues with the checkpoint's config (only --steps and --device change it): "
+            "undo the edit, or start a new run with the new config"
+        )
+
+
+def _matching_replay(
+    run_dir: Path, saved_at: int | None, meta: Mapping[str, Any]
+) -> dict[str, np.ndarray] | None:
+    """The saved replay arrays, if they belong to the checkpoint's step (else None: the
+    buffers refill); a replay of another run is refused."""
     path = run_dir / ckpt.REPLAY_FILE
     if saved_at is None or not path.is_file():
         return None
     arrays = ckpt.load_arrays(path)
+    owner = str(arrays.pop(REPLAY_RUN_KEY, np.array(""))) or None
+    if owner and meta.get("run_id") and owner != meta["run_id"]:
+        raise CheckpointError(
+            f"{path} belongs to run {owner}, not to this checkpoint's run {meta['run_id']}: "
+            "delete it to resume without the saved replay"
+        )
     if int(arrays.pop(REPLAY_STEP_KEY, -1)) != saved_at:
         return None
     return arrays

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from multiq.errors import MultiqError
+from multiq.train.stop import Interrupted
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,12 +91,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    """Config changes of `--set`, `--steps`, `--device` and `--seed`, checked by Config."""
-    from multiq.config import Config
+    """Config changes of `--set`, `--steps`, `--device` and `--seed` (the config they go into
+    validates them)."""
+    from multiq.config import parse_overrides
 
-    changes = Config().with_overrides(args.set).to_dict() if args.set else {}
-    given = {key.partition("=")[0].partition(".")[0].strip() for key in args.set}
-    changes = {key: value for key, value in changes.items() if key in given}
+    changes = parse_overrides(args.set)
     flags = {"total_steps_per_task": args.steps, "device": args.device, "seed": args.seed}
     changes.update({key: value for key, value in flags.items() if value is not None})
     return changes
@@ -133,7 +133,6 @@ def _config_from_args(args: argparse.Namespace):
     from multiq.config import Config
 
     cfg = Config.from_yaml(args.config) if args.config else Config()
-    cfg = cfg.with_overrides(args.set) if args.set else cfg
     flags = {
         "tasks": args.tasks,
         "total_steps_per_task": args.steps,
@@ -141,7 +140,7 @@ def _config_from_args(args: argparse.Namespace):
         "seed": args.seed,
     }
     changes = {key: value for key, value in flags.items() if value is not None}
-    return cfg.replace(**changes) if changes else cfg
+    return cfg.with_overrides(args.set, **changes)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -150,8 +149,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.tasks or args.set or args.seed is not None:
             raise MultiqError(
-                "--resume continues a run with its own config; give only --steps, "
-                "--device or --run-dir with it"
+                "--resume continues a run with its own config; give only --steps or "
+                "--device with it"
+            )
+        if args.run_dir:
+            raise MultiqError(
+                "--run-dir cannot be combined with --resume: a resumed run continues in its own "
+                "folder (copy the folder first to branch it)"
             )
         steps = {"total_steps_per_task": args.steps} if args.steps else {}
         model = MultiTaskDQN.resume(args.resume, device=args.device, **steps)
@@ -225,8 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MultiqError as error:
         print(f"multiq: error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # SIGINT / SIGTERM: a checkpoint was saved
+        print(f"multiq: {stop}", file=sys.stderr)
+        return 128 + stop.signal_number
     except KeyboardInterrupt:
-        print("multiq: interrupted; resume with `multiq train --resume RUN_DIR`", file=sys.stderr)
+        print(
+            "multiq: stopped at once; the run folder keeps its last checkpoint "
+            "(resume with `multiq train --resume RUN_DIR`)",
+            file=sys.stderr,
+        )
         return 130
 
 

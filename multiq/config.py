@@ -5,8 +5,14 @@ Every run writes its resolved `Config` to ``RUN_DIR/config.yaml`` (see `CONFIG_F
 `Config.from_yaml`, `Config.with_overrides` (CLI ``--set key=value``) or `Config.replace`: all of
 them validate and raise `multiq.errors.ConfigError` with a message that names the offending key.
 
-YAML is read with PyYAML's safe loader plus two fixes: exponent floats such as ``1e-4`` or
-``1.0e5`` are numbers (YAML 1.1 reads them as strings), and duplicate keys are an error.
+Besides its per-key types and ranges, a config obeys cross-key rules (`_CROSS_RULES`, e.g.
+``batch_size <= buffer_size``), and upper limits (the ``MAX_*`` constants) keep a typo such as an
+extra zero from exhausting memory or time before training starts.
+
+YAML is read with PyYAML's safe loader plus fixes: exponent floats such as ``1e-4`` or ``1.0e5``
+are numbers (YAML 1.1 reads them as strings), duplicate keys are an error, and a document may not
+expand to more than `MAX_YAML_NODES` nodes through aliases ("billion laughs") nor nest deeper than
+`MAX_NESTING_DEPTH` levels.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import math
 import numbers
 import os
 import re
-import secrets
+import reprlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,9 +32,37 @@ from typing import Any
 import yaml
 
 from multiq.errors import ConfigError
+from multiq.fileio import atomic_write_text
 from multiq.rundir import CONFIG_FILE
 
-__all__ = ["CONFIG_FILE", "CONFIG_KEYS", "Config"]
+__all__ = [
+    "CONFIG_FILE",
+    "CONFIG_KEYS",
+    "MAX_EVAL_EPISODES",
+    "MAX_GRADIENT_STEPS",
+    "MAX_HIDDEN_SIZE",
+    "MAX_NESTING_DEPTH",
+    "MAX_N_ENVS",
+    "MAX_ROUTING_MODULES",
+    "MAX_SCHEDULE_WINDOW",
+    "MAX_SEED",
+    "MAX_TASK_EMBEDDING_DIM",
+    "MAX_YAML_NODES",
+    "Config",
+]
+
+# Upper limits: far above any sensible run, low enough that a typo fails here with a message
+# instead of exhausting memory or time (or raising deep inside numpy or torch).
+MAX_SEED = 2**31 - 1  # numpy's legacy seeding (MinAtar) takes 32-bit seeds: room for offsets
+MAX_N_ENVS = 1024
+MAX_HIDDEN_SIZE = 65_536
+MAX_TASK_EMBEDDING_DIM = 65_536
+MAX_ROUTING_MODULES = 1024
+MAX_GRADIENT_STEPS = 10_000
+MAX_SCHEDULE_WINDOW = 1_000_000
+MAX_EVAL_EPISODES = 10_000
+MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded
+MAX_NESTING_DEPTH = 64  # levels of a YAML document or of a task's kwargs
 
 _OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
 
@@ -49,22 +83,27 @@ class Config:
             the env constructor).
         scheme: parameter-sharing scheme name (validated by the nets registry), e.g. ``"shared"``.
         dueling: use a dueling head (separate value and advantage streams).
-        hidden_size: units of the hidden layer(s); >= 1.
+        hidden_size: units of the hidden layer(s); in [1, 65536] (`MAX_HIDDEN_SIZE`).
         task_embedding: scheme ``conditioned``: the task's embedding, ``onehot`` or ``learned``.
-        task_embedding_dim: scheme ``conditioned``: size of a learned task embedding; >= 1.
+        task_embedding_dim: scheme ``conditioned``: size of a learned task embedding; in
+            [1, 65536] (`MAX_TASK_EMBEDDING_DIM`).
         private_merge: scheme ``shared-private``: ``sum`` or ``concat`` the shared and private
             features.
         routing: scheme ``routed``: routing weights by ``softmax`` over learned logits, or
             ``gumbel`` (Gumbel-softmax with an annealed temperature).
-        routing_modules: scheme ``routed``: modules K per routed layer; >= 1.
+        routing_modules: scheme ``routed``: modules K per routed layer; in [1, 1024]
+            (`MAX_ROUTING_MODULES`).
         routing_tau_start: scheme ``routed`` with gumbel: temperature at the start; > 0.
-        routing_tau_end: scheme ``routed`` with gumbel: temperature at the end of training; > 0.
+        routing_tau_end: scheme ``routed`` with gumbel: temperature at the end of training; > 0
+            and <= `routing_tau_start`.
         routing_hard: scheme ``routed``: one-hot routing forward, soft gradients
             (straight-through).
-        n_envs: envs per task, stepped together; >= 1.
-        total_steps_per_task: training length in env steps per task; >= 1.
+        n_envs: envs per task, stepped together; in [1, 1024] (`MAX_N_ENVS`).
+        total_steps_per_task: training length in env steps per task; >= 1 and at least
+            `learning_starts + train_freq * n_envs`, so that an update runs.
         learning_rate: Adam learning rate; > 0.
-        buffer_size: replay capacity in transitions per task; >= 1.
+        buffer_size: replay capacity in transitions per task; >= 1, > `n_step` and
+            >= `batch_size`.
         learning_starts: env steps per task collected before updates start; >= 0.
         batch_size: samples per task per gradient step; >= 1.
         tau: target update coefficient in (0, 1]; 1 copies the online net (hard update).
@@ -72,11 +111,12 @@ class Config:
         train_freq: run updates every this many vector steps (precisely: every
             `train_freq * n_envs * T` env steps of all tasks together, which is the same under the
             ``uniform`` task schedule, where every vector step steps every task); >= 1.
-        gradient_steps: gradient steps per update; >= 1.
+        gradient_steps: gradient steps per update; in [1, 10000] (`MAX_GRADIENT_STEPS`).
         target_update_interval: env steps per task between target updates; >= 1.
         exploration_fraction: fraction of training over which epsilon decays, in [0, 1].
         exploration_initial_eps: epsilon at the start of training, in [0, 1].
-        exploration_final_eps: epsilon after the decay, in [0, 1].
+        exploration_final_eps: epsilon after the decay, in [0, 1] and <=
+            `exploration_initial_eps`.
         max_grad_norm: gradient-norm clipping threshold; > 0.
         n_step: length of the n-step return; >= 1 (1 = one-step TD).
         double_q: use Double DQN targets (online net picks, target net evaluates).
@@ -94,7 +134,8 @@ class Config:
             (more to tasks whose return is still changing).
         schedule_uniform_mix: weight of the uniform share mixed into every schedule's shares,
             in (0, 1]: every task keeps a share >= mix / T, so it keeps stepping and has data.
-        schedule_window: episodes per task the ``progress`` schedule compares; >= 4.
+        schedule_window: episodes per task the ``progress`` schedule compares; in
+            [4, 1000000] (`MAX_SCHEDULE_WINDOW`).
         frozen_groups: glob patterns of parameter groups that do not train in any phase, e.g.
             ``[trunk]`` or ``["inputs/*"]``. Groups: ``trunk``, ``inputs/<signature>``,
             ``head/<task>``, and per scheme ``private/<task>``, ``routing/<task>``,
@@ -107,12 +148,18 @@ class Config:
             `multiq distill`); >= 0.
         distill_temperature: temperature tau of softmax(Q / tau) in distillation; > 0.
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
-        eval_episodes: episodes per task per evaluation; >= 1.
+        eval_episodes: episodes per task per evaluation; in [1, 10000] (`MAX_EVAL_EPISODES`).
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
         checkpoint_freq: env steps per task between checkpoints; >= 0 (0 = only at the end).
         log_interval: env steps per task between rows of metrics.csv / TensorBoard; >= 1.
-        save_replay: also save the replay buffers with checkpoints (large files).
-        seed: random seed for envs, networks and sampling.
+        save_replay: also save the replay buffers with checkpoints (large files); with it a
+            resume is exact (the same numbers as an uninterrupted run).
+        on_env_error: what an env that raises while training does: ``stop`` the run (with a
+            checkpoint) or ``restart`` it (a new env, a new episode; logged).
+        env_restarts: with ``on_env_error: restart``, envs rebuilt per task per phase before
+            an env error stops the run anyway; in [0, 1000].
+        seed: random seed for envs, networks and sampling; in [0, 2**31 - 1] (`MAX_SEED`:
+            room for the offsets added per env and evaluation below MinAtar's 32-bit limit).
         device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:<index>`` or
             ``mps``.
         tensorboard: write TensorBoard event files to the run directory.
@@ -169,21 +216,25 @@ class Config:
     checkpoint_freq: int = 50_000  # env steps per task; 0 = only at the end
     log_interval: int = 2_000  # env steps per task between metric rows
     save_replay: bool = False  # save replay buffers with checkpoints
+    on_env_error: str = "stop"  # stop | restart
+    env_restarts: int = 3  # on_env_error restart: rebuilds per task before stopping anyway
     seed: int = 0  # random seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     tensorboard: bool = True  # write TensorBoard logs
     progress_bar: bool = True  # show a progress bar
 
     def __post_init__(self) -> None:
-        errors = []
+        errors, invalid = [], set()
         for name, convert in _CONVERTERS.items():
             try:
                 value = convert(name, getattr(self, name))
                 _check_rule(name, value)
             except ConfigError as e:
                 errors.append(str(e))
+                invalid.add(name)
                 continue
             object.__setattr__(self, name, value)
+        errors += _cross_errors(self, invalid)
         if len(errors) == 1:
             raise ConfigError(errors[0])
         if errors:
@@ -227,8 +278,9 @@ class Config:
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
 
-    def with_overrides(self, overrides: Sequence[str]) -> Config:
-        """Returns a copy with ``key=value`` overrides (CLI ``--set``) applied in order.
+    def with_overrides(self, overrides: Sequence[str], **changes: Any) -> Config:
+        """Returns a copy with ``key=value`` overrides (CLI ``--set``) applied in order, then
+        `changes` (e.g. CLI flags such as ``total_steps_per_task``); validated once, at the end.
 
         Values are read as int, else float, else YAML (``true``, ``null``, ``[a, b]``); values of
         text keys (``scheme``, ``device``, ``tasks``) stay verbatim unless they are a YAML list.
@@ -242,7 +294,7 @@ class Config:
         data = self.to_dict()
         for item in overrides:
             _apply_override(data, item)
-        return type(self).from_dict(data)
+        return type(self).from_dict({**data, **changes})
 
     def replace(self, **changes: Any) -> Config:
         """Returns a validated copy with the given keys changed, e.g. ``cfg.replace(seed=1)``."""
@@ -268,7 +320,7 @@ class Config:
             default_flow_style=False,
             allow_unicode=True,
         )
-        _atomic_write(path, "# multiq run config (multiq.config.Config)\n" + body)
+        atomic_write_text(path, "# multiq run config (multiq.config.Config)\n" + body)
         return path
 
 
@@ -283,7 +335,30 @@ _EXP_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe loader that reads exponent floats as numbers and rejects duplicate keys."""
+    """Safe loader that reads exponent floats as numbers and rejects duplicate keys.
+
+    It also bounds the document: at most `MAX_NESTING_DEPTH` levels and `MAX_YAML_NODES` nodes
+    once every alias is expanded, checked after composing and before building any value.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # The composer recurses once per level: stop long before Python's recursion limit.
+        if self._depth >= MAX_NESTING_DEPTH:
+            raise _composer_error(_DEPTH_PROBLEM, self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -308,6 +383,57 @@ class _Dumper(yaml.SafeDumper):
 for _cls in (_Loader, _Dumper):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
 
+_DEPTH_PROBLEM = f"the document nests deeper than {MAX_NESTING_DEPTH} levels"
+_SIZE_PROBLEM = (
+    f"the document expands to more than {MAX_YAML_NODES} nodes (YAML aliases); write the values out"
+)
+_CYCLE_PROBLEM = "an alias refers to a node that contains it (a recursive structure)"
+
+
+def _composer_error(problem: str, mark: yaml.Mark) -> yaml.composer.ComposerError:
+    return yaml.composer.ComposerError(None, None, problem, mark)
+
+
+def _child_nodes(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raises if `root`, with every alias expanded, is too large, too deep or recursive.
+
+    Aliases make the composed nodes a graph whose expansion can be exponentially larger than the
+    text ("billion laughs"). Each node's expanded size and depth are computed once (memoised by
+    node identity) in an explicit depth-first walk, so the check costs time linear in the text.
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, depth)
+    started: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if id(node) in measured:
+            stack.pop()
+            continue
+        children = _child_nodes(node)
+        if id(node) not in started:  # first visit: measure the children first
+            started.add(id(node))
+            pending = [child for child in children if id(child) not in measured]
+            if any(id(child) in started for child in pending):  # an ancestor of `node`
+                raise _composer_error(_CYCLE_PROBLEM, node.start_mark)
+            stack.extend(pending)
+            continue
+        stack.pop()
+        size = 1 + sum(measured[id(child)][0] for child in children)
+        depth = 1 + max((measured[id(child)][1] for child in children), default=0)
+        if size > MAX_YAML_NODES:
+            raise _composer_error(_SIZE_PROBLEM, node.start_mark)
+        if depth > MAX_NESTING_DEPTH:
+            raise _composer_error(_DEPTH_PROBLEM + " (YAML aliases)", node.start_mark)
+        measured[id(node)] = (size, depth)
+
 
 def _read_yaml(path: Path) -> Mapping[Any, Any]:
     """Loads a YAML mapping from `path`; an empty file is an empty mapping."""
@@ -317,10 +443,7 @@ def _read_yaml(path: Path) -> Mapping[Any, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read config file {path}: {e}") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as e:
-        raise ConfigError(_yaml_error(path, e)) from None
+    data = _load_yaml(text, path)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -331,6 +454,16 @@ def _read_yaml(path: Path) -> Mapping[Any, Any]:
     return data
 
 
+def _load_yaml(text: str, source: Path | str) -> Any:
+    """Loads YAML text with `_Loader`; every failure is a ConfigError naming `source`."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(source, e)) from None
+    except ValueError as e:  # a scalar that matches a type but not its range, e.g. 2024-13-45
+        raise ConfigError(f"invalid YAML in {source}: cannot read a value ({e})") from None
+
+
 def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
     """Formats a YAML error as 'invalid YAML in SOURCE at line L, column C: PROBLEM'."""
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
@@ -339,22 +472,20 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
     return f"invalid YAML in {source}{where}: {problem}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Writes `text` to a temp file next to `path`, then renames it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # --- overrides ----------------------------------------------------------------------------------
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """The keys ``key=value`` overrides set and their parsed values, not yet validated (the
+    config they go into validates them). A dotted key gives a mapping of the entries set.
+
+    Raises:
+        ConfigError: on a malformed override or an unknown key.
+    """
+    data: dict[str, Any] = {}
+    for item in overrides:
+        _apply_override(data, item)
+    return data
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:
@@ -397,10 +528,7 @@ def _parse(key: str, raw: str) -> Any:
             return number(text)
         except ValueError:
             pass
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as e:
-        raise ConfigError(_yaml_error(f"the value of {key}", e)) from None
+    return _load_yaml(text, f"the value of {key}")
 
 
 # --- type checks: each takes (key, value) and returns the value in its canonical type -----------
@@ -410,8 +538,20 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def _show(value: Any) -> str:
+    """A short repr of `value` for messages (long strings and containers are abridged)."""
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # Python refuses to print ints of more than 4300 digits
+        return f"<{_kind(value)} too large to print>"
+
+
 def _type_error(key: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(f"{key}: expected {expected}, got {value!r} ({_kind(value)})")
+    return ConfigError(f"{key}: expected {expected}, got {_show(value)} ({_kind(value)})")
 
 
 def _to_int(key: str, value: Any) -> int:
@@ -425,9 +565,13 @@ def _to_int(key: str, value: Any) -> int:
 def _to_float(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _type_error(key, "a number", value)
-    if not math.isfinite(value):
-        raise ConfigError(f"{key}: expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
+    return number
 
 
 def _to_bool(key: str, value: Any) -> bool:
@@ -477,7 +621,7 @@ def _to_task_entry(key: str, value: Any) -> str | dict[str, Any]:
     return entry
 
 
-def _to_plain(key: str, value: Any) -> Any:
+def _to_plain(key: str, value: Any, depth: int = 0) -> Any:
     """Copies nested data as YAML-safe types (tuples become lists, numpy scalars Python ones)."""
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -485,10 +629,12 @@ def _to_plain(key: str, value: Any) -> Any:
         return int(value)
     if isinstance(value, numbers.Real) and not math.isnan(value):
         return float(value)
+    if depth >= MAX_NESTING_DEPTH:  # also stops a list or mapping that contains itself
+        raise ConfigError(f"{key}: nested deeper than {MAX_NESTING_DEPTH} levels")
     if isinstance(value, (list, tuple)):
-        return [_to_plain(f"{key}[{i}]", v) for i, v in enumerate(value)]
+        return [_to_plain(f"{key}[{i}]", v, depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return {k: _to_plain(f"{key}.{k}", v) for k, v in value.items()}
+        return {k: _to_plain(f"{key}.{k}", v, depth + 1) for k, v in value.items()}
     raise _type_error(
         key, "plain data (null, bool, number, string, list, mapping with string keys)", value
     )
@@ -507,7 +653,7 @@ def _to_task_weights(key: str, value: Any) -> dict[str, float] | None:
         if weight < 0:
             raise ConfigError(f"{key}.{name} must be >= 0, got {weight!r}")
     if not any(w > 0 for w in weights.values()):
-        raise ConfigError(f"{key}: at least one weight must be > 0, got {weights!r}")
+        raise ConfigError(f"{key}: at least one weight must be > 0, got {_show(weights)}")
     return weights
 
 
@@ -554,42 +700,56 @@ _TEXT_KEYS = frozenset(k for k, c in _CONVERTERS.items() if c in (_to_str, _to_t
 _MAPPING_KEYS = ("task_weights", "lr_scales")
 
 
-# --- range rules: key -> (predicate on the converted value, allowed range in words) -------------
+# --- range rules: key -> check of the converted value (the broken requirement in words, or None)
 
-_Rule = tuple[Callable[[Any], bool], str]
+_Rule = Callable[[Any], str | None]
+
+
+def _require(holds: Callable[[Any], bool], words: str) -> _Rule:
+    return lambda v: None if holds(v) else words
 
 
 def _at_least(low: int) -> _Rule:
-    return (lambda v: v >= low), f">= {low}"
+    return _require(lambda v: v >= low, f">= {low}")
+
+
+def _between(low: int, high: int) -> _Rule:
+    """`low <= v <= high`; the message names the bound that is broken."""
+    below, above = _at_least(low), _require(lambda v: v <= high, f"<= {high}")
+    return lambda v: below(v) or above(v)
 
 
 def _positive() -> _Rule:
-    return (lambda v: v > 0), "> 0"
+    return _require(lambda v: v > 0, "> 0")
 
 
 def _unit(*, open_low: bool = False) -> _Rule:
     if open_low:
-        return (lambda v: 0 < v <= 1), "in (0, 1]"
-    return (lambda v: 0 <= v <= 1), "in [0, 1]"
+        return _require(lambda v: 0 < v <= 1, "in (0, 1]")
+    return _require(lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
 def _one_of(*allowed: str) -> _Rule:
-    return (lambda v: v in allowed), f"one of {', '.join(allowed)}"
+    return _require(lambda v: v in allowed, f"one of {', '.join(allowed)}")
+
+
+def _named(what: str) -> _Rule:
+    return _require(lambda v: bool(v.strip()), f"a non-empty {what} name")
 
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
 
 _RULES: dict[str, _Rule] = {
-    "scheme": ((lambda v: bool(v.strip())), "a non-empty scheme name"),
-    "hidden_size": _at_least(1),
+    "scheme": _named("scheme"),
+    "hidden_size": _between(1, MAX_HIDDEN_SIZE),
     "task_embedding": _one_of("onehot", "learned"),
-    "task_embedding_dim": _at_least(1),
+    "task_embedding_dim": _between(1, MAX_TASK_EMBEDDING_DIM),
     "private_merge": _one_of("sum", "concat"),
     "routing": _one_of("softmax", "gumbel"),
-    "routing_modules": _at_least(1),
+    "routing_modules": _between(1, MAX_ROUTING_MODULES),
     "routing_tau_start": _positive(),
     "routing_tau_end": _positive(),
-    "n_envs": _at_least(1),
+    "n_envs": _between(1, MAX_N_ENVS),
     "total_steps_per_task": _at_least(1),
     "learning_rate": _positive(),
     "buffer_size": _at_least(1),
@@ -598,38 +758,95 @@ _RULES: dict[str, _Rule] = {
     "tau": _unit(open_low=True),
     "gamma": _unit(open_low=True),
     "train_freq": _at_least(1),
-    "gradient_steps": _at_least(1),
+    "gradient_steps": _between(1, MAX_GRADIENT_STEPS),
     "target_update_interval": _at_least(1),
     "exploration_fraction": _unit(),
     "exploration_initial_eps": _unit(),
     "exploration_final_eps": _unit(),
     "max_grad_norm": _positive(),
     "n_step": _at_least(1),
-    "balancer": ((lambda v: bool(v.strip())), "a non-empty balancer name"),
+    "balancer": _named("balancer"),
     "gradnorm_alpha": _at_least(0),
     "popart_beta": _unit(open_low=True),
-    "task_schedule": ((lambda v: bool(v.strip())), "a non-empty schedule name"),
+    "task_schedule": _named("schedule"),
     "schedule_uniform_mix": _unit(open_low=True),
-    "schedule_window": _at_least(4),
+    "schedule_window": _between(4, MAX_SCHEDULE_WINDOW),
     "transfer_lambda": _at_least(0),
     "distill_weight": _at_least(0),
     "distill_temperature": _positive(),
     "eval_freq": _at_least(0),
-    "eval_episodes": _at_least(1),
+    "eval_episodes": _between(1, MAX_EVAL_EPISODES),
     "eval_epsilon": _unit(),
     "checkpoint_freq": _at_least(0),
     "log_interval": _at_least(1),
-    "device": (
-        (lambda v: _DEVICE.fullmatch(v) is not None),
-        "one of auto, cpu, cuda, cuda:<index>, mps",
+    "on_env_error": _one_of("stop", "restart"),
+    "env_restarts": _between(0, 1000),
+    "seed": _between(0, MAX_SEED),
+    "device": _require(
+        lambda v: _DEVICE.fullmatch(v) is not None, "one of auto, cpu, cuda, cuda:<index>, mps"
     ),
 }
 
 
 def _check_rule(key: str, value: Any) -> None:
     rule = _RULES.get(key)
-    if rule is not None and not rule[0](value):
-        raise ConfigError(f"{key} must be {rule[1]}, got {value!r}")
+    broken = rule(value) if rule is not None else None
+    if broken:
+        raise ConfigError(f"{key} must be {broken}, got {_show(value)}")
+
+
+# --- cross-key rules: (keys, predicate on their values in that order, message) ------------------
+# Checked after the per-key rules, and only when each of the keys passed its own rule. The
+# message is formatted with the keys' values and says how to fix the config.
+
+_CrossRule = tuple[tuple[str, ...], Callable[..., bool], str]
+
+_CROSS_RULES: tuple[_CrossRule, ...] = (
+    (
+        ("exploration_final_eps", "exploration_initial_eps"),
+        lambda final, initial: final <= initial,
+        "exploration_final_eps ({exploration_final_eps}) > exploration_initial_eps "
+        "({exploration_initial_eps}): epsilon would rise during training; lower "
+        "exploration_final_eps or raise exploration_initial_eps",
+    ),
+    (
+        ("routing_tau_end", "routing_tau_start"),
+        lambda end, start: end <= start,
+        "routing_tau_end ({routing_tau_end}) > routing_tau_start ({routing_tau_start}): the "
+        "Gumbel temperature anneals downwards; lower routing_tau_end or raise routing_tau_start",
+    ),
+    (
+        ("n_step", "buffer_size"),
+        lambda n_step, buffer_size: n_step < buffer_size,
+        "n_step ({n_step}) >= buffer_size ({buffer_size}): the buffer cannot hold an n-step "
+        "transition; lower n_step or raise buffer_size",
+    ),
+    (
+        ("batch_size", "buffer_size"),
+        lambda batch_size, buffer_size: batch_size <= buffer_size,
+        "batch_size ({batch_size}) > buffer_size ({buffer_size}): a batch would be larger than "
+        "the replay buffer; lower batch_size or raise buffer_size",
+    ),
+    (
+        ("learning_starts", "train_freq", "n_envs", "total_steps_per_task"),
+        lambda starts, freq, n_envs, total: starts + freq * n_envs <= total,
+        "learning_starts ({learning_starts}) + train_freq ({train_freq}) * n_envs ({n_envs}) > "
+        "total_steps_per_task ({total_steps_per_task}): no update would ever run; lower "
+        "learning_starts or raise total_steps_per_task",
+    ),
+)
+
+
+def _cross_errors(config: Config, invalid: set[str]) -> list[str]:
+    """Messages of the cross-key rules `config` breaks, skipping rules on `invalid` keys."""
+    errors = []
+    for keys, holds, message in _CROSS_RULES:
+        if invalid.intersection(keys):
+            continue
+        values = {key: getattr(config, key) for key in keys}
+        if not holds(*values.values()):
+            errors.append(message.format(**{k: _show(v) for k, v in values.items()}))
+    return errors
 
 
 def _reject_unknown(data: Mapping[Any, Any], valid: Iterable[str], what: str) -> None:

@@ -27,4 +27,3 @@ class NonFiniteError(MultiqError):
 
 class EnvError(MultiqError):
     """An environment raised while training; the message names the task and the env step."""
-

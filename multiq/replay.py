@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multiq.errors import ConfigError
+from multiq.errors import CheckpointError, ConfigError
+from multiq.rundir import REPLAY_FILE
 from multiq.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 
 RAM_FRACTION_ALLOWED = 0.9  # leave room for the networks, envs and the OS
+STATE_NAMES = ("obs", "next_obs", "actions", "rewards", "terminated", "done", "pos", "size")
 
 
 @dataclass
@@ -142,16 +144,44 @@ class TaskReplay:
         )
 
     def state(self) -> dict[str, np.ndarray]:
-        """All arrays, for saving with `np.savez` (no pickled objects)."""
-        names = ("obs", "next_obs", "actions", "rewards", "terminated", "done", "pos", "size")
-        return {name: getattr(self, name) for name in names}
+        """All arrays (`STATE_NAMES`), for saving with `np.savez` (no pickled objects)."""
+        return {name: getattr(self, name) for name in STATE_NAMES}
 
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        for name, value in arrays.items():
-            target = getattr(self, name)
+    def check_state(self, arrays: Mapping[str, np.ndarray], prefix: str = "") -> None:
+        """Checks that `arrays` is a `state()` of a buffer shaped like this one.
+
+        Args:
+            arrays: name -> array, the names of `STATE_NAMES`.
+            prefix: put before the names in messages (e.g. `Breakout/`).
+
+        Raises:
+            CheckpointError: an array is missing, unknown, of another shape or dtype, or the
+                write positions and sizes do not fit the buffer.
+        """
+        unknown = sorted(set(arrays) - set(STATE_NAMES))
+        if unknown:
+            raise _replay_error(f"{prefix + unknown[0]!r} is not a replay array")
+        for name in STATE_NAMES:
+            target, value = getattr(self, name), arrays.get(name)
+            if value is None:
+                raise _replay_error(f"replay array {prefix + name!r} is missing")
             if target.shape != value.shape or target.dtype != value.dtype:
-                raise ValueError(f"replay array {name!r}: {value.shape} {value.dtype} does not fit")
-            target[...] = value
+                raise _replay_error(
+                    f"replay array {prefix + name!r} is {value.dtype} {value.shape}, this replay "
+                    f"needs {target.dtype} {target.shape}"
+                )
+        pos, size = arrays["pos"], arrays["size"]
+        if not _positions_fit(pos, size, self.length):
+            raise _replay_error(
+                f"replay arrays {prefix}pos {pos.tolist()} and {prefix}size {size.tolist()} do "
+                f"not fit a buffer of {self.length} rows per env"
+            )
+
+    def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Copies a `state()` into the buffer (after `check_state`)."""
+        self.check_state(arrays)
+        for name in STATE_NAMES:
+            getattr(self, name)[...] = arrays[name]
 
 
 class MultiTaskReplay:
@@ -216,12 +246,40 @@ class MultiTaskReplay:
         return {f"{n}/{k}": v for n, buf in self.buffers.items() for k, v in buf.state().items()}
 
     def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Loads `state()` arrays; buffers of tasks the arrays lack stay empty."""
+        """Loads `state()` arrays into the buffers, after checking all of them.
+
+        A task with no array at all joined after the replay was saved: its buffer stays empty.
+        Arrays of tasks this replay does not hold are ignored.
+
+        Raises:
+            CheckpointError: a task's arrays are incomplete or do not fit its buffer (nothing
+                is loaded then).
+        """
+        found = {}
         for name, buf in self.buffers.items():
             prefix = f"{name}/"
-            found = {k[len(prefix) :]: arrays[k] for k in arrays if k.startswith(prefix)}
-            if found:
-                buf.load_state(found)
+            task_arrays = {k: arrays[prefix + k] for k in STATE_NAMES if prefix + k in arrays}
+            if task_arrays:
+                buf.check_state(task_arrays, prefix)
+                found[name] = task_arrays
+        for name, task_arrays in found.items():
+            self.buffers[name].load_state(task_arrays)
+
+
+def _positions_fit(pos: np.ndarray, size: np.ndarray, length: int) -> bool:
+    """Whether write positions and sizes ([n_envs] each) fit columns of `length` rows.
+
+    A column fills from row 0, so until it is full its write position equals its size.
+    """
+    in_range = (pos >= 0) & (pos < length) & (size >= 0) & (size <= length)
+    return bool(np.all(in_range & ((size == length) | (pos == size))))
+
+
+def _replay_error(what: str) -> CheckpointError:
+    return CheckpointError(
+        f"{what}: {REPLAY_FILE} does not belong to this checkpoint; delete it to resume "
+        "without the saved replay"
+    )
 
 
 def available_ram_bytes() -> int:

@@ -14,6 +14,13 @@ A run folder holds:
 | `checkpoint.pt` (+ `replay.npz`) | everything a resume needs |
 | `model.pt` | the final model |
 | `curves.png`, `routing.png` | plots rebuilt by `multiq report` |
+| `run.json` | what each session used: device, versions, git commit, host; the run's `run_id` |
+| `.lock` | held by the process writing the folder (`multiq.runfolder.RunFolder`) |
+| `.<name>.<hex>.tmp` | a write in progress; a killed run's is removed by the next lock holder |
+
+Folder names: `new_run_dir` only picks a free name (the caller creates the folder later, so two
+runs started in the same second can pick the same name); `claim_run_dir` picks it and creates
+the folder in one step (`mkdir` that fails when the name is taken), so every caller gets its own.
 
 summary.json (`SUMMARY_KEYS`):
 - `tasks`: name -> {return_mean, return_std, episodes, random_return_mean, random_return_std}
@@ -31,6 +38,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from multiq.errors import RunDirError
+
 RUNS_DIR = Path("runs")
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
@@ -41,6 +50,22 @@ REPLAY_FILE = "replay.npz"
 MODEL_FILE = "model.pt"
 CURVES_FILE = "curves.png"
 ROUTING_FILE = "routing.png"
+RUN_RECORD_FILE = "run.json"
+LOCK_FILE = ".lock"
+
+RUN_FILES = (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SUMMARY_FILE,
+    CHECKPOINT_FILE,
+    REPLAY_FILE,
+    MODEL_FILE,
+    CURVES_FILE,
+    ROUTING_FILE,
+    RUN_RECORD_FILE,
+    TENSORBOARD_DIR,
+)
+"""The names multiq writes in a run folder (`RunFolder` refuses a symbolic link at any)."""
 
 CSV_HEADER = ("step", "wall_time_s", "key", "value")
 
@@ -69,11 +94,48 @@ def random_return_key(task: str) -> str:
 
 def new_run_dir(label: str, root: Path = RUNS_DIR) -> Path:
     """`root/<date-time>-<label>`, e.g. runs/20261122-101500-minatar, with `-2`, `-3`, ... added
-    when that name is taken (runs started in the same second get distinct folders)."""
-    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40]
-    base = root / f"{datetime.now():%Y%m%d-%H%M%S}-{label}"
+    when that name is taken. The folder is not created: two runs that pick a name before either
+    creates its folder can pick the same one (`claim_run_dir` cannot)."""
+    base = root / _run_name(label)
     path, number = base, 1
     while path.exists():
         number += 1
         path = base.with_name(f"{base.name}-{number}")
     return path
+
+
+def claim_run_dir(label: str, root: Path = RUNS_DIR) -> Path:
+    """Creates and returns a new folder `root/<date-time>-<label>` (`-2`, `-3`, ... when taken).
+
+    Each name is claimed with a `mkdir` that fails when the name exists, so runs started in the
+    same second, in other threads or processes, never share a folder.
+
+    Args:
+        label: what the run trains (e.g. the task suite); characters other than letters,
+            digits, `-` and `_` become `-`, and it is cut to 40 characters.
+        root: the folder that holds the runs; created if missing.
+
+    Raises:
+        RunDirError: `root` cannot be created or written.
+    """
+    base = Path(root) / _run_name(label)
+    path, number = base, 1
+    while True:
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+            path = base.with_name(f"{base.name}-{number}")
+        except OSError as error:
+            raise RunDirError(
+                f"cannot create a run folder in {root}: {error.strerror or error}; "
+                "make it writable or choose another --run-dir"
+            ) from error
+
+
+def _run_name(label: str) -> str:
+    """`<date-time>-<label>` with the label made safe for a folder name."""
+    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40]
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{label}"

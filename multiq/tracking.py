@@ -2,18 +2,23 @@
 
 `RUN_DIR/metrics.csv` has the header `step,wall_time_s,key,value`, one row per scalar. It is
 the file `multiq.report` reads; TensorBoard (`RUN_DIR/tb`) is an optional extra view.
+metrics.csv is never written through a symbolic link, and a write that fails (full disk,
+read-only folder) raises `RunDirError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from multiq.fileio import make_folder, open_append_nofollow, run_dir_error
 from multiq.rundir import CSV_HEADER, METRICS_FILE, TENSORBOARD_DIR
 
 __all__ = ["CSV_HEADER", "METRICS_FILE", "TENSORBOARD_DIR", "Tracker", "format_postfix"]
@@ -31,7 +36,14 @@ class Tracker:
         tensorboard: also write each scalar to `RUN_DIR/tb` with a TensorBoard SummaryWriter.
         progress_bar: show a tqdm bar on stderr; when False, `progress()` does nothing.
         start_step: env steps per task already done (resume); the bar starts there and
-            TensorBoard drops events it logged after this step in an earlier session.
+            TensorBoard drops events an earlier session logged after this step (those at
+            the step, such as the evaluation saved with the checkpoint, stay).
+        start_wall_s: wall time of earlier sessions (resume); the `wall_time_s` column
+            continues from it.
+
+    Raises:
+        RunDirError: the run folder or metrics.csv cannot be written, or metrics.csv is a
+            symbolic link.
     """
 
     def __init__(
@@ -42,11 +54,13 @@ class Tracker:
         tensorboard: bool = True,
         progress_bar: bool = True,
         start_step: int = 0,
+        start_wall_s: float = 0.0,
     ) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.run_dir)
         self.task_names = list(task_names)
         self._start_time = time.monotonic()
+        self._start_wall_s = float(start_wall_s)
         self._csv_file = _open_metrics_csv(self.run_dir / METRICS_FILE)
         self._csv = csv.writer(self._csv_file, lineterminator="\n")
         tb_dir = self.run_dir / TENSORBOARD_DIR
@@ -59,6 +73,11 @@ class Tracker:
         """The CSV file `log()` appends to."""
         return self.run_dir / METRICS_FILE
 
+    @property
+    def wall_time_s(self) -> float:
+        """Wall time of the run so far: earlier sessions' plus this session's."""
+        return self._start_wall_s + time.monotonic() - self._start_time
+
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         """Appends one row per metric to metrics.csv (flushed) and to TensorBoard.
 
@@ -66,15 +85,20 @@ class Tracker:
             step: env steps per task at which the metrics were measured.
             metrics: key -> scalar, e.g. `{"task/Breakout/return": 3.0, "train/loss": 0.1}`.
                 Non-finite values are written as `nan` / `inf`.
+
+        Raises:
+            RunDirError: metrics.csv cannot be written (e.g. the disk is full).
         """
-        wall_time = f"{time.monotonic() - self._start_time:.3f}"
-        for key, value in metrics.items():
-            number = float(value)
-            self._csv.writerow((int(step), wall_time, key, repr(number)))
-            if self._tb is not None:
-                self._tb.add_scalar(key, number, int(step))
-        self._csv_file.flush()
+        wall_time = f"{self.wall_time_s:.3f}"
+        rows = [(int(step), wall_time, key, repr(float(value))) for key, value in metrics.items()]
+        try:
+            self._csv.writerows(rows)
+            self._csv_file.flush()
+        except OSError as error:
+            raise run_dir_error(self.metrics_path, error) from error
         if self._tb is not None:
+            for _, _, key, value in rows:
+                self._tb.add_scalar(key, float(value), int(step))
             self._tb.flush()
 
     def progress(self, step: int, sps: float, recent_returns: Mapping[str, float]) -> None:
@@ -100,9 +124,12 @@ class Tracker:
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        self._csv_file.close()
         if self._tb is not None:
             self._tb.close()
+        try:
+            self._csv_file.close()
+        except OSError as error:
+            raise run_dir_error(self.metrics_path, error) from error
 
     def __enter__(self) -> Tracker:
         return self
@@ -138,29 +165,51 @@ def _open_metrics_csv(path: Path) -> TextIO:
 
     A last line cut short by a crash (no trailing newline) is dropped so the file stays valid.
     """
-    if path.exists() and path.stat().st_size > 0:
-        _drop_partial_last_line(path)
-    is_new = not path.exists() or path.stat().st_size == 0
-    handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed in close())
-    if is_new:
-        csv.writer(handle, lineterminator="\n").writerow(CSV_HEADER)
-        handle.flush()
+    handle = open_append_nofollow(path)
+    try:
+        fd = handle.fileno()
+        size = os.fstat(fd).st_size
+        if size > 0:
+            size = _last_newline_end(path, size)
+            os.ftruncate(fd, size)
+        if size == 0:
+            csv.writer(handle, lineterminator="\n").writerow(CSV_HEADER)
+            handle.flush()
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            handle.close()
+        if isinstance(error, OSError):
+            raise run_dir_error(path, error) from error
+        raise
     return handle
 
 
-def _drop_partial_last_line(path: Path) -> None:
-    """Truncates `path` after its last newline when it does not end with one."""
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+def _last_newline_end(path: Path, size: int, chunk_bytes: int = 65536) -> int:
+    """The offset just after the last newline of the first `size` bytes of `path` (0: none)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        end = size
+        while end > 0:
+            start = max(0, end - chunk_bytes)
+            index = os.pread(fd, end - start, start).rfind(b"\n")
+            if index >= 0:
+                return start + index + 1
+            end = start
+        return 0
+    finally:
+        os.close(fd)
 
 
 def _make_summary_writer(log_dir: Path, start_step: int) -> Any:
-    """A TensorBoard SummaryWriter (imported here: torch is only loaded when asked for)."""
+    """A TensorBoard SummaryWriter (imported here: torch is only loaded when asked for).
+
+    On a resume, TensorBoard drops the events logged at or after the purge step, so the purge
+    step is one past `start_step`: the events at the checkpoint's step stay.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
-    return SummaryWriter(log_dir=str(log_dir), purge_step=start_step if start_step > 0 else None)
+    purge_step = start_step + 1 if start_step > 0 else None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
 
 def _make_bar(total: int, start_step: int) -> Any:

@@ -28,7 +28,7 @@ from typing import Any
 
 from multiq.errors import ConfigError, MultiqError
 from multiq.registry import lookup
-from multiq.rundir import new_run_dir
+from multiq.rundir import claim_run_dir
 from multiq.tasks import make_taskset, task_entries
 from multiq.train.phase import Phase
 
@@ -140,7 +140,7 @@ def prepare_transfer(
     if recipe is not None:
         check_network_kept(mode, source_model.config, config)
     config = config.replace(task_weights=None)
-    run_dir = run_dir if run_dir is not None else new_run_dir(f"transfer-{mode}")
+    run_dir = run_dir if run_dir is not None else claim_run_dir(f"transfer-{mode}")
     if recipe is None:  # scratch: a fresh agent with the same settings, on the targets only
         model = cls(tasks, config=config, run_dir=run_dir)
         setup = TransferSetup(source_model.task_names, model.task_names, _budget(model), config)
@@ -228,7 +228,7 @@ def prepare_distillation(
     specs = [s for t in teachers for s in t.task_specs]
     config = teachers[0].config.replace(task_weights=None, **hyperparameters)
     if run_dir is None:
-        run_dir = new_run_dir("distill")
+        run_dir = claim_run_dir("distill")
     student = cls(config=config, task_specs=specs, run_dir=run_dir)
     for index, teacher in enumerate(teachers):
         student.add_teacher(f"teacher{index}", teacher)

@@ -208,7 +208,8 @@ def test_task_weights_naming_an_unknown_task():
 
 
 def test_task_weights_are_used(tmp_path):
-    model = MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, task_weights={"Acrobot": 0.5}, **TINY)
+    tiny = {**TINY, "learning_starts": 0}  # 8 steps: the config needs room for an update
+    model = MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, task_weights={"Acrobot": 0.5}, **tiny)
     # a phase starts with the config's weights (1 where unnamed) normalised to sum to one,
     # alpha = [1, 0.5] / 1.5, which the balancer uses as given
     model.learn(total_steps_per_task=8, evaluate=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import multiq.replay
-from multiq.errors import ConfigError
+from multiq.errors import CheckpointError, ConfigError
 from multiq.replay import MultiTaskReplay, TaskReplay
 from multiq.tasks.spec import TaskSet, TaskSpec
 
@@ -334,8 +334,40 @@ def test_state_round_trip(two_tasks, tmp_path):
 def test_load_state_rejects_wrong_shape(two_tasks):
     small = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
     big = MultiTaskReplay(two_tasks, capacity_per_task=20, n_envs=2, n_step=1, gamma=0.9)
-    with pytest.raises(ValueError, match="obs"):
+    with pytest.raises(CheckpointError, match="'grid/obs'.*delete it to resume"):
         big.load_state(small.state())
+    assert len(big.buffers["grid"]) == 0  # nothing loaded
+
+
+@pytest.mark.parametrize("missing", ["pos", "size", "obs"])
+def test_load_state_refuses_a_task_with_arrays_missing(two_tasks, missing):
+    saved = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
+    fill_multi(saved, two_tasks, steps=3, n_envs=2, seed=0)
+    arrays = saved.state()
+    del arrays[f"vec/{missing}"]
+    restored = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
+    with pytest.raises(CheckpointError, match=f"'vec/{missing}' is missing.*replay.npz"):
+        restored.load_state(arrays)
+    assert len(restored.buffers["grid"]) == 0  # checked all tasks before loading any
+
+
+def test_load_state_refuses_positions_outside_the_buffer(two_tasks):
+    saved = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
+    fill_multi(saved, two_tasks, steps=3, n_envs=2, seed=0)
+    arrays = saved.state()
+    arrays["grid/pos"] = np.array([7, 0])  # 5 rows per env
+    restored = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
+    with pytest.raises(CheckpointError, match="grid/pos"):
+        restored.load_state(arrays)
+
+
+def test_load_state_leaves_a_task_without_arrays_empty(two_tasks):
+    saved = MultiTaskReplay(two_tasks[:1], capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
+    fill_multi(saved, two_tasks[:1], steps=3, n_envs=2, seed=0)
+    restored = MultiTaskReplay(two_tasks, capacity_per_task=10, n_envs=2, n_step=1, gamma=0.9)
+    restored.load_state(saved.state())  # the second task joined after the save
+    assert len(restored.buffers[two_tasks[0].name]) == 6
+    assert len(restored.buffers[two_tasks[1].name]) == 0
 
 
 def replay_messages(caplog, level=logging.INFO) -> list[str]:

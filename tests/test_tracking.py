@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import csv
+import errno
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
+from multiq.errors import RunDirError
 from multiq.report import read_metrics
 from multiq.tracking import Tracker, format_postfix
 
@@ -115,3 +119,64 @@ def test_postfix_format() -> None:
     assert format_postfix(1950.4, {"Breakout": 3.14, "Freeway": math.nan}) == (
         "1,950 step/s Breakout=3.1 Freeway=-"
     )
+
+
+def test_wall_time_continues_after_a_resume(tmp_path: Path) -> None:
+    with _tracker(tmp_path) as first:
+        first.log(100, {"train/loss": 1.0})
+    with _tracker(tmp_path, start_step=100, start_wall_s=3600.0) as second:
+        second.log(200, {"train/loss": 0.5})
+        assert second.wall_time_s >= 3600.0
+    walls = [float(row[1]) for row in _rows(tmp_path)[1:]]
+    assert walls[0] < 60.0
+    assert 3600.0 <= walls[1] < 3660.0
+
+
+def test_metrics_csv_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("precious\n")
+    (tmp_path / "metrics.csv").symlink_to(target)
+    with pytest.raises(RunDirError, match="metrics.csv is a symbolic link.*remove it"):
+        _tracker(tmp_path)
+    assert target.read_text() == "precious\n"
+
+
+def test_full_disk_on_a_row_is_a_run_dir_error(tmp_path: Path) -> None:
+    tracker = _tracker(tmp_path)
+    tracker.log(100, {"train/loss": 1.0})
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    tracker._csv_file.flush = full  # type: ignore[method-assign]
+    with pytest.raises(RunDirError, match="metrics.csv: No space left.*free space"):
+        tracker.log(200, {"train/loss": 0.5})
+    tracker._csv_file.flush = lambda: None  # type: ignore[method-assign]
+    tracker.close()
+
+
+def test_metrics_csv_mode_follows_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        _tracker(tmp_path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "metrics.csv").stat().st_mode) == 0o644
+
+
+def _tensorboard_steps(tb_dir: Path, tag: str) -> list[int]:
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [event.step for event in events.Scalars(tag)]
+
+
+def test_tensorboard_resume_keeps_the_events_at_the_checkpoint_step(tmp_path: Path) -> None:
+    pytest.importorskip("torch.utils.tensorboard")
+    key = "task/Breakout/return"
+    with _tracker(tmp_path, tensorboard=True) as first:
+        for step in (100, 200, 300):  # checkpoint at 200, killed after logging 300
+            first.log(step, {key: step / 100})
+    with _tracker(tmp_path, tensorboard=True, start_step=200) as second:
+        second.log(400, {key: 4.0})
+    assert _tensorboard_steps(tmp_path / "tb", key) == [100, 200, 400]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from torch import nn
 from multiq.agents.losses import per_task_mean, q_target, td_loss
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
-from multiq.errors import ConfigError, TaskError
+from multiq.errors import ConfigError, NonFiniteError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
 from multiq.nets import SchemeOptions, build_qnet
 from multiq.replay import NStepSample
@@ -110,6 +111,7 @@ class Learner:
         self.training = Training(task_weights=equal_weights(self.specs))
         self.optimizer: torch.optim.Optimizer | None = None
         self.policy = Policy(self.online, self.popart)
+        self.check_finite = True  # a non-finite loss or gradient raises instead of stepping
         self.configure(self.training)
 
     @property
@@ -224,6 +226,10 @@ class Learner:
         Returns:
             detached tensors: `loss` (scalar), `task_losses` [T_b], `q_mean` [T_b]
             (unnormalised under PopArt), and the balancer's and PopArt's [T_b] metrics.
+
+        Raises:
+            NonFiniteError: the loss or the gradient norm is NaN or infinite (checked with one
+                fused test before the optimiser step, which is then not taken).
         """
         names = list(batch)
         samples = list(batch.values())
@@ -242,8 +248,10 @@ class Learner:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.balancer.backward(task_losses, task_ids, names)
-        params = self.balancer.params
-        torch.nn.utils.clip_grad_norm_(params, self.settings.max_grad_norm, foreach=True)
+        max_norm = self.settings.max_grad_norm
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.balancer.params, max_norm, foreach=True)
+        if self.check_finite and not torch.isfinite(loss.detach() + grad_norm):  # one sync
+            raise NonFiniteError(nonfinite_message(loss, grad_norm, task_losses, names))
         self.optimizer.step()
         self.balancer.after_step()
         q_taken = self._unnormalise(q.detach(), names, task_ids).gather(1, actions[:, None])
@@ -288,6 +296,11 @@ class Learner:
     def diagnostics(self) -> dict[str, dict[str, torch.Tensor]]:
         """The online network's per-task diagnostics (e.g. routing weights), for logging."""
         return self.online.diagnostics()
+
+    def nonfinite_parameters(self) -> list[str]:
+        """Names of the online network's tensors holding a NaN or infinity (empty: all fine)."""
+        with torch.no_grad():
+            return [n for n, t in self.online.state_dict().items() if not t.isfinite().all()]
 
     def sync_target(self, tau: float = 1.0) -> None:
         """Target <- tau * online + (1 - tau) * target (tau = 1: hard copy)."""
@@ -348,6 +361,22 @@ class Learner:
         self.target.load_state_dict(state["target"])
         self.load_balance_state_dict(state)
         self.load_optimizer_state(state.get("optimizer", {}))
+
+
+def nonfinite_message(
+    loss: torch.Tensor, grad_norm: torch.Tensor, task_losses: torch.Tensor, names: Sequence[str]
+) -> str:
+    """Names what was non-finite in an update: the loss (and which tasks'), or the gradient."""
+    losses = task_losses.detach().cpu().tolist()
+    bad = [f"{n} ({v})" for n, v in zip(names, losses, strict=True) if not math.isfinite(v)]
+    if bad:
+        return f"non-finite loss of task(s) {', '.join(bad)} in an update; the step was not taken"
+    if not math.isfinite(float(loss)):
+        return f"non-finite balanced loss ({float(loss)}) of tasks {list(names)} in an update"
+    return (
+        f"non-finite gradient norm ({float(grad_norm)}) in an update of tasks {list(names)} "
+        "(finite losses); the step was not taken"
+    )
 
 
 def equal_weights(names) -> dict[str, float]:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from multiq.fileio import atomic_write
 from multiq.report.metrics import (
     ReportError,
     RunFolderError,
@@ -52,8 +53,20 @@ def plot_curves(run_dir: str | Path, out_path: str | Path | None = None) -> Path
         summary = None
     figure = build_figure(metrics, summary, title=Path(run_dir).resolve().name)
     path = Path(out_path) if out_path is not None else Path(run_dir) / CURVES_FILE
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     return path
+
+
+def save_figure(figure: Figure, path: Path, dpi: int = 120) -> None:
+    """Writes `figure` to `path` atomically (never through a symbolic link at `path`).
+
+    The format follows the file's suffix (`.png`, `.svg`, `.pdf`, ...); PNG without one.
+
+    Raises:
+        RunDirError: the folder is full or cannot be written.
+    """
+    image_format = path.suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda handle: figure.savefig(handle, format=image_format, dpi=dpi))
 
 
 def build_figure(

@@ -19,6 +19,16 @@ CSV_HEADER = list(rundir.CSV_HEADER)
 
 Series = list[tuple[int, float]]
 
+SUMMARY_NUMBER_KEYS = ("env_steps_per_task", "wall_time_s", "env_steps_per_s")
+TASK_NUMBER_KEYS = (
+    "return_mean",
+    "return_std",
+    "episodes",
+    "random_return_mean",
+    "random_return_std",
+)
+DAMAGED = "the file is damaged or not from multiq: run the training again or restore the file"
+
 
 class RunFolderError(MultiqError, FileNotFoundError):
     """A file the report needs is missing from the run folder."""
@@ -43,7 +53,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, Series]:
 
     Raises:
         RunFolderError: there is no metrics.csv in the folder.
-        ReportError: the file's header or a row is malformed.
+        ReportError: the file is not UTF-8 text, or its header or a row is malformed.
     """
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
@@ -51,10 +61,15 @@ def read_metrics(run_dir: str | Path) -> dict[str, Series]:
     series: dict[str, Series] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
-        _check_header(next(reader, None), path)
-        for row in filter(None, reader):
-            key, step, value = _parse_row(row, path, reader.line_num)
-            _append_point(series.setdefault(key, []), step, value)
+        try:
+            _check_header(next(reader, None), path)
+            for row in filter(None, reader):
+                key, step, value = _parse_row(row, path, reader.line_num)
+                _append_point(series.setdefault(key, []), step, value)
+        except UnicodeDecodeError as err:
+            raise ReportError(f"{path} is not UTF-8 text: {err}; {DAMAGED}") from err
+        except csv.Error as err:
+            raise ReportError(f"{path}, line {reader.line_num}: {err}; {DAMAGED}") from err
     return series
 
 
@@ -71,7 +86,8 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
 
     Raises:
         RunFolderError: there is no summary.json in the folder.
-        ReportError: the file is not a JSON object.
+        ReportError: the file is not UTF-8 text or not a JSON object, or an entry the report
+            reads has the wrong type (`tasks` not an object of objects, a number that is not).
     """
     path = Path(run_dir) / SUMMARY_FILE
     if not path.is_file():
@@ -81,10 +97,15 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
         )
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path} is not UTF-8 text: {err}; {DAMAGED}") from err
     except json.JSONDecodeError as err:
-        raise ReportError(f"{path} is not valid JSON: {err}") from err
+        raise ReportError(f"{path} is not valid JSON: {err}; {DAMAGED}") from err
     if not isinstance(summary, dict):
-        raise ReportError(f"{path} must hold a JSON object, got {type(summary).__name__}")
+        raise ReportError(
+            f"{path} must hold a JSON object, got {type(summary).__name__}; {DAMAGED}"
+        )
+    _check_summary(summary, path)
     return summary
 
 
@@ -103,6 +124,19 @@ def task_names(metrics: dict[str, Series]) -> list[str]:
         for key in metrics
         if key.startswith(prefix) and key.endswith(suffix) and len(key) > len(prefix + suffix)
     ]
+
+
+def _check_summary(summary: dict[str, Any], path: Path) -> None:
+    """Refuses entries the report reads with the wrong type, naming the entry."""
+    tasks = summary.get("tasks", {})
+    if not isinstance(tasks, dict) or not all(isinstance(t, dict) for t in tasks.values()):
+        raise ReportError(f"{path}: 'tasks' must map task names to objects; {DAMAGED}")
+    numbers = {key: summary.get(key) for key in SUMMARY_NUMBER_KEYS}
+    for name, task in tasks.items():
+        numbers.update({f"tasks.{name}.{key}": task.get(key) for key in TASK_NUMBER_KEYS})
+    for key, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ReportError(f"{path}: {key} must be a number, got {value!r}; {DAMAGED}")
 
 
 def _check_header(header: list[str] | None, path: Path) -> None:

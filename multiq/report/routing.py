@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from multiq.report.curves import save_figure
 from multiq.report.metrics import Series, read_metrics
 from multiq.rundir import ROUTING_FILE
 
@@ -78,5 +79,5 @@ def plot_routing(run_dir: str | Path, out_path: str | Path | None = None) -> Pat
         return None
     figure = build_routing_figure(weights, title="routing weights")
     path = Path(out_path) if out_path is not None else Path(run_dir) / ROUTING_FILE
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path)
     return path

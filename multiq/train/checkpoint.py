@@ -5,17 +5,18 @@ rebuilds tensors and plain containers; everything else (config, counters, numpy 
 specs) is JSON. Format 2 names its tasks: each task's name, source entry, observation and
 action spaces are saved (`spec_record`), and every weight is keyed by task name, so a model
 loads without building envs and loads by name into another task set. Replay buffers are `.npz`
-files read with `allow_pickle=False`. Each file is written to a
-temporary name in the same folder and moved into place with `os.replace`, so a kill during a
-write leaves the previous file intact.
+files read with `allow_pickle=False`. Each file is written with `multiq.fileio.atomic_write`
+(a temp file in the same folder moved into place with `os.replace`), so a kill or a full disk
+during a write leaves the previous file intact.
+
+A file that loads but holds something odd (metadata that is not a JSON object, an entry the
+caller needs missing) is refused with a `CheckpointError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from multiq.errors import CheckpointError
+from multiq.fileio import atomic_write
 from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, REPLAY_FILE
 
 __all__ = [
@@ -40,21 +42,6 @@ FORMAT = "multiq"
 FORMAT_VERSION = 2  # 2: tasks and weights keyed by task name, task specs saved
 
 
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Calls `write(binary_file)` on a temp file, fsyncs it and renames it to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_tensors(path: Path, kind: str, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
     """Writes `tensors` (nested dicts of tensors and numbers) plus JSON `meta` to `path`."""
     payload = {
@@ -67,25 +54,58 @@ def save_tensors(path: Path, kind: str, meta: dict[str, Any], tensors: dict[str,
     atomic_write(Path(path), lambda f: torch.save(payload, f))
 
 
-def load_tensors(path: Path, kind: str, map_location: str | torch.device = "cpu"):
+def load_tensors(
+    path: Path,
+    kind: str,
+    map_location: str | torch.device = "cpu",
+    required: Sequence[str] = (),
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Reads a file written by `save_tensors`; returns (meta, payload).
 
+    Args:
+        path: the file.
+        kind: what it must hold: "model" or "checkpoint".
+        map_location: where the tensors go.
+        required: names that must be present, each a top-level payload entry (e.g.
+            "online", "learner", "torch_rng") or a meta entry (e.g. "config", "state", "tasks").
+
     Raises:
-        CheckpointError: missing, corrupt, not a multiq file, or of another kind.
+        CheckpointError: missing, corrupt, not a multiq file, of another kind or format
+            version, with metadata that is not a JSON object, or lacking a required entry.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no {kind} file at {path}")
+    payload = _torch_load(path, kind, map_location)
+    _check_header(payload, path, kind)
+    meta = _read_meta(payload, path, kind)
+    missing = [name for name in required if name not in payload and name not in meta]
+    if missing:
+        raise CheckpointError(
+            f"{path} is a multiq {kind} without {', '.join(map(repr, missing))}: the file is "
+            "incomplete or was not written by multiq; restore it from a copy or start a new run"
+        )
+    return meta, payload
+
+
+def _torch_load(path: Path, kind: str, map_location: str | torch.device) -> Any:
+    """`torch.load` with `weights_only=True`: tensors and plain containers, nothing else."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         raise CheckpointError(
             f"{path} is corrupt or not a multiq {kind} ({type(error).__name__}: "
             f"{(str(error).splitlines() or [''])[0][:200]}); "
             "restore it from a copy or start a new run"
         ) from error
+
+
+def _check_header(payload: Any, path: Path, kind: str) -> None:
+    """Refuses a file that is not a multiq file of `kind` in this format version."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a multiq {kind} file")
+        raise CheckpointError(
+            f"{path} is not a multiq {kind} file; give a {kind} file that multiq wrote"
+        )
     if payload.get("kind") != kind:
         raise CheckpointError(f"{path} holds a multiq {payload.get('kind')}, not a {kind}")
     if payload.get("version") == 1:
@@ -98,9 +118,28 @@ def load_tensors(path: Path, kind: str, map_location: str | torch.device = "cpu"
     if payload.get("version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {payload.get('version')}; this multiq reads "
-            f"version {FORMAT_VERSION}"
+            f"version {FORMAT_VERSION}: use the multiq version that wrote it"
         )
-    return json.loads(payload["meta_json"]), payload
+
+
+def _read_meta(payload: Mapping[str, Any], path: Path, kind: str) -> dict[str, Any]:
+    """The payload's `meta_json` entry, which must be a JSON object."""
+    fix = "the file is damaged: restore it from a copy or start a new run"
+    text = payload.get("meta_json")
+    if not isinstance(text, str):
+        raise CheckpointError(f"{path} is a multiq {kind} without its metadata (meta_json); {fix}")
+    try:
+        meta = json.loads(text)
+    except ValueError as error:
+        raise CheckpointError(
+            f"{path}: the {kind}'s metadata (meta_json) is not valid JSON ({error}); {fix}"
+        ) from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: the {kind}'s metadata (meta_json) is a JSON {type(meta).__name__}, "
+            f"not an object; {fix}"
+        )
+    return meta
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -109,9 +148,22 @@ def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Reads an .npz written by `save_arrays` (no pickled objects allowed)."""
+    """Reads an .npz written by `save_arrays` (no pickled objects allowed).
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, or holds pickled objects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no replay file at {path}; restore it from a copy, or resume without it "
+            "(the replay buffers then refill)"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except Exception as error:
-        raise CheckpointError(f"replay file {path} is corrupt or unreadable: {error}") from error
+        raise CheckpointError(
+            f"replay file {path} is corrupt or unreadable ({type(error).__name__}: {error}); "
+            "delete it to resume without the saved replay"
+        ) from error

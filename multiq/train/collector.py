@@ -3,16 +3,24 @@
 It owns the envs of the active tasks only. Per vector step, one batched forward of the policy
 chooses every env's action, the envs of the tasks the task schedule picks step, and their
 transitions go to each task's buffer. It never updates a network.
+
+Its state (`record`) makes a resume exact: each env's episode seed and the actions since
+(replayed on `restore`), the episode statistics the task schedule reads, the step allocator's
+credit and the current observations. A non-finite observation or reward stops the run before it
+reaches the replay.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
 from multiq.agents.policy import Policy
 from multiq.envs import MultiTaskEnvs
+from multiq.errors import EnvError, NonFiniteError
 from multiq.mtl.schedules import StepAllocator, TaskStats
 from multiq.replay import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
@@ -29,6 +37,8 @@ class Collector:
         replay: holds a buffer for each active task.
         policy: what acts.
         rng: exploration noise.
+        restarts: envs rebuilt per task after raising before an env error stops the run.
+        record: a saved `record()` to continue from instead of resetting the envs.
     """
 
     def __init__(
@@ -39,20 +49,35 @@ class Collector:
         replay: MultiTaskReplay,
         policy: Policy,
         rng: np.random.Generator,
+        restarts: int = 0,
+        record: Mapping[str, Any] | None = None,
     ):
         self.names = [t.name for t in tasks]
         self.n_envs = n_envs
         self.replay, self.policy, self.rng = replay, policy, rng
-        self.envs = MultiTaskEnvs(tasks, n_envs, seed)
+        self.seed = int(record["seed"]) if record is not None else seed
+        self.envs = MultiTaskEnvs(tasks, n_envs, self.seed, restarts=restarts)
         self.allocator = StepAllocator(len(tasks))
         self.obs = self.envs.reset()
+        if record is not None:
+            self._restore(record)
 
     def step(self, epsilon: float, shares: np.ndarray, state: TrainState) -> None:
-        """One vector step of the tasks the shares pick; counts their env steps in `state`."""
+        """One vector step of the tasks the shares pick; counts their env steps in `state`.
+
+        Raises:
+            EnvError: an env raised (restarts used up); nothing of this step is recorded.
+            NonFiniteError: an env returned a NaN or infinite observation or reward.
+        """
+        credit = self.allocator.credit.copy()
         active = self.allocator.active(shares)
         stepped = [n for n, a in zip(self.names, active, strict=True) if a]
         actions = self.policy.act(self.obs, epsilon, self.rng)
-        step = self.envs.step(actions, stepped)
+        try:
+            step = self.envs.step(actions, stepped)
+        except (EnvError, NonFiniteError) as error:
+            self.allocator.credit = credit
+            raise type(error)(f"{error} (at env step {state.env_steps})") from error
         for name in stepped:
             self.replay.buffers[name].add(
                 self.obs[name], actions[name], step.rewards[name], step.obs[name],
@@ -78,6 +103,28 @@ class Collector:
 
     def recent_returns(self) -> dict[str, float]:
         return self.envs.recent_returns()
+
+    def restarts(self) -> dict[str, int]:
+        """Task name -> envs rebuilt after raising (`on_env_error: restart`)."""
+        return self.envs.restarts()
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def record(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON meta, tensors) of the collector's state: what `restore` needs."""
+        meta = {
+            "seed": self.seed,
+            "tasks": list(self.names),
+            "envs": self.envs.record(),
+            "credit": self.allocator.credit.tolist(),
+        }
+        tensors = {name: torch.from_numpy(np.array(obs)) for name, obs in self.obs.items()}
+        return meta, tensors
+
+    def _restore(self, record: Mapping[str, Any]) -> None:
+        expected = {name: np.asarray(obs) for name, obs in record["obs"].items()}
+        self.obs = self.envs.restore(record["envs"], expected)
+        self.allocator.credit = np.array(record["credit"], dtype=np.float64)
 
     def close(self) -> None:
         self.envs.close()

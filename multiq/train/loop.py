@@ -10,6 +10,8 @@ each under ``uniform``). Tasks outside the phase neither step nor get samples.
 from __future__ import annotations
 
 import json
+import logging
+import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,10 +23,10 @@ from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
 from multiq.config import Config
-from multiq.errors import ConfigError
+from multiq.errors import ConfigError, MultiqError, NonFiniteError
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
-from multiq.rundir import CONFIG_FILE, SUMMARY_FILE
+from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
 from multiq.tracking import Tracker
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
@@ -32,6 +34,9 @@ from multiq.train.collector import Collector
 from multiq.train.phase import Phase
 from multiq.train.recorder import Recorder
 from multiq.train.state import TrainState
+from multiq.train.stop import Interrupted, StopRequests
+
+log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.5
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
@@ -60,6 +65,20 @@ def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
     return {n: w / total for n, w in raw.items()}
 
 
+def handled(error: BaseException) -> BaseException:
+    """Marks an error the trainer has already checkpointed (or refused to) and explained."""
+    error.handled = True
+    return error
+
+
+def signal_name(number: int | None) -> str:
+    """`SIGINT` for 2, ... ("a signal" when unknown)."""
+    try:
+        return signal.Signals(number).name
+    except (TypeError, ValueError):
+        return "a signal"
+
+
 def build_terms(phase: Phase, teachers: Mapping[str, Policy]) -> list[DistillTerm]:
     """The phase's extra loss terms, with their teacher policies."""
     terms = []
@@ -84,6 +103,8 @@ class Trainer:
         callbacks: SB3-style callbacks.
         replay_arrays: a saved replay to load.
         summary_extra: more summary.json sections (e.g. ``transfer``), read when it is written.
+        collector_record: a saved `Collector.record` (resume): the current phase's envs continue
+            from it instead of starting new episodes.
     """
 
     def __init__(
@@ -99,6 +120,7 @@ class Trainer:
         callbacks: Callback | list[Callback] | None = None,
         replay_arrays: dict[str, np.ndarray] | None = None,
         summary_extra: Mapping[str, Any] | None = None,
+        collector_record: Mapping[str, Any] | None = None,
     ):
         self.cfg, self.learner = cfg, learner
         self.run_dir = Path(run_dir)
@@ -115,6 +137,11 @@ class Trainer:
         )
         self.collector: Collector | None = None
         self.recorder: Recorder | None = None
+        self.shares: np.ndarray | None = None  # the task schedule's current shares
+        self._collector_record = collector_record
+        self._stop = StopRequests()
+        self.checkpoint_step: int | None = None  # env step of the last checkpoint written
+        self._poisoned = False  # a non-finite update: the weights must not be saved
 
     @property
     def tasks(self):
@@ -128,28 +155,78 @@ class Trainer:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self, evaluate: bool = True) -> dict[str, Any]:
-        """Runs the phases from the current one; returns the summary (empty if not evaluated)."""
+        """Runs the phases from the current one; returns the summary (empty if not evaluated).
+
+        SIGINT/SIGTERM stop it at the next consistent point with a checkpoint (`Interrupted`);
+        an env error or a non-finite observation saves a checkpoint of the last consistent
+        state; a non-finite loss or gradient keeps the last good checkpoint untouched.
+        """
         cfg, state = self.cfg, self.state
         cfg.to_yaml(self.run_dir / CONFIG_FILE)
         total = sum(p.steps_per_task for p in self.phases)
         tracker = Tracker(
             self.run_dir, list(self.learner.specs), total,
             tensorboard=cfg.tensorboard, progress_bar=cfg.progress_bar,
-            start_step=state.env_steps,
+            start_step=state.env_steps, start_wall_s=state.wall_time_s,
         )  # fmt: skip
         self.recorder = Recorder(tracker, state, cfg.seed + EVAL_SEED_OFFSET)
-        self.callback.on_training_start(self)
         try:
-            while self.phase is not None:
-                if not self._run_phase(self.phase, evaluate):
-                    break
-        except KeyboardInterrupt:
-            self.save_checkpoint()  # so that `multiq train --resume` continues from here
+            with self._stop:
+                if not (self.run_dir / CHECKPOINT_FILE).is_file():
+                    self.checkpoint()  # a run stopped at any point leaves a usable checkpoint
+                self.callback.on_training_start(self)
+                while self.phase is not None:
+                    if not self._run_phase(self.phase, evaluate):
+                        break
+                return self._finish(evaluate)
+        except NonFiniteError as error:  # e.g. the weights checked before a save
+            if getattr(error, "handled", False):
+                raise
+            raise handled(self._kept(error)) from error
+        except Exception as error:
+            if getattr(error, "handled", False):
+                raise
+            raise self._saved(error) from error
+        finally:
             tracker.close()
-            raise
-        summary = self._finish(evaluate)
-        tracker.close()
-        return summary
+
+    def checkpoint(self) -> None:
+        """Writes a checkpoint of the run as it stands."""
+        self.save_checkpoint()
+        self.checkpoint_step = self.state.env_steps
+
+    def _where(self) -> str:
+        return f"env step {self.state.env_steps} (update {self.state.updates})"
+
+    def _resume_hint(self) -> str:
+        return f"resume with `multiq train --resume {self.run_dir}`"
+
+    def _saved(self, error: BaseException) -> BaseException:
+        """After an error at a consistent point: saves a checkpoint and says so."""
+        try:
+            self.checkpoint()
+        except Exception as failure:  # e.g. a full disk: keep the first error
+            log.error("no checkpoint could be written after the error: %s", failure)
+            return error
+        note = f"a checkpoint of {self._where()} was saved in {self.run_dir}: {self._resume_hint()}"
+        if isinstance(error, MultiqError):
+            return type(error)(f"{error}; {note}")
+        log.error("%s: %s", type(error).__name__, note)
+        return error
+
+    def _kept(self, error: NonFiniteError) -> NonFiniteError:
+        """After a non-finite update: the last good checkpoint stays as it is."""
+        if self.checkpoint_step is None:
+            kept = "no checkpoint was written"
+        else:
+            kept = (
+                f"the last good checkpoint ({self.run_dir / CHECKPOINT_FILE}, env step "
+                f"{self.checkpoint_step}) is kept and not overwritten"
+            )
+        return NonFiniteError(
+            f"{error} at {self._where()}; training stopped and {kept}. Try a lower "
+            "learning_rate or max_grad_norm, or check the task's rewards"
+        )
 
     def _run_phase(self, phase: Phase, evaluate: bool) -> bool:
         """Runs one phase to its budget; False when a callback stopped training."""
@@ -157,13 +234,20 @@ class Trainer:
         specs = [learner.specs[n] for n in phase.tasks]
         self.recorder.tracker.task_names = list(phase.tasks)  # the progress bar shows these
         self._start_phase(phase, specs, evaluate)
+        record, self._collector_record = self._collector_record, None
+        if record is not None and list(record["tasks"]) != list(phase.tasks):
+            record = None  # saved in another phase
+        restarts = cfg.env_restarts if cfg.on_env_error == "restart" else 0
         self.collector = Collector(
-            specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay, learner.policy, self.rng
-        )
+            specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay, learner.policy,
+            self.rng, restarts, record,
+        )  # fmt: skip
+        self.shares = np.array(record["shares"]) if record and "shares" in record else None
         try:
             finished = self._train(phase, evaluate)
         finally:
             self.collector.close()
+            self.collector = None
         if finished:
             self._end_phase(phase, evaluate)
         return finished
@@ -201,22 +285,34 @@ class Trainer:
 
     def _train(self, phase: Phase, evaluate: bool) -> bool:
         """Steps, updates, logs and evaluates until the phase's budget; False if stopped."""
+        try:
+            return self._train_steps(phase, evaluate)
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except NonFiniteError as error:
+            raise handled(self._kept(error) if self._poisoned else self._saved(error)) from error
+        except Exception as error:
+            raise handled(self._saved(error)) from error
+
+    def _train_steps(self, phase: Phase, evaluate: bool) -> bool:
         cfg, state, learner = self.cfg, self.state, self.learner
         collector, budget = self.collector, phase.steps_per_task
         update_every = cfg.train_freq * cfg.n_envs * len(phase.tasks)  # env steps of all tasks
         started, start_steps, last_progress = time.perf_counter(), self._phase_total(), 0.0
         last_time, sps = started, 0.0
-        shares = self._shares()
+        if self.shares is None:
+            self.shares = self._shares()
+        self._poisoned = False
         while state.phase_env_steps < budget:
             learning = state.phase_env_steps >= state.learning_starts_at
             epsilon = linear_epsilon(cfg, state.phase_env_steps, budget) if learning else 1.0
             before, all_before = state.env_steps, self._phase_total()
-            collector.step(epsilon, shares, state)
+            collector.step(epsilon, self.shares, state)
             all_steps = self._phase_total()
             if crossed(all_steps, all_steps - all_before, update_every):
-                shares = self._shares()
+                self.shares = self._shares()
                 if learning:
-                    self._update(phase, shares)
+                    self._update(phase, self.shares)
             if crossed(state.phase_env_steps, state.env_steps - before, cfg.target_update_interval):
                 learner.sync_target(cfg.tau)
             now = time.perf_counter()
@@ -227,10 +323,31 @@ class Trainer:
             if now - last_progress > PROGRESS_EVERY_S:
                 self.recorder.tracker.progress(state.env_steps, sps, collector.recent_returns())
                 last_progress = now
+            if self._stop.requested:
+                self._interrupt()
             if not self.callback.on_step(self):
                 return False
         self.recorder.tracker.progress(state.env_steps, sps, collector.recent_returns())
         return True
+
+    def _interrupt(self) -> None:
+        """Saves a checkpoint at this consistent point and raises Interrupted."""
+        self.checkpoint()
+        raise Interrupted(
+            f"stopped by {signal_name(self._stop.signal_number)} at {self._where()}; "
+            f"a checkpoint was saved in {self.run_dir}: {self._resume_hint()}",
+            self._stop.signal_number,
+        )
+
+    def collector_record(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(meta, tensors) of the live collector and the schedule's shares; None between
+        phases."""
+        if self.collector is None:
+            return None
+        meta, tensors = self.collector.record()
+        if self.shares is not None:
+            meta["shares"] = np.asarray(self.shares, dtype=np.float64).tolist()
+        return meta, tensors
 
     def _phase_total(self) -> int:
         return sum(self.state.phase_task_env_steps.values())
@@ -249,7 +366,11 @@ class Trainer:
         by_name = dict(zip(phase.tasks, counts.tolist(), strict=True))
         self.learner.set_progress(state.phase_env_steps / phase.steps_per_task)
         for _ in range(cfg.gradient_steps):
-            metrics = self.learner.update(self.replay.sample(by_name, self.rng))
+            try:
+                metrics = self.learner.update(self.replay.sample(by_name, self.rng))
+            except NonFiniteError:
+                self._poisoned = True
+                raise
             self.recorder.add_update(metrics, by_name)
             state.updates += 1
 
@@ -267,7 +388,7 @@ class Trainer:
         if evaluate and crossed(steps, increment, cfg.eval_freq):
             self._evaluate()
         if crossed(steps, increment, cfg.checkpoint_freq):
-            self.save_checkpoint()
+            self.checkpoint()
 
     def _log_training(self, epsilon: float, sps: float) -> None:
         diagnostics = self.learner.diagnostics()
@@ -292,7 +413,7 @@ class Trainer:
         if evaluate and self.state.last_eval_step != self.state.env_steps:
             self._evaluate()  # a run stopped early by a callback still ends with an evaluation
         self.callback.on_training_end(self)
-        self.save_checkpoint()
+        self.checkpoint()
         if not evaluate:
             return {}
         summary = self.summary()

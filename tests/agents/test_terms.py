@@ -205,7 +205,7 @@ def test_joint_transfer_weights_sources_by_mean_and_target_by_lambda(tmp_path):
     tiny = dict(
         hidden_size=16,
         buffer_size=2_000,
-        learning_starts=100,
+        learning_starts=20,
         batch_size=8,
         eval_episodes=2,
         total_steps_per_task=40,

@@ -113,3 +113,20 @@ def test_write_report(tmp_path: Path) -> None:
 def test_write_report_needs_summary(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no summary.json"):
         write_report(_write_run(tmp_path, summary=False))
+
+
+def test_plot_curves_replaces_a_link_instead_of_writing_through_it(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path)
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (run_dir / "curves.png").symlink_to(target)
+    path = plot_curves(run_dir)
+    assert not path.is_symlink() and path.read_bytes().startswith(PNG_MAGIC)
+    assert target.read_text() == "keep me"
+
+
+def test_plot_curves_format_follows_the_suffix(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path)
+    path = plot_curves(run_dir, tmp_path / "curves.svg")
+    assert b"<svg" in path.read_bytes()[:1000]
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

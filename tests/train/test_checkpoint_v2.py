@@ -255,8 +255,9 @@ def test_load_by_name_keeps_the_q_values_of_every_kept_task(tmp_path, scheme, ta
             assert torch.equal(after[name], before[name]), f"{scheme}: {name}'s Q-values changed"
 
 
-class Killed(Exception):
-    """A crash (or SIGKILL) in the middle of training: nothing after it runs."""
+class Killed(BaseException):
+    """SIGKILL in the middle of training: nothing after it runs (a BaseException, which the
+    trainer does not catch, unlike an Exception, after which it saves a checkpoint)."""
 
 
 class KillAt(Callback):
