@@ -22,7 +22,7 @@ from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
-from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights
+from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights, is_out_of_memory
 from multiq.train.phase import Phase
 from multiq.train.specs import specs_from_record, specs_to_record
 from multiq.train.state import TrainState
@@ -96,7 +96,15 @@ class MultiTaskDQN:
         settings = LearnerSettings(
             **{f.name: getattr(self.config, f.name) for f in dataclasses.fields(LearnerSettings)}
         )
-        self.learner = Learner(specs, settings, self.device)
+        try:
+            self.learner = Learner(specs, settings, self.device)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            raise ConfigError(
+                f"the networks do not fit in memory (hidden_size={self.config.hidden_size}, "
+                f"{len(specs)} tasks, device {self.device}): lower hidden_size"
+            ) from error
         self._check_task_weights()
         # the config's weights now, so that a balancer that refuses them says so at once
         self.learner.configure(Training(task_weights=config_weights(self.config, self.task_names)))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
@@ -63,6 +64,16 @@ def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
     if total <= 0:
         raise ConfigError(f"the task weights of {list(names)} sum to 0: give one a weight > 0")
     return {n: w / total for n, w in raw.items()}
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation failure (host or GPU memory)."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and (
+        "out of memory" in text or "not enough memory" in text
+    )
 
 
 def handled(error: BaseException) -> BaseException:
@@ -292,6 +303,11 @@ class Trainer:
         except NonFiniteError as error:
             raise handled(self._kept(error) if self._poisoned else self._saved(error)) from error
         except Exception as error:
+            if is_out_of_memory(error):
+                error = MultiqError(
+                    f"out of memory at {self._where()} ({type(error).__name__}: "
+                    f"{str(error)[:200]}): lower batch_size, hidden_size, n_envs or buffer_size"
+                )
             raise handled(self._saved(error)) from error
 
     def _train_steps(self, phase: Phase, evaluate: bool) -> bool:
