@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 from multiq import make_taskset
-from multiq.envs import EpisodeTracker, MultiTaskEnvs
+from multiq.envs import EpisodeTracker, MultiTaskEnvs, TaskEnvs
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +125,36 @@ def test_episode_tracker_ignores_rewards_of_invalid_steps():
     assert tracker.running.tolist() == [0.0, 0.0]
     assert tracker.recent_mean() == 5.5
     assert np.isnan(EpisodeTracker(1).recent_mean())
+
+
+@pytest.mark.parametrize("entry", ["classic:MountainCar", "minatar:Seaquest", "atari:Pacman"])
+def test_recorded_envs_are_restored_exactly_and_continue_identically(entry):
+    spec = list(make_taskset(entry))[0]
+    make = partial(spec.make_env, evaluation=False)
+    envs, rng = TaskEnvs(spec.name, make, 2), np.random.default_rng(0)
+    obs = envs.reset([5, 6])
+    for _ in range(400):
+        obs = envs.step(rng.integers(0, spec.num_actions, 2))[0]
+    record = envs.record()
+    restored = TaskEnvs(spec.name, make, 2)
+    restored.reset([0, 0])
+    assert np.array_equal(restored.restore(record, obs), obs)
+    for actions in rng.integers(0, spec.num_actions, (300, 2)):
+        expected, got = envs.step(actions), restored.step(actions)
+        for a, b in zip(expected, got, strict=True):
+            assert np.array_equal(a, b)
+    assert max(restored.episode_index) >= 1  # episodes ended and were reseeded
+
+
+def test_an_env_that_cannot_be_restored_starts_a_new_episode(caplog):
+    spec = list(make_taskset("classic:CartPole"))[0]
+    envs = TaskEnvs(spec.name, partial(spec.make_env, evaluation=False), 1)
+    obs = envs.reset([1])
+    obs = envs.step(np.array([0]))[0]
+    record = envs.record()
+    restored = TaskEnvs(spec.name, partial(spec.make_env, evaluation=False), 1)
+    with caplog.at_level("WARNING", logger="multiq"):
+        got = restored.restore(record, obs + 1.0)  # not what the replay gives
+    assert "could not be restored exactly" in caplog.text
+    assert restored.episode_index == [1] and restored.actions == [[]]
+    assert got.shape == obs.shape
