@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tmpfs import mounted_tmpfs
 
 from multiq.errors import RunDirError
 from multiq.fileio import atomic_write, atomic_write_text
@@ -20,23 +19,6 @@ from multiq.tracking import Tracker
 from multiq.train import checkpoint as ckpt
 
 BIG = {"online": {"w": torch.zeros(64 * 1024)}}  # 256 KiB of weights
-
-
-@contextlib.contextmanager
-def _tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of `size` mounted at `folder`; skips the test where mounting is not allowed."""
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def _assert_full_disk_error(error: RunDirError, path: Path) -> None:
@@ -54,7 +36,7 @@ def _names(folder: Path) -> set[str]:
 
 
 def test_checkpoint_bigger_than_the_disk(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mnt", "64k") as disk:
+    with mounted_tmpfs(tmp_path / "mnt", "64k") as disk:
         path = disk / "checkpoint.pt"
         ckpt.save_tensors(path, "checkpoint", {"round": 1}, {"online": {"w": torch.ones(4)}})
         with pytest.raises(RunDirError) as info:
@@ -66,7 +48,7 @@ def test_checkpoint_bigger_than_the_disk(tmp_path: Path) -> None:
 
 
 def test_replay_bigger_than_the_disk(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mnt", "64k") as disk:
+    with mounted_tmpfs(tmp_path / "mnt", "64k") as disk:
         path = disk / "replay.npz"
         ckpt.save_arrays(path, {"a": np.arange(3)})
         with pytest.raises(RunDirError) as info:
@@ -77,7 +59,7 @@ def test_replay_bigger_than_the_disk(tmp_path: Path) -> None:
 
 
 def test_metrics_row_on_a_full_disk(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mnt", "64k") as disk:
+    with mounted_tmpfs(tmp_path / "mnt", "64k") as disk:
         tracker = Tracker(disk, ["A"], 100, tensorboard=False, progress_bar=False)
         with open(disk / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
             while True:  # fill the disk

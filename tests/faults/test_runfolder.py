@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from tmpfs import mounted_tmpfs
 
 import multiq
 import multiq.rundir
@@ -53,23 +54,6 @@ def _holder_process(run_dir: Path) -> Iterator[subprocess.Popen]:
     finally:
         process.kill()
         process.wait(timeout=30)
-
-
-@contextlib.contextmanager
-def _tmpfs(folder: Path, size: str = "1m") -> Iterator[Path]:
-    """A small tmpfs mounted at `folder`; skips the test where mounting is not allowed."""
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace')}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 # --- the lock -------------------------------------------------------------------------------
@@ -180,7 +164,7 @@ def test_read_only_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_read_only_mount_is_refused(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mnt") as mount:
+    with mounted_tmpfs(tmp_path / "mnt") as mount:
         run_dir = mount / "run"
         with RunFolder(run_dir):
             atomic_write_text(run_dir / "summary.json", "{}")
