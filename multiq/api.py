@@ -22,7 +22,13 @@ from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
-from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights, is_out_of_memory
+from multiq.train.loop import (
+    EVAL_SEED_OFFSET,
+    Trainer,
+    config_changes,
+    config_weights,
+    is_out_of_memory,
+)
 from multiq.train.phase import Phase
 from multiq.train.specs import specs_from_record, specs_to_record
 from multiq.train.state import TrainState
@@ -32,7 +38,6 @@ REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the c
 REPLAY_RUN_KEY = "run_id"  # stored in replay.npz: a replay of another run is refused
 MODEL_KEYS = ("online", "config", "tasks")  # what a model.pt must hold
 CHECKPOINT_KEYS = (*MODEL_KEYS, "learner", "torch_rng", "state")  # what a checkpoint.pt must hold
-CONFIG_KEYS_A_RESUME_CHANGES = ("total_steps_per_task", "device")
 log = logging.getLogger(__name__)
 
 
@@ -116,6 +121,7 @@ class MultiTaskDQN:
         self.run_info: dict[str, Any] = {}  # extra summary.json sections (e.g. "transfer")
         self._replay_arrays: dict[str, np.ndarray] | None = None
         self._collector_record: dict[str, Any] | None = None  # envs' state saved by a checkpoint
+        self._checkpointed_config: dict[str, Any] | None = None  # the config of RUN/checkpoint.pt
         self.trainer: Trainer | None = None
         self.summary: dict[str, Any] = {}
 
@@ -259,7 +265,7 @@ class MultiTaskDQN:
             self.trainer = Trainer(
                 self.config, self.learner, self.run_dir, self.state, self.rng, self.phases,
                 self.save_checkpoint, self.teachers, callbacks, self._replay_arrays, self.run_info,
-                self._collector_record,
+                self._collector_record, self._checkpointed_config,
             )  # fmt: skip
             self._replay_arrays = self._collector_record = None
         else:  # a further learn() call continues with the same replay buffers
@@ -510,6 +516,7 @@ class MultiTaskDQN:
         model.state = TrainState.from_dict(meta["state"])
         model.phases = [Phase.from_dict(p) for p in meta.get("phases", [])]
         model.run_info = dict(meta.get("run_info", {}))
+        model._checkpointed_config = config.to_dict()
         if "collector" in meta:
             obs = {n: t.numpy() for n, t in payload.get("collector_obs", {}).items()}
             model._collector_record = {**meta["collector"], "obs": obs}
@@ -580,11 +587,7 @@ def _check_belongs(run_dir: Path, meta: Mapping[str, Any], config: Config) -> No
         )
     on_disk = Config.from_yaml(run_dir / CONFIG_FILE).to_dict()
     saved = config.to_dict()
-    changed = sorted(
-        key
-        for key in saved
-        if key not in CONFIG_KEYS_A_RESUME_CHANGES and on_disk.get(key) != saved[key]
-    )
+    changed = config_changes(saved, on_disk)
     if changed:
         shown = ", ".join(f"{k}: {on_disk.get(k)!r} (checkpoint {saved[k]!r})" for k in changed)
         raise CheckpointError(

@@ -66,6 +66,18 @@ def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
     return {n: w / total for n, w in raw.items()}
 
 
+CONFIG_KEYS_A_RESUME_CHANGES = ("total_steps_per_task", "device")
+
+
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Config keys whose values differ, leaving out those a resume may change."""
+    return sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in CONFIG_KEYS_A_RESUME_CHANGES and saved.get(key) != current.get(key)
+    )
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """True for an allocation failure (host or GPU memory)."""
     if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
@@ -116,6 +128,7 @@ class Trainer:
         summary_extra: more summary.json sections (e.g. ``transfer``), read when it is written.
         collector_record: a saved `Collector.record` (resume): the current phase's envs continue
             from it instead of starting new episodes.
+        checkpointed_config: the config of the checkpoint in `run_dir` (resume), if known.
     """
 
     def __init__(
@@ -132,6 +145,7 @@ class Trainer:
         replay_arrays: dict[str, np.ndarray] | None = None,
         summary_extra: Mapping[str, Any] | None = None,
         collector_record: Mapping[str, Any] | None = None,
+        checkpointed_config: Mapping[str, Any] | None = None,
     ):
         self.cfg, self.learner = cfg, learner
         self.run_dir = Path(run_dir)
@@ -152,6 +166,7 @@ class Trainer:
         self._collector_record = collector_record
         self._stop = StopRequests()
         self.checkpoint_step: int | None = None  # env step of the last checkpoint written
+        self.checkpointed_config = dict(checkpointed_config) if checkpointed_config else None
         self._poisoned = False  # a non-finite update: the weights must not be saved
 
     @property
@@ -183,7 +198,7 @@ class Trainer:
         self.recorder = Recorder(tracker, state, cfg.seed + EVAL_SEED_OFFSET)
         try:
             with self._stop:
-                if not (self.run_dir / CHECKPOINT_FILE).is_file():
+                if self._checkpoint_is_stale():
                     self.checkpoint()  # a run stopped at any point leaves a usable checkpoint
                 self.callback.on_training_start(self)
                 while self.phase is not None:
@@ -205,6 +220,14 @@ class Trainer:
         """Writes a checkpoint of the run as it stands."""
         self.save_checkpoint()
         self.checkpoint_step = self.state.env_steps
+        self.checkpointed_config = self.cfg.to_dict()
+
+    def _checkpoint_is_stale(self) -> bool:
+        """No checkpoint yet, or it holds another config than the config.yaml just written
+        (e.g. after `add_task`): a resume would refuse the pair, so a new one is written."""
+        if not (self.run_dir / CHECKPOINT_FILE).is_file() or self.checkpointed_config is None:
+            return True
+        return bool(config_changes(self.checkpointed_config, self.cfg.to_dict()))
 
     def _where(self) -> str:
         return f"env step {self.state.env_steps} (update {self.state.updates})"

@@ -169,3 +169,32 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, tasks, schedule):
             assert torch.equal(tensor, got[key][name]), f"{key}.{name} differs"
     assert resumed.summary["tasks"] == whole.summary["tasks"]
     assert resumed.state.updates == whole.state.updates
+
+
+class Killed(BaseException):
+    """SIGKILL stand-in: nothing after it runs (the trainer catches Exceptions, not this)."""
+
+
+class KillAt(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer) -> bool:
+        if trainer.state.env_steps >= self.step:
+            raise Killed
+        return True
+
+
+def test_a_kill_right_after_add_task_resumes_into_the_new_phase(tmp_path):
+    model = MultiTaskDQN("gym:CartPole-v1", run_dir=tmp_path, **SMALL)
+    model.learn(300)
+    model.add_task("classic:Acrobot")
+    with pytest.raises(Killed):  # before any periodic checkpoint of the new phase
+        model.learn(300, callbacks=KillAt(350))
+    resumed = MultiTaskDQN.resume(tmp_path)  # config.yaml names Acrobot: so does the checkpoint
+    assert resumed.task_names == ["CartPole", "Acrobot"]
+    resumed.learn()
+    assert [p["tasks"] for p in resumed.summary["phases"]] == [
+        ["CartPole"],
+        ["CartPole", "Acrobot"],
+    ]
