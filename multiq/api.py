@@ -13,8 +13,8 @@ import torch
 
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
-from multiq.config import Config
-from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError
+from multiq.config import Config, config_changes
+from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
 from multiq.tasks import make_taskset, task_entries
@@ -22,13 +22,7 @@ from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
-from multiq.train.loop import (
-    EVAL_SEED_OFFSET,
-    Trainer,
-    config_changes,
-    config_weights,
-    is_out_of_memory,
-)
+from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights
 from multiq.train.phase import Phase
 from multiq.train.specs import specs_from_record, specs_to_record
 from multiq.train.state import TrainState

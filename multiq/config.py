@@ -472,6 +472,19 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
     return f"invalid YAML in {source}{where}: {problem}"
 
 
+KEYS_A_RESUME_CHANGES = ("total_steps_per_task", "device")
+
+
+def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ between two `Config.to_dict()`s, leaving out those a resume
+    may change (`KEYS_A_RESUME_CHANGES`)."""
+    return sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in KEYS_A_RESUME_CHANGES and saved.get(key) != current.get(key)
+    )
+
+
 # --- overrides ----------------------------------------------------------------------------------
 
 

@@ -27,3 +27,11 @@ class NonFiniteError(MultiqError):
 
 class EnvError(MultiqError):
     """An environment raised while training; the message names the task and the env step."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocation failure: MemoryError, or torch's host or GPU out-of-memory."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
+    )

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
-from multiq.config import Config
-from multiq.errors import ConfigError, MultiqError, NonFiniteError
+from multiq.config import Config, config_changes
+from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_memory
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
@@ -64,28 +63,6 @@ def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
     if total <= 0:
         raise ConfigError(f"the task weights of {list(names)} sum to 0: give one a weight > 0")
     return {n: w / total for n, w in raw.items()}
-
-
-CONFIG_KEYS_A_RESUME_CHANGES = ("total_steps_per_task", "device")
-
-
-def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Config keys whose values differ, leaving out those a resume may change."""
-    return sorted(
-        key
-        for key in set(saved) | set(current)
-        if key not in CONFIG_KEYS_A_RESUME_CHANGES and saved.get(key) != current.get(key)
-    )
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """True for an allocation failure (host or GPU memory)."""
-    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and (
-        "out of memory" in text or "not enough memory" in text
-    )
 
 
 def handled(error: BaseException) -> BaseException:

@@ -52,6 +52,7 @@ class StopRequests:
         )
 
     def __enter__(self) -> StopRequests:
+        self.signal_number = None  # a new run: an earlier stop request is spent
         if threading.current_thread() is threading.main_thread():
             for number in SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)
