@@ -14,6 +14,7 @@ import torch
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config, config_changes
+from multiq.continual import prepare_sequence
 from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
@@ -29,6 +30,7 @@ from multiq.train.state import TrainState
 from multiq.transfer import prepare_transfer
 
 REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
+ADD_TASK_TRAINING = ("all", "new")  # what trains when tasks join a trained agent
 REPLAY_RUN_KEY = "run_id"  # stored in replay.npz: a replay of another run is refused
 MODEL_KEYS = ("online", "config", "tasks")  # what a model.pt must hold
 CHECKPOINT_KEYS = (*MODEL_KEYS, "learner", "torch_rng", "state")  # what a checkpoint.pt must hold
@@ -224,6 +226,12 @@ class MultiTaskDQN:
         """
         current = self.phases[-1] if self.phases else None
         unfinished = current is not None and self.state.phase_index < len(self.phases)
+        planned = len(self.phases) - self.state.phase_index
+        if planned > 1 and (steps is not None or tasks is not None):
+            raise ConfigError(
+                f"this run has {planned} phases still to train (e.g. a continual sequence): "
+                "call learn() without a budget or tasks to train them"
+            )
         if steps is None:
             steps = current.steps_per_task if unfinished else self.config.total_steps_per_task
         if tasks is None and unfinished:
@@ -246,12 +254,11 @@ class MultiTaskDQN:
         self.add_phase(Phase(name, tuple(names), steps))
 
     def add_phase(self, phase: Phase) -> None:
-        """Appends a phase to the run (recipes such as transfer build theirs this way)."""
-        unknown = sorted(set(phase.tasks) - set(self.task_names))
+        """Appends a phase to the run; phases train in order (recipes such as transfer and
+        continual sequences plan theirs this way)."""
+        unknown = sorted(set(phase.learned_tasks) - set(self.task_names))
         if unknown:
             raise TaskError(f"phase {phase.name!r} names tasks the agent does not hold: {unknown}")
-        if self.state.phase_index < len(self.phases) and self.phases:
-            raise ConfigError("the current phase has not finished; a new phase comes after it")
         self.phases.append(phase)
 
     def _trainer(self, callbacks) -> Trainer:
@@ -259,13 +266,17 @@ class MultiTaskDQN:
             self.trainer = Trainer(
                 self.config, self.learner, self.run_dir, self.state, self.rng, self.phases,
                 self.save_checkpoint, self.teachers, callbacks, self._replay_arrays, self.run_info,
-                self._collector_record, self._checkpointed_config,
+                self._collector_record, self._checkpointed_config, self._phase_end_action,
             )  # fmt: skip
             self._replay_arrays = self._collector_record = None
         else:  # a further learn() call continues with the same replay buffers
             self.trainer.cfg, self.trainer.phases = self.config, self.phases
             self.trainer.callback = as_callback(callbacks)
         return self.trainer
+
+    def _phase_end_action(self, action: Mapping[str, Any], trainer: Trainer) -> None:
+        """Runs one of a finished phase's `end_actions` (`PHASE_END_ACTIONS`)."""
+        PHASE_END_ACTIONS[action["kind"]](self, action, trainer)
 
     def copy_weights_from(self, other: MultiTaskDQN) -> None:
         """Takes another model's network, balancer and PopArt state (same tasks and shape)."""
@@ -275,7 +286,8 @@ class MultiTaskDQN:
         """Keeps a frozen copy of `model`'s network as a distillation teacher."""
         policy = Policy.snapshot(model.learner.online, model.learner.popart)
         self.teachers[teacher_id] = policy
-        self.teacher_records[teacher_id] = model.model_record()
+        meta, tensors = model.model_record()
+        self.teacher_records[teacher_id] = (meta, _cloned(tensors))  # not the live weights
         return policy
 
     # --- inference ---------------------------------------------------------------------------
@@ -548,6 +560,74 @@ class MultiTaskDQN:
             the model, with the transfer phase planned: call `learn()`.
         """
         return prepare_transfer(cls, source, tasks, mode, run_dir, hyperparameters)
+
+    @classmethod
+    def continual(
+        cls,
+        sequence: str | Sequence[Any],
+        method: str = "finetune",
+        cycles: int = 1,
+        run_dir: str | Path | None = None,
+        **hyperparameters: Any,
+    ) -> MultiTaskDQN:
+        """A model set up to learn `sequence` one task after another (see
+        `multiq.continual.METHODS`); `total_steps_per_task` is each phase's budget.
+
+        Returns:
+            the model with one phase per task planned: call `learn()`.
+        """
+        return prepare_sequence(cls, sequence, method, cycles, run_dir, hyperparameters)
+
+    def add_tasks_phase(
+        self,
+        tasks: str | Sequence[Any],
+        steps_per_task: int,
+        train: str = "all",
+        rehearse: bool = False,
+    ) -> list[str]:
+        """Adds tasks to a trained agent and plans a phase that learns them (online update).
+
+        Args:
+            tasks: the new task entries.
+            steps_per_task: the phase's budget.
+            train: ``all`` (every parameter group trains) or ``new`` (only the new tasks'
+                heads and new input layers; everything the agent had stays frozen).
+            rehearse: the old tasks' stored replay is sampled beside the new tasks' (their
+                envs do not step); else only the new tasks learn.
+
+        Returns:
+            the new task names.
+        """
+        if train not in ADD_TASK_TRAINING:
+            raise ConfigError(f"train must be one of {', '.join(ADD_TASK_TRAINING)}, got {train!r}")
+        old_names, old_groups = self.task_names, list(self.learner.online.param_groups())
+        names = [spec.name for spec in self.add_task(tasks)]
+        frozen = tuple(old_groups) if train == "new" else ()
+        phase = Phase(
+            name=f"add-{'-'.join(names)}", tasks=tuple(names), steps_per_task=steps_per_task,
+            frozen=frozen, eval_at_start=True,
+            rehearse=tuple(old_names) if rehearse else (),
+            rehearsal_share=self.config.rehearsal_share,
+        )  # fmt: skip
+        self.add_phase(phase)
+        return names
+
+
+def _cloned(tree: Any) -> Any:
+    """A copy of nested dicts of tensors whose tensors own their memory."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().clone()
+    if isinstance(tree, Mapping):
+        return {key: _cloned(value) for key, value in tree.items()}
+    return tree
+
+
+def _snapshot_teacher(model: MultiTaskDQN, action: Mapping[str, Any], trainer: Trainer) -> None:
+    """The agent as it is becomes the frozen teacher `action["id"]` (continual distillation)."""
+    model.add_teacher(action["id"], model)
+
+
+PHASE_END_ACTIONS = {"teacher": _snapshot_teacher}
 
 
 def _saved_config(meta: Mapping[str, Any], path: Path) -> Config:

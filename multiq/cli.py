@@ -1,4 +1,4 @@
-"""`multiq` command line: train | transfer | distill | eval | tasks | report."""
+"""`multiq` command line: train | transfer | distill | continual | eval | tasks | report."""
 
 from __future__ import annotations
 
@@ -37,7 +37,46 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     train.add_argument("--seed", type=int, help="random seed")
+    train.add_argument(
+        "--add-tasks",
+        metavar="ID[,ID]",
+        help="with --resume: these tasks join the trained agent in a new phase of --steps",
+    )
+    train.add_argument(
+        "--train",
+        choices=["all", "new"],
+        default="all",
+        help="with --add-tasks: every group trains, or only the new heads and input layers",
+    )
+    train.add_argument(
+        "--rehearse",
+        action="store_true",
+        help="with --add-tasks: the old tasks' stored replay is sampled beside the new tasks'",
+    )
     train.set_defaults(func=cmd_train)
+
+    continual = commands.add_parser(
+        "continual", help="learn tasks one after another, with a method that keeps old skills"
+    )
+    continual.add_argument(
+        "config", nargs="?", help="YAML config file; its `tasks` are the sequence"
+    )
+    continual.add_argument(
+        "--sequence", help="task entries in order, e.g. minatar:Breakout,minatar:Freeway"
+    )
+    continual.add_argument(
+        "--method", default="finetune", help="finetune | rehearsal | ewc | distill"
+    )
+    continual.add_argument("--cycles", type=int, default=1, help="repeat the sequence K times")
+    continual.add_argument(
+        "--reference",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="single-task runs of the sequence's tasks (normalised returns: random 0, them 1)",
+    )
+    _add_run_options(continual)
+    continual.add_argument("--steps-per-task", dest="steps", type=int, help="same as --steps")
+    continual.set_defaults(func=cmd_continual)
 
     transfer = commands.add_parser(
         "transfer", help="learn new tasks starting from a trained agent (or from scratch)"
@@ -75,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir")
     report.add_argument(
         "--baseline", help="a transfer run: the scratch run to compute transfer metrics against"
+    )
+    report.add_argument(
+        "--reference",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="a continual run: single-task runs of its tasks, to normalise returns",
     )
     report.set_defaults(func=cmd_report)
     return parser
@@ -143,9 +188,59 @@ def _config_from_args(args: argparse.Namespace):
     return cfg.with_overrides(args.set, **changes)
 
 
+def cmd_continual(args: argparse.Namespace) -> int:
+    from multiq.api import MultiTaskDQN
+    from multiq.config import Config
+
+    base = Config.from_yaml(args.config) if args.config else None
+    sequence = args.sequence or (base.tasks if args.config else None)
+    if not sequence:
+        raise MultiqError("give the tasks in order: --sequence ID,ID,... (or a YAML's `tasks`)")
+    hyperparameters = {**(base.to_dict() if base else {}), **_overrides(args)}
+    hyperparameters.pop("tasks", None)
+    model = MultiTaskDQN.continual(
+        sequence, args.method, args.cycles, args.run_dir, **hyperparameters
+    )
+    names = model.run_info["continual"]["sequence"]
+    print(f"continual ({args.method}) over {' -> '.join(names)} x {args.cycles}")
+    print(f"run folder: {model.run_dir}")
+    model.learn()
+    _print_results(model.run_dir)
+    _print_continual(model.run_dir, args.reference)
+    return 0
+
+
+def _print_continual(run_dir: Path, references: Sequence[str] | None) -> None:
+    """The continual report, with matrix.png and sequence.png written beside it."""
+    from multiq.report import (
+        evaluation_matrix,
+        format_continual_report,
+        plot_matrix,
+        plot_sequence_curves,
+        reference_returns,
+    )
+
+    print()
+    print(format_continual_report(run_dir, references))
+    matrix = evaluation_matrix(run_dir)
+    reference = reference_returns(references, matrix.tasks) if references else None
+    print(f"\nmatrix: {plot_matrix(matrix, reference=reference)}")
+    print(f"tasks over the sequence: {plot_sequence_curves(matrix)}")
+
+
+def _add_tasks(args: argparse.Namespace, model) -> None:
+    """`--add-tasks` with `--resume`: the tasks join the trained agent in a new phase."""
+    if not args.steps:
+        raise MultiqError("--add-tasks needs --steps: the new phase's env steps per task")
+    names = model.add_tasks_phase(args.add_tasks, args.steps, args.train, args.rehearse)
+    print(f"adding {', '.join(names)} (train {args.train}, rehearse {args.rehearse})")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from multiq.api import MultiTaskDQN
 
+    if (args.add_tasks or args.rehearse or args.train != "all") and not args.resume:
+        raise MultiqError("--add-tasks, --train and --rehearse go with --resume RUN_DIR")
     if args.resume:
         if args.config or args.tasks or args.set or args.seed is not None:
             raise MultiqError(
@@ -157,9 +252,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--run-dir cannot be combined with --resume: a resumed run continues in its own "
                 "folder (copy the folder first to branch it)"
             )
-        steps = {"total_steps_per_task": args.steps} if args.steps else {}
+        steps = {"total_steps_per_task": args.steps} if args.steps and not args.add_tasks else {}
         model = MultiTaskDQN.resume(args.resume, device=args.device, **steps)
         print(f"resuming {args.resume} at {model.state.env_steps} env steps per task")
+        if args.add_tasks:
+            _add_tasks(args, model)
     else:
         model = MultiTaskDQN(config=_config_from_args(args), run_dir=args.run_dir)
     print(f"run folder: {model.run_dir}")
@@ -204,9 +301,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     table, png = write_report(args.run_dir)
     print(table)
-    if args.baseline or "transfer" in read_summary(args.run_dir):
+    summary = read_summary(args.run_dir)
+    if args.baseline or "transfer" in summary:
         print()
         print(format_transfer_report(args.run_dir, args.baseline))
+    if args.reference or "continual" in summary:
+        _print_continual(Path(args.run_dir), args.reference)
     print(f"\ncurves: {png}")
     return 0
 

@@ -147,6 +147,13 @@ class Config:
         distill_weight: weight of the distillation term (transfer mode ``distill`` and
             `multiq distill`); >= 0.
         distill_temperature: temperature tau of softmax(Q / tau) in distillation; > 0.
+        rehearsal_share: continual methods ``rehearsal`` and ``distill``: the share of each
+            update's samples drawn from the earlier tasks' stored replay, in (0, 1).
+        ewc_lambda: continual method ``ewc``: weight lambda of the EWC penalty; >= 0.
+        ewc_decay: continual method ``ewc``: online EWC's decay of the accumulated Fisher per
+            finished task (1 = plain sum), in (0, 1].
+        ewc_fisher_states: continual method ``ewc``: states from a finished task's replay the
+            Fisher is estimated on; in [1, 100000].
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
         eval_episodes: episodes per task per evaluation; in [1, 10000] (`MAX_EVAL_EPISODES`).
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
@@ -210,6 +217,10 @@ class Config:
     transfer_lambda: float = 1.0  # joint transfer: L = L_source + lambda * L_target
     distill_weight: float = 1.0  # weight of the distillation term
     distill_temperature: float = 1.0  # tau of softmax(Q / tau) in distillation
+    rehearsal_share: float = 0.5  # continual: share of each update from earlier tasks' replay
+    ewc_lambda: float = 100.0  # continual ewc: weight of the penalty
+    ewc_decay: float = 1.0  # continual ewc: decay of the accumulated Fisher per task
+    ewc_fisher_states: int = 1_024  # continual ewc: replay states the Fisher is estimated on
     eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
@@ -787,6 +798,10 @@ _RULES: dict[str, _Rule] = {
     "transfer_lambda": _at_least(0),
     "distill_weight": _at_least(0),
     "distill_temperature": _positive(),
+    "rehearsal_share": _require(lambda v: 0 < v < 1, "in (0, 1)"),
+    "ewc_lambda": _at_least(0),
+    "ewc_decay": _unit(open_low=True),
+    "ewc_fisher_states": _between(1, 100_000),
     "eval_freq": _at_least(0),
     "eval_episodes": _between(1, MAX_EVAL_EPISODES),
     "eval_epsilon": _unit(),

@@ -14,6 +14,7 @@ A run folder holds:
 | `checkpoint.pt` (+ `replay.npz`) | everything a resume needs |
 | `model.pt` | the final model |
 | `curves.png`, `routing.png` | plots rebuilt by `multiq report` |
+| `matrix.png`, `sequence.png` | continual runs: the evaluation matrix; all tasks over the run |
 | `run.json` | what each session used: device, versions, git commit, host; the run's `run_id` |
 | `.lock` | held by the process writing the folder (`multiq.runfolder.RunFolder`) |
 | `.<name>.<hex>.tmp` | a write in progress; a killed run's is removed by the next lock holder |
@@ -30,7 +31,8 @@ summary.json (`SUMMARY_KEYS`):
 - `task_schedule`, `wall_time_s`, `env_steps_per_s`;
 - `phases`: one entry per phase (`PHASE_KEYS`): name, active tasks, start and end on the step
   axis, budget, trainable groups, loss terms;
-- `transfer` (transfer runs only, `TRANSFER_KEYS`): mode, source, source_tasks, target_tasks.
+- `transfer` (transfer runs only, `TRANSFER_KEYS`): mode, source, source_tasks, target_tasks;
+- `continual` (continual runs only, `CONTINUAL_KEYS`): method, sequence, cycles, steps_per_task.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ REPLAY_FILE = "replay.npz"
 MODEL_FILE = "model.pt"
 CURVES_FILE = "curves.png"
 ROUTING_FILE = "routing.png"
+MATRIX_FILE = "matrix.png"
+SEQUENCE_FILE = "sequence.png"
 RUN_RECORD_FILE = "run.json"
 LOCK_FILE = ".lock"
 
@@ -62,6 +66,8 @@ RUN_FILES = (
     MODEL_FILE,
     CURVES_FILE,
     ROUTING_FILE,
+    MATRIX_FILE,
+    SEQUENCE_FILE,
     RUN_RECORD_FILE,
     TENSORBOARD_DIR,
 )
@@ -80,6 +86,7 @@ SUMMARY_KEYS = (
 )
 PHASE_KEYS = ("name", "tasks", "start_step", "end_step", "steps_per_task", "trainable", "terms")
 TRANSFER_KEYS = ("mode", "source", "source_tasks", "target_tasks")
+CONTINUAL_KEYS = ("method", "sequence", "cycles", "steps_per_task")
 
 
 def return_key(task: str) -> str:

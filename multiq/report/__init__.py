@@ -1,5 +1,5 @@
 """Reports from a run folder's files (metrics.csv, summary.json): curves, routing, tables,
-transfer metrics.
+transfer metrics, continual-learning metrics.
 
 Reads only files; never imports torch, so it runs anywhere matplotlib does.
 """
@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from multiq.report.continual import (
+    MATRIX_FILE,
+    SEQUENCE_FILE,
+    ContinualMatrix,
+    ContinualMetrics,
+    aggregate_continual,
+    continual_metrics,
+    evaluation_matrix,
+    format_continual_report,
+    normalise,
+    plot_matrix,
+    plot_sequence_curves,
+    reference_curves,
+    reference_returns,
+)
 from multiq.report.curves import CURVES_FILE, build_figure, plot_curves
 from multiq.report.metrics import (
     METRICS_FILE,
@@ -33,24 +48,37 @@ from multiq.report.transfer import (
 
 __all__ = [
     "CURVES_FILE",
+    "MATRIX_FILE",
     "METRICS_FILE",
     "ROUTING_FILE",
+    "SEQUENCE_FILE",
     "SUMMARY_FILE",
+    "ContinualMatrix",
+    "ContinualMetrics",
     "ReportError",
     "RunFolderError",
     "Series",
     "TransferRun",
+    "aggregate_continual",
     "aggregate_seeds",
     "bootstrap_ci",
     "build_figure",
+    "continual_metrics",
+    "evaluation_matrix",
+    "format_continual_report",
     "format_markdown_table",
     "format_table",
     "format_transfer_report",
+    "normalise",
     "plot_curves",
+    "plot_matrix",
     "plot_routing",
+    "plot_sequence_curves",
     "read_metrics",
     "read_summary",
     "read_transfer_run",
+    "reference_curves",
+    "reference_returns",
     "routing_weights",
     "task_names",
     "transfer_metrics",

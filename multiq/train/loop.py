@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +79,21 @@ def signal_name(number: int | None) -> str:
         return "a signal"
 
 
-def build_terms(phase: Phase, teachers: Mapping[str, Policy]) -> list[DistillTerm]:
-    """The phase's extra loss terms, with their teacher policies."""
-    terms = []
-    for term in phase.terms:
-        by_task = {task: teachers[teacher] for task, teacher in term["teachers"].items()}
-        terms.append(DistillTerm(by_task, term.get("weight", 1.0), term.get("temperature", 1.0)))
-    return terms
+def _distill_term(term: Mapping[str, Any], teachers: Mapping[str, Policy], learner: Learner):
+    by_task = {task: teachers[teacher] for task, teacher in term["teachers"].items()}
+    return DistillTerm(by_task, term.get("weight", 1.0), term.get("temperature", 1.0))
+
+
+TERM_BUILDERS = {"distill": _distill_term}
+
+
+def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) -> list:
+    """The phase's extra loss terms (`TERM_BUILDERS` by kind), with their teachers or state."""
+    return [TERM_BUILDERS[term["kind"]](term, teachers, learner) for term in phase.terms]
+
+
+def _no_end_actions(action: Mapping[str, Any], trainer: Trainer) -> None:
+    raise ConfigError(f"this run cannot do the end-of-phase action {action.get('kind')!r}")
 
 
 class Trainer:
@@ -106,6 +114,7 @@ class Trainer:
         collector_record: a saved `Collector.record` (resume): the current phase's envs continue
             from it instead of starting new episodes.
         checkpointed_config: the config of the checkpoint in `run_dir` (resume), if known.
+        on_phase_end: runs each of a finished phase's `end_actions` (the model knows how).
     """
 
     def __init__(
@@ -123,13 +132,14 @@ class Trainer:
         summary_extra: Mapping[str, Any] | None = None,
         collector_record: Mapping[str, Any] | None = None,
         checkpointed_config: Mapping[str, Any] | None = None,
+        on_phase_end: Callable[[Mapping[str, Any], Trainer], None] | None = None,
     ):
         self.cfg, self.learner = cfg, learner
         self.run_dir = Path(run_dir)
         self.state, self.rng = state, rng
         self.phases = list(phases)
         self.save_checkpoint = checkpoint
-        self.teachers = dict(teachers or {})
+        self.teachers = teachers if teachers is not None else {}  # the model's: it adds more
         self.callback = as_callback(callbacks)
         self.replay = MultiTaskReplay([], cfg.buffer_size, cfg.n_envs, cfg.n_step, cfg.gamma)
         self._replay_arrays = replay_arrays
@@ -145,6 +155,7 @@ class Trainer:
         self.checkpoint_step: int | None = None  # env step of the last checkpoint written
         self.checkpointed_config = dict(checkpointed_config) if checkpointed_config else None
         self._poisoned = False  # a non-finite update: the weights must not be saved
+        self.on_phase_end = on_phase_end or _no_end_actions
 
     @property
     def tasks(self):
@@ -265,18 +276,19 @@ class Trainer:
 
     def _start_phase(self, phase: Phase, specs, evaluate: bool) -> None:
         state, learner = self.state, self.learner
-        weights = phase.task_weights or config_weights(self.cfg, phase.tasks)
+        weights = phase.task_weights or config_weights(self.cfg, phase.learned_tasks)
         learner.configure(
             Training(
                 task_weights=weights,
                 td_tasks=phase.td_tasks,
                 frozen=tuple(phase.frozen) + tuple(self.cfg.frozen_groups),
                 lr_scales={**(self.cfg.lr_scales or {}), **phase.lr_scales},
-                terms=build_terms(phase, self.teachers),
+                terms=build_terms(phase, self.teachers, learner),
             )
         )
         self._weights = np.array([weights[n] for n in phase.tasks])
-        self.replay.add_tasks([s for s in specs if s.name not in self.replay.buffers])
+        learned = [*specs, *[learner.specs[n] for n in phase.rehearse]]
+        self.replay.add_tasks([s for s in learned if s.name not in self.replay.buffers])
         if self._replay_arrays is not None:
             self.replay.load_state(self._replay_arrays)
             self._replay_arrays = None
@@ -289,6 +301,13 @@ class Trainer:
             state.phase_log.append(
                 {"start_step": state.env_steps, "end_step": state.env_steps, "trainable": trainable}
             )
+        empty = [n for n in phase.rehearse if not len(self.replay.buffers[n])]
+        if empty:
+            log.warning(
+                "phase %r: no stored transitions of %s to rehearse (their replay was not saved "
+                "with the checkpoint: set save_replay: true); they are left out",
+                phase.name, empty,
+            )  # fmt: skip
         if evaluate:
             self.recorder.measure_random(learner.policy, self.tasks, self.cfg.eval_episodes)
             if new_phase and phase.eval_at_start:
@@ -372,14 +391,17 @@ class Trainer:
         state = self.state
         if evaluate and state.last_eval_step != state.env_steps:
             self._evaluate()
+        for action in phase.end_actions:
+            self.on_phase_end(action, self)
         state.phase_log[-1]["end_step"] = state.env_steps
         state.phase_index += 1
+        if phase.end_actions or self.phase is not None:
+            self.checkpoint()  # a kill between phases resumes at the next one, actions done
 
     def _update(self, phase: Phase, shares: np.ndarray) -> None:
         """`gradient_steps` gradient steps, each on a batch split between tasks by `shares`."""
         cfg, state = self.cfg, self.state
-        counts = sample_counts(shares, cfg.batch_size * len(phase.tasks))
-        by_name = dict(zip(phase.tasks, counts.tolist(), strict=True))
+        by_name = self._sample_counts(phase, shares)
         self.learner.set_progress(state.phase_env_steps / phase.steps_per_task)
         for _ in range(cfg.gradient_steps):
             try:
@@ -389,6 +411,22 @@ class Trainer:
                 raise
             self.recorder.add_update(metrics, by_name)
             state.updates += 1
+
+    def _sample_counts(self, phase: Phase, shares: np.ndarray) -> dict[str, int]:
+        """Task name -> samples of one update: `batch_size` per learned task in all, the
+        rehearsed tasks (those with data) `rehearsal_share` of it in equal parts, the active
+        ones the rest by the schedule's `shares`."""
+        batch = self.cfg.batch_size
+        rehearse = [n for n in phase.rehearse if len(self.replay.buffers[n])]
+        total = batch * (len(phase.tasks) + len(rehearse))
+        old = round(total * phase.rehearsal_share) if rehearse else 0
+        old = min(max(old, len(rehearse)), total - len(phase.tasks))
+        counts = sample_counts(shares, total - old).tolist()
+        by_name = dict(zip(phase.tasks, counts, strict=True))
+        if rehearse:
+            even = sample_counts(np.ones(len(rehearse)), old).tolist()
+            by_name.update(zip(rehearse, even, strict=True))
+        return by_name
 
     def _shares(self) -> np.ndarray:
         """[T] the schedule's current shares of env steps and replay samples."""

@@ -15,7 +15,8 @@ from typing import Any
 
 from multiq.errors import ConfigError
 
-TERM_KINDS = ("distill",)
+TERM_KINDS = ("distill", "ewc")
+END_ACTIONS = ("teacher", "ewc")  # what a phase may do when it ends (see `Phase.end_actions`)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,13 @@ class Phase:
             "weight": 1.0, "temperature": 1.0}``.
         eval_at_start: evaluate every task once before the phase's first step (for jumpstart
             and the source tasks' return before transfer).
+        rehearse: tasks whose stored replay is sampled beside the active tasks' (their envs do
+            not step): continual rehearsal.
+        rehearsal_share: the share of each update's samples that goes to `rehearse` tasks.
+        end_actions: what happens when the phase ends, each ``{"kind": ...}``: ``teacher``
+            (``{"kind": "teacher", "id": ...}``: the agent as it is becomes a frozen teacher)
+            or ``ewc`` (``{"kind": "ewc", "tasks": [...]}``: consolidate EWC's Fisher and
+            anchors on those tasks' replay).
     """
 
     name: str
@@ -46,6 +54,9 @@ class Phase:
     lr_scales: Mapping[str, float] = field(default_factory=dict)
     terms: tuple[Mapping[str, Any], ...] = ()
     eval_at_start: bool = False
+    rehearse: tuple[str, ...] = ()
+    rehearsal_share: float = 0.5
+    end_actions: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -55,12 +66,28 @@ class Phase:
         for term in self.terms:
             if term.get("kind") not in TERM_KINDS:
                 raise ConfigError(f"unknown loss term {term.get('kind')!r}; known: {TERM_KINDS}")
+        for action in self.end_actions:
+            if action.get("kind") not in END_ACTIONS:
+                raise ConfigError(
+                    f"unknown end-of-phase action {action.get('kind')!r}; known: {END_ACTIONS}"
+                )
+        if set(self.rehearse) & set(self.tasks):
+            raise ConfigError(f"phase {self.name!r}: a task is both active and rehearsed")
+        if not 0 < self.rehearsal_share < 1:
+            raise ConfigError(f"phase {self.name!r}: rehearsal_share must be in (0, 1)")
+
+    @property
+    def learned_tasks(self) -> tuple[str, ...]:
+        """The tasks whose samples enter the updates: the active ones, then the rehearsed."""
+        return (*self.tasks, *self.rehearse)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["tasks"] = list(self.tasks)
         data["td_tasks"] = None if self.td_tasks is None else list(self.td_tasks)
         data["frozen"], data["terms"] = list(self.frozen), [dict(t) for t in self.terms]
+        data["rehearse"] = list(self.rehearse)
+        data["end_actions"] = [dict(a) for a in self.end_actions]
         data["task_weights"] = None if self.task_weights is None else dict(self.task_weights)
         data["lr_scales"] = dict(self.lr_scales)
         return data
@@ -68,7 +95,7 @@ class Phase:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Phase:
         values = dict(data)
-        for key in ("tasks", "frozen", "terms"):
+        for key in ("tasks", "frozen", "terms", "rehearse", "end_actions"):
             values[key] = tuple(values.get(key) or ())
         if values.get("td_tasks") is not None:
             values["td_tasks"] = tuple(values["td_tasks"])

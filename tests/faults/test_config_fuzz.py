@@ -106,6 +106,7 @@ INT_KEYS: dict[str, Invalid] = {
     "checkpoint_freq": _int_key(0),
     "log_interval": _int_key(1),
     "env_restarts": _int_key(0, 1000),
+    "ewc_fisher_states": _int_key(1, 100_000),
     "seed": _int_key(0, MAX_SEED),
 }
 
@@ -130,6 +131,12 @@ UNIT = _float_key(_negative_floats() | _floats_above(1.0) | st.integers(min_valu
 UNIT_OPEN_LOW = _float_key(
     st.floats(max_value=0.0, allow_nan=False) | _floats_above(1.0) | st.integers(max_value=0)
 )
+UNIT_OPEN = _float_key(
+    st.floats(max_value=0.0, allow_nan=False)
+    | st.floats(min_value=1.0, allow_nan=False)
+    | st.integers(max_value=0)
+    | st.integers(min_value=1)
+)
 
 FLOAT_KEYS: dict[str, Invalid] = {
     "routing_tau_start": POSITIVE,
@@ -147,6 +154,9 @@ FLOAT_KEYS: dict[str, Invalid] = {
     "transfer_lambda": NON_NEGATIVE,
     "distill_weight": NON_NEGATIVE,
     "distill_temperature": POSITIVE,
+    "rehearsal_share": UNIT_OPEN,
+    "ewc_lambda": NON_NEGATIVE,
+    "ewc_decay": UNIT_OPEN_LOW,
     "eval_epsilon": UNIT,
 }
 

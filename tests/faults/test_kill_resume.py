@@ -80,6 +80,8 @@ def resume_to_the_end(run_dir: Path, steps: int) -> None:
     assert code == 0, stderr
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     assert summary["env_steps_per_task"] == steps
+    # wall time adds up over the sessions (it was 0 in mid-run checkpoints once: 1.7M steps/s)
+    assert summary["wall_time_s"] > 0 and summary["env_steps_per_s"] < 50_000
 
 
 @pytest.mark.parametrize(("number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

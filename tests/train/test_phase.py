@@ -139,9 +139,19 @@ def test_phase_dict_round_trip(phase):
     [
         dict(name="x", tasks=(), steps_per_task=10),
         dict(name="x", tasks=("A",), steps_per_task=0),
-        dict(name="x", tasks=("A",), steps_per_task=10, terms=({"kind": "ewc"},)),
+        dict(name="x", tasks=("A",), steps_per_task=10, terms=({"kind": "l2"},)),
+        dict(name="x", tasks=("A",), steps_per_task=10, end_actions=({"kind": "save"},)),
+        dict(name="x", tasks=("A",), steps_per_task=10, rehearse=("A",)),
+        dict(name="x", tasks=("A",), steps_per_task=10, rehearse=("B",), rehearsal_share=1.0),
     ],
-    ids=["no-tasks", "no-budget", "unknown-term"],
+    ids=[
+        "no-tasks",
+        "no-budget",
+        "unknown-term",
+        "unknown-end-action",
+        "rehearse-active",
+        "share-1",
+    ],
 )
 def test_invalid_phases_raise_config_errors(kwargs):
     with pytest.raises(ConfigError):

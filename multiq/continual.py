@@ -1,0 +1,162 @@
+"""Continual recipes: tasks learned one after another, one phase each, with a method that keeps
+old skills (or not).
+
+The agent holds every task of the sequence from the start (so a task not yet trained can be
+evaluated: the evaluation matrix R[i, j] is the return on task j at the end of phase i), and a
+phase trains one task. Every held task is evaluated at the start of the first phase, every
+`eval_freq` steps and at the end of every phase.
+
+Methods (`METHODS`):
+- ``finetune``: only the current task steps and learns (the forgetting baseline).
+- ``rehearsal``: the earlier tasks' stored replay is sampled beside the current task's
+  (`rehearsal_share` of each update), their envs do not step.
+- ``ewc``: online EWC (Kirkpatrick et al. 2017; Schwarz et al. 2018) on the shared parameters: at
+  the end of each phase a diagonal Fisher is estimated on the finished task's replay and
+  consolidated; later phases add `ewc_lambda * 1/2 sum_i F_i (theta_i - theta*_i)^2`.
+- ``distill``: the agent at the end of each phase becomes a frozen teacher; later phases add
+  `distill_weight * KL(teacher || student)` on the earlier tasks' stored states (their TD loss
+  is off).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from multiq.errors import ConfigError
+from multiq.registry import lookup
+from multiq.rundir import claim_run_dir
+from multiq.tasks import make_taskset, task_entries
+from multiq.train.phase import Phase
+
+PREVIOUS_TEACHER = "previous"  # the agent at the end of the last phase (method distill)
+
+
+@dataclass
+class SequenceSetup:
+    """What a method is given: the sequence (task names, cycles repeated) and the config."""
+
+    names: list[str]
+    steps_per_task: int
+    config: Any
+
+    def earlier(self, index: int) -> tuple[str, ...]:
+        """Tasks trained before phase `index`, other than its own, in first-trained order."""
+        current = self.names[index]
+        return tuple(dict.fromkeys(n for n in self.names[:index] if n != current))
+
+
+def _finetune(setup: SequenceSetup, index: int) -> dict[str, Any]:
+    return {}
+
+
+def _rehearsal(setup: SequenceSetup, index: int) -> dict[str, Any]:
+    return {"rehearse": setup.earlier(index), "rehearsal_share": setup.config.rehearsal_share}
+
+
+def _ewc(setup: SequenceSetup, index: int) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "end_actions": ({"kind": "ewc", "tasks": [setup.names[index]]},),
+    }
+    if setup.earlier(index):
+        fields["terms"] = ({"kind": "ewc", "weight": setup.config.ewc_lambda},)
+    return fields
+
+
+def _distill(setup: SequenceSetup, index: int) -> dict[str, Any]:
+    cfg, earlier = setup.config, setup.earlier(index)
+    fields: dict[str, Any] = {"end_actions": ({"kind": "teacher", "id": PREVIOUS_TEACHER},)}
+    if earlier:
+        term = {
+            "kind": "distill",
+            "teachers": {name: PREVIOUS_TEACHER for name in earlier},
+            "weight": cfg.distill_weight,
+            "temperature": cfg.distill_temperature,
+        }
+        fields.update(
+            rehearse=earlier, rehearsal_share=cfg.rehearsal_share,
+            td_tasks=(setup.names[index],), terms=(term,),
+        )  # fmt: skip
+    return fields
+
+
+Method = Callable[[SequenceSetup, int], Mapping[str, Any]]
+METHODS: dict[str, Method] = {
+    "finetune": _finetune,
+    "rehearsal": _rehearsal,
+    "ewc": _ewc,
+    "distill": _distill,
+}
+
+
+def sequence_phases(setup: SequenceSetup, method: str) -> list[Phase]:
+    """One phase per entry of the sequence, shaped by `method` (see `METHODS`)."""
+    recipe = lookup(METHODS, method, "continual method", "continual methods")
+    phases = []
+    for index, name in enumerate(setup.names):
+        fields = dict(recipe(setup, index))
+        phases.append(
+            Phase(
+                name=f"{index + 1}-{name}",
+                tasks=(name,),
+                steps_per_task=setup.steps_per_task,
+                eval_at_start=index == 0,
+                **fields,
+            )
+        )
+    return phases
+
+
+def prepare_sequence(
+    cls,
+    sequence: str | Sequence[Any],
+    method: str,
+    cycles: int = 1,
+    run_dir: str | Path | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+):
+    """A model holding every task of `sequence`, with one phase per task (times `cycles`).
+
+    Args:
+        cls: the model class (`MultiTaskDQN`).
+        sequence: task entries in order (a suite expands to its tasks in order).
+        method: a name in `METHODS`.
+        cycles: how many times the sequence repeats (>= 1).
+        run_dir: the run folder (default runs/<date-time>-continual-<method>).
+        hyperparameters: config keys (`total_steps_per_task` is each phase's budget).
+
+    Raises:
+        ConfigError: an unknown method, fewer than two distinct tasks, a task twice in the
+            sequence, or cycles < 1.
+    """
+    lookup(METHODS, method, "continual method", "continual methods")
+    if cycles < 1:
+        raise ConfigError(f"cycles must be >= 1, got {cycles}")
+    specs = list(make_taskset(sequence))
+    names = [s.name for s in specs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(
+            f"task(s) {twice} appear twice in the sequence; repeat the sequence with --cycles, "
+            "or give the second entry another name ({id: ..., name: ...})"
+        )
+    if len(names) < 2:
+        raise ConfigError(
+            f"a sequence needs at least two tasks, got {names}; to train one task use "
+            "`multiq train`"
+        )
+    run_dir = run_dir if run_dir is not None else claim_run_dir(f"continual-{method}")
+    entries = task_entries(specs)
+    model = cls(entries, task_specs=specs, run_dir=run_dir, **dict(hyperparameters or {}))
+    setup = SequenceSetup(names * cycles, model.config.total_steps_per_task, model.config)
+    for phase in sequence_phases(setup, method):
+        model.add_phase(phase)
+    model.run_info["continual"] = {
+        "method": method,
+        "sequence": names,
+        "cycles": cycles,
+        "steps_per_task": setup.steps_per_task,
+    }
+    return model
