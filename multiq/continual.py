@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from multiq.errors import ConfigError
+from multiq.errors import ConfigError, TaskError
 from multiq.registry import lookup
 from multiq.rundir import claim_run_dir
 from multiq.tasks import make_taskset, task_entries
@@ -134,14 +134,16 @@ def prepare_sequence(
     lookup(METHODS, method, "continual method", "continual methods")
     if cycles < 1:
         raise ConfigError(f"cycles must be >= 1, got {cycles}")
-    specs = list(make_taskset(sequence))
-    names = [s.name for s in specs]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
+    try:
+        specs = list(make_taskset(sequence))
+    except TaskError as error:
+        if "repeated" not in str(error):
+            raise
         raise ConfigError(
-            f"task(s) {twice} appear twice in the sequence; repeat the sequence with --cycles, "
-            "or give the second entry another name ({id: ..., name: ...})"
-        )
+            f"a task appears twice in the sequence ({error}); repeat the whole sequence with "
+            "--cycles, or give the second entry another name ({id: ..., name: ...})"
+        ) from error
+    names = [s.name for s in specs]
     if len(names) < 2:
         raise ConfigError(
             f"a sequence needs at least two tasks, got {names}; to train one task use "

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multiq.agents.ewc import EwcState, EwcTerm
 from multiq.agents.losses import per_task_mean, q_target, td_loss
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
@@ -60,7 +61,7 @@ class Training:
     td_tasks: Sequence[str] | None = None
     frozen: Sequence[str] = ()
     lr_scales: Mapping[str, float] = field(default_factory=dict)
-    terms: Sequence[DistillTerm] = ()
+    terms: Sequence[DistillTerm | EwcTerm] = ()
 
     def trains(self, group: str) -> bool:
         return not any(fnmatch.fnmatchcase(group, p) for p in self.frozen)
@@ -112,6 +113,7 @@ class Learner:
         self.optimizer: torch.optim.Optimizer | None = None
         self.policy = Policy(self.online, self.popart)
         self.check_finite = True  # a non-finite loss or gradient raises instead of stepping
+        self.ewc = EwcState()  # online EWC's Fisher and anchors (continual method ewc)
         self.configure(self.training)
 
     @property
@@ -353,6 +355,7 @@ class Learner:
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer_state(),
+            "ewc": self.ewc.state_dict(),
             **self.balance_state_dict(),
         }
 
@@ -361,6 +364,19 @@ class Learner:
         self.target.load_state_dict(state["target"])
         self.load_balance_state_dict(state)
         self.load_optimizer_state(state.get("optimizer", {}))
+        ewc = state.get("ewc", {})
+        self.ewc.load_state_dict(
+            {part: {n: t.to(self.device) for n, t in ewc.get(part, {}).items()}
+             for part in ("fisher", "anchors")}
+        )  # fmt: skip
+
+    def shared_parameter_names(self) -> list[str]:
+        """Names (as in `online.named_parameters()`) of the parameters no single task owns:
+        the groups `trunk`, `inputs/<signature>` and a shared `head`."""
+        names = {id(p): n for n, p in self.online.named_parameters()}
+        groups = self.online.param_groups()
+        shared = [g for g in groups if "/" not in g or g.startswith("inputs/")]
+        return [names[id(p)] for g in shared for p in groups[g]]
 
 
 def nonfinite_message(

@@ -152,6 +152,8 @@ def shared_params(
     for task in tasks:
         x = torch.as_tensor(_probe_obs(task.observation_space, PROBE_ROWS, rng), device=device)
         q = net({task.name: x})[:, : task.num_actions]
+        if not q.requires_grad:
+            continue  # every parameter this task reaches is frozen
         grads = torch.autograd.grad(q.sum(), params, allow_unused=True)
         for count, g in zip(counts, grads, strict=True):
             if g is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from multiq.agents.ewc import EwcTerm
 from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
@@ -84,7 +85,13 @@ def _distill_term(term: Mapping[str, Any], teachers: Mapping[str, Policy], learn
     return DistillTerm(by_task, term.get("weight", 1.0), term.get("temperature", 1.0))
 
 
-TERM_BUILDERS = {"distill": _distill_term}
+def _ewc_term(term: Mapping[str, Any], teachers: Mapping[str, Policy], learner: Learner):
+    return EwcTerm(
+        learner.ewc, lambda: dict(learner.online.named_parameters()), term.get("weight", 1.0)
+    )
+
+
+TERM_BUILDERS = {"distill": _distill_term, "ewc": _ewc_term}
 
 
 def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) -> list:
