@@ -153,6 +153,10 @@ class KillInPhase(Callback):
         return True
 
 
+def phase_places(phases: list[dict]) -> list[dict]:
+    return [{k: p[k] for k in ("name", "tasks", "start_step", "end_step")} for p in phases]
+
+
 def test_a_kill_between_phases_resumes_with_the_same_phases_and_counts(tmp_path):
     whole = MultiTaskDQN.continual(SEQUENCE, "rehearsal", run_dir=tmp_path / "a",
                                    total_steps_per_task=300, **SETTINGS).learn()  # fmt: skip
@@ -164,8 +168,5 @@ def test_a_kill_between_phases_resumes_with_the_same_phases_and_counts(tmp_path)
     resumed = MultiTaskDQN.resume(tmp_path / "b")
     assert resumed.state.phase_index == 1 and resumed.state.env_steps == 300
     resumed.learn()
-    strip = lambda phases: [
-        {k: p[k] for k in ("name", "tasks", "start_step", "end_step")} for p in phases
-    ]  # noqa: E731,E501
-    assert strip(resumed.summary["phases"]) == strip(whole.summary["phases"])
+    assert phase_places(resumed.summary["phases"]) == phase_places(whole.summary["phases"])
     assert resumed.state.task_env_steps == whole.state.task_env_steps
