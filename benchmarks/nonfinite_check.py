@@ -65,6 +65,16 @@ def time_block(learner: Learner, batch, updates: int, check: bool) -> float:
     return (time.perf_counter() - start) / updates
 
 
+def check_alone_us(device: str, repeats: int = 20_000) -> float:
+    """Microseconds of the check itself on two scalars (what the update adds, sync included)."""
+    loss = torch.tensor(1.0, device=device)
+    grad_norm = torch.tensor(2.0, device=device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        bool(torch.isfinite(loss + grad_norm))
+    return (time.perf_counter() - start) / repeats * 1e6
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -88,6 +98,8 @@ def main() -> None:
     print(f"update with the check    {on:.3f} ms (median of {args.blocks} blocks)")
     print(f"update without the check {off:.3f} ms")
     print(f"ratio with / without: {on / off:.3f} ({(on - off) * 1e3:+.1f} us per update)")
+    alone = check_alone_us(device)
+    print(f"the check alone: {alone:.1f} us = {alone / (off * 1e3) * 100:.3f}% of an update")
 
 
 if __name__ == "__main__":
