@@ -372,20 +372,33 @@ def execute(job: Job, action: str, layout: Layout) -> bool:
         if action == RESTART:
             shutil.rmtree(run_dir)
         argv = resume_argv(run_dir) if action == RESUME else job.argv
-        extra["load_average_1min_at_start"] = os.getloadavg()[0]
-        start_s = time.perf_counter()
-        print(f"{job.name}: {action}", flush=True)
-        code = run_logged(child_command(argv), layout.log_file(job.name))
-        elapsed_s = time.perf_counter() - start_s
-        if code != 0:
-            log = layout.log_file(job.name)
-            print(f"{job.name}: FAILED (exit {code}) after {elapsed_s:.0f} s; see {log}")
+        launched = launch(job, action, argv, layout)
+        if launched is None:
             return False
-        print(f"{job.name}: done in {elapsed_s:.0f} s", flush=True)
+        extra.update(launched)
     if job.kind == PRETRAIN:
         keep_model(run_dir / MODEL_FILE, layout.model_file(job.name))
     write_json(layout.result_file(job.name), extract_result(job, run_dir, extra))
     return True
+
+
+def launch(job: Job, action: str, argv: Sequence[str], layout: Layout) -> dict[str, Any] | None:
+    """Runs one multiq child for `job` (output appended to its log) and says how it went.
+
+    Returns:
+        Fields for the result JSON (the load average at the start), or None when it failed.
+    """
+    extra = {"load_average_1min_at_start": os.getloadavg()[0]}
+    start_s = time.perf_counter()
+    print(f"{job.name}: {action}", flush=True)
+    code = run_logged(child_command(argv), layout.log_file(job.name))
+    elapsed_s = time.perf_counter() - start_s
+    if code != 0:
+        log = layout.log_file(job.name)
+        print(f"{job.name}: FAILED (exit {code}) after {elapsed_s:.0f} s; see {log}")
+        return None
+    print(f"{job.name}: done in {elapsed_s:.0f} s", flush=True)
+    return extra
 
 
 def keep_model(model: Path, kept: Path) -> None:
