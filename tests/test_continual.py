@@ -170,3 +170,16 @@ def test_a_kill_between_phases_resumes_with_the_same_phases_and_counts(tmp_path)
     resumed.learn()
     assert phase_places(resumed.summary["phases"]) == phase_places(whole.summary["phases"])
     assert resumed.state.task_env_steps == whole.state.task_env_steps
+
+
+def test_adding_a_held_task_is_refused_and_the_run_folder_is_untouched(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    sets = [a for k, v in SETTINGS.items() for a in ("--set", f"{k}={str(v).lower()}")]
+    train = ["train", "--tasks", SEQUENCE, "--steps", "200", "--run-dir", str(run_dir)]
+    assert main([*train, *sets]) == 0
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    argv = ["train", "--resume", str(run_dir), "--add-tasks", "classic:Acrobot", "--steps", "200"]
+    assert main(argv) == 2
+    assert "already holds task(s) ['Acrobot']" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert after == before
