@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from multiq.agents.ewc import fisher_diagonal
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config, config_changes
-from multiq.continual import prepare_sequence
+from multiq.continual import PHASE_END_ACTIONS, prepare_sequence
 from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
@@ -621,31 +620,6 @@ def _cloned(tree: Any) -> Any:
     if isinstance(tree, Mapping):
         return {key: _cloned(value) for key, value in tree.items()}
     return tree
-
-
-def _snapshot_teacher(model: MultiTaskDQN, action: Mapping[str, Any], trainer: Trainer) -> None:
-    """The agent as it is becomes the frozen teacher `action["id"]` (continual distillation)."""
-    model.add_teacher(action["id"], model)
-
-
-def _consolidate_ewc(model: MultiTaskDQN, action: Mapping[str, Any], trainer: Trainer) -> None:
-    """Online EWC: a diagonal Fisher of the shared parameters on each finished task's stored
-    states (`ewc_fisher_states` of them), added to the decayed sum; anchors = the weights now."""
-    learner, cfg = model.learner, model.config
-    params = learner.shared_parameter_names()
-    total: dict[str, torch.Tensor] = {}
-    for task in action["tasks"]:
-        obs = trainer.replay.sample({task: cfg.ewc_fisher_states}, model.rng)[task].obs
-        batches = np.array_split(obs, max(1, len(obs) // FISHER_BATCH))
-        fisher = fisher_diagonal(learner.online, batches, task, params=params)
-        for name, value in fisher.items():
-            total[name] = total.get(name, 0) + value
-    anchors = {n: p.detach() for n, p in learner.online.named_parameters() if n in total}
-    learner.ewc.consolidate(total, anchors, cfg.ewc_decay)
-
-
-PHASE_END_ACTIONS = {"teacher": _snapshot_teacher, "ewc": _consolidate_ewc}
-FISHER_BATCH = 256  # states per forward when the Fisher is estimated
 
 
 def _saved_config(meta: Mapping[str, Any], path: Path) -> Config:

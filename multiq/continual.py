@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from multiq.agents.ewc import fisher_diagonal
 from multiq.errors import ConfigError, TaskError
 from multiq.registry import lookup
 from multiq.rundir import claim_run_dir
@@ -162,3 +166,31 @@ def prepare_sequence(
         "steps_per_task": setup.steps_per_task,
     }
     return model
+
+
+# --- what a phase does when it ends (`Phase.end_actions`), run by the model -------------------
+
+
+def _snapshot_teacher(model, action: Mapping[str, Any], trainer) -> None:
+    """The agent as it is becomes the frozen teacher `action["id"]` (continual distillation)."""
+    model.add_teacher(action["id"], model)
+
+
+def _consolidate_ewc(model, action: Mapping[str, Any], trainer) -> None:
+    """Online EWC: a diagonal Fisher of the shared parameters on each finished task's stored
+    states (`ewc_fisher_states` of them), added to the decayed sum; anchors = the weights now."""
+    learner, cfg = model.learner, model.config
+    params = learner.shared_parameter_names()
+    total: dict[str, torch.Tensor] = {}
+    for task in action["tasks"]:
+        obs = trainer.replay.sample({task: cfg.ewc_fisher_states}, model.rng)[task].obs
+        batches = np.array_split(obs, max(1, len(obs) // FISHER_BATCH))
+        fisher = fisher_diagonal(learner.online, batches, task, params=params)
+        for name, value in fisher.items():
+            total[name] = total.get(name, 0) + value
+    anchors = {n: p.detach() for n, p in learner.online.named_parameters() if n in total}
+    learner.ewc.consolidate(total, anchors, cfg.ewc_decay)
+
+
+PHASE_END_ACTIONS = {"teacher": _snapshot_teacher, "ewc": _consolidate_ewc}
+FISHER_BATCH = 256  # states per forward when the Fisher is estimated
