@@ -153,9 +153,10 @@ class MultiTaskDQN:
     def add_task(self, task: str | Mapping[str, Any] | TaskSpec) -> list[TaskSpec]:
         """Adds tasks (an entry such as ``"minatar:Seaquest"``, or a spec) to the agent.
 
-        Every existing task's Q-values stay exactly as they were; the new tasks get fresh heads
-        and, where their observations differ from every held task's, fresh input layers. The next
-        `learn` call trains a new phase on the tasks given to it (default: all).
+        Every existing task's Q-values stay exactly as they were; the new tasks get heads as
+        `head_init` says (fresh, or the mean of the held heads) and, where their observations
+        differ from every held task's, fresh input layers. The next `learn` call trains a new
+        phase on the tasks given to it (default: all).
 
         Raises:
             TaskError: a task of that name is already held, or the task cannot share the trunk.
@@ -167,7 +168,7 @@ class MultiTaskDQN:
                 f"the agent already holds task(s) {taken}; give the new entry another `name`"
             )
         for spec in specs:
-            self.learner.add_task(spec)
+            self.learner.add_task(spec, head_init=self.config.head_init)
         self.config = self.config.replace(tasks=task_entries(self.task_specs))
         return specs
 

@@ -1,4 +1,5 @@
-"""`multiq` command line: train | transfer | distill | continual | eval | tasks | report."""
+"""`multiq` command line: train | transfer | distill | continual | meta | adapt | eval | tasks |
+report."""
 
 from __future__ import annotations
 
@@ -99,6 +100,44 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("sources", nargs="+", help="trained run folders or model.pt files")
     _add_run_options(distill)
     distill.set_defaults(func=cmd_distill)
+
+    meta = commands.add_parser(
+        "meta", help="meta-train an initialisation over a task family (reptile, fomaml)"
+    )
+    meta.add_argument("config", nargs="?", help="YAML config file (its meta_* and inner_* keys)")
+    meta.add_argument(
+        "--family", help="the task family to meta-train on (its train split), e.g. cartpole-physics"
+    )
+    meta.add_argument("--algo", help="reptile | fomaml (meta_algo)")
+    meta.add_argument("--meta-iterations", type=int, help="outer-loop iterations")
+    meta.add_argument("--resume", metavar="RUN_DIR", help="continue the meta run in RUN_DIR")
+    _add_run_options(meta)
+    meta.set_defaults(func=cmd_meta)
+
+    adapt = commands.add_parser(
+        "adapt", help="adapt-k: train k env steps on held-out tasks from each initialisation"
+    )
+    adapt.add_argument(
+        "models", nargs="+", metavar="MODEL",
+        help="run folders or model.pt files, or `scratch`; LABEL=MODEL names one",
+    )  # fmt: skip
+    adapt.add_argument("--family", required=True, help="the task family, e.g. cartpole-physics")
+    adapt.add_argument("--split", default="held-out", help="train | held-out (default held-out)")
+    adapt.add_argument("--n-tasks", type=int, help="the split's first N tasks (default all)")
+    adapt.add_argument("--k", default="0,2000,10000", help="env steps, e.g. 0,2000,10000")
+    adapt.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    adapt.add_argument("--out", help="output folder (default runs/<date-time>-adapt)")
+    adapt.add_argument("--adapt-config", help="YAML config of the adaptation's training settings")
+    adapt.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a training setting of the adaptation (e.g. learning_rate=1e-3)",
+    )  # fmt: skip
+    adapt.add_argument(
+        "--family-set", action="append", default=[], metavar="KEY=VALUE",
+        help="a family option (default: the options the models were trained with)",
+    )  # fmt: skip
+    adapt.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
+    adapt.set_defaults(func=cmd_adapt)
 
     evaluate = commands.add_parser("eval", help="evaluate a trained run's final model")
     evaluate.add_argument("run_dir", help="a run folder (or a model.pt file)")
@@ -208,6 +247,88 @@ def cmd_continual(args: argparse.Namespace) -> int:
     _print_results(model.run_dir)
     _print_continual(model.run_dir, args.reference)
     return 0
+
+
+def cmd_meta(args: argparse.Namespace) -> int:
+    from multiq.api import MultiTaskDQN
+    from multiq.config import Config
+    from multiq.meta import prepare_meta, resume_meta
+
+    changes = _overrides(args)
+    flags = {"meta_algo": args.algo, "meta_iterations": args.meta_iterations}
+    changes.update({key: value for key, value in flags.items() if value is not None})
+    if args.family:
+        changes["meta_tasks"] = f"family:{args.family}:train"
+    if args.resume:
+        if args.config or args.family or args.run_dir:
+            raise MultiqError(
+                "--resume continues a meta run with its own config and folder; give only "
+                "--meta-iterations or --set of training settings with it"
+            )
+        run = resume_meta(MultiTaskDQN, args.resume, changes)
+        print(f"resuming {args.resume} at iteration {run.state.iteration}")
+    else:
+        base = Config.from_yaml(args.config) if args.config else Config()
+        run = prepare_meta(MultiTaskDQN, args.run_dir, base.replace(**changes))
+    cfg = run.cfg
+    print(
+        f"meta ({cfg.meta_algo}) over {len(run.pool)} tasks: {cfg.meta_iterations} iterations "
+        f"of {cfg.meta_batch_size} tasks x {cfg.inner_steps} env steps"
+    )
+    print(f"run folder: {run.run_dir}")
+    summary = run.run()
+    final = summary["meta"]["final"]
+    print(
+        f"\n{summary['meta']['iterations']} iterations, {summary['meta']['env_steps']} env "
+        f"steps; last evaluation: theta {final.get('pre_return', float('nan')):.2f}, after "
+        f"{cfg.inner_steps} steps {final.get('post_return', float('nan')):.2f}"
+    )
+    print(f"results in {run.run_dir}/: model.pt, meta.csv, meta.png, summary.json")
+    return 0
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from multiq.adapt import family_options, load_inits, parse_ks, run_adapt
+    from multiq.api import MultiTaskDQN
+    from multiq.config import Config
+    from multiq.tasks import make_taskset
+
+    ks = parse_ks(args.k)
+    if args.n_tasks is not None and args.n_tasks < 1:
+        raise MultiqError(f"--n-tasks must be >= 1, got {args.n_tasks}")
+    inits = load_inits(MultiTaskDQN, args.models)
+    base = Config.from_yaml(args.adapt_config) if args.adapt_config else Config()
+    device = {"device": args.device} if args.device else {}
+    cfg = base.replace(head_init="mean").with_overrides(args.set, **device)
+    options = {**family_options(inits, args.family), **_family_overrides(args.family_set)}
+    count = f":{args.n_tasks}" if args.n_tasks else ""
+    entry = {"id": f"family:{args.family}:{args.split}{count}", "kwargs": options}
+    tasks = list(make_taskset([entry]))
+    print(
+        f"adapt-k on {len(tasks)} {args.split} tasks of {args.family}, k = {ks}, seeds "
+        f"{args.seeds}, from {', '.join(i.label for i in inits)}"
+    )
+    title = f"{args.family} {args.split}: {len(tasks)} tasks x {len(args.seeds)} seeds"
+    folder = run_adapt(inits, tasks, ks, args.seeds, cfg, args.out, title)
+    print((folder / "adapt.md").read_text())
+    print(f"results in {folder}/: adapt.json, adapt.md, adapt.png")
+    return 0
+
+
+def _family_overrides(items: Sequence[str]) -> dict:
+    """`key=value` items of free keys (family options), values read as YAML."""
+    import yaml
+
+    options = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise MultiqError(f"--family-set {item!r} must look like key=value, e.g. seed=1")
+        try:
+            options[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise MultiqError(f"--family-set {item!r}: the value is not valid YAML") from error
+    return options
 
 
 def _print_continual(run_dir: Path, references: Sequence[str] | None) -> None:

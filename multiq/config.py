@@ -154,6 +154,28 @@ class Config:
             finished task (1 = plain sum), in (0, 1].
         ewc_fisher_states: continual method ``ewc``: states from a finished task's replay the
             Fisher is estimated on; in [1, 100000].
+        head_init: how a task added to a trained agent (`add_task`, transfer, adapt-k) gets
+            its Q head: ``fresh`` (new random weights) or ``mean`` (the mean of the held heads
+            with the same number of actions, e.g. the one head of a meta-trained model).
+        meta_tasks: `multiq meta`: the task pool the outer loop samples from, as `tasks` (e.g.
+            ``family:cartpole-physics:train``); every task needs the same spaces.
+        meta_algo: `multiq meta`: the algorithm (`multiq.meta.ALGORITHMS`): ``reptile`` or
+            ``fomaml``.
+        meta_iterations: outer-loop iterations; in [1, 10000000].
+        meta_batch_size: tasks per outer iteration (drawn without replacement); >= 1.
+        meta_step_size: reptile's epsilon in `theta += epsilon * mean_i(phi_i - theta)`;
+            in (0, 1].
+        meta_lr: fomaml's SGD step in `theta -= lr * mean_i(grad L_i(phi_i))`; > 0.
+        meta_query_steps: fomaml: env steps the adapted agent collects afresh on each task; the
+            outer gradient is taken on them; >= 1.
+        meta_eval_freq: outer iterations between evaluations of theta and of the adapted
+            weights on the iteration's tasks; >= 0 (0 = only at the end).
+        inner_steps: env steps K of one inner loop (DQN on one task from the meta-weights);
+            >= 1 and > `inner_learning_starts`.
+        inner_learning_starts: env steps of an inner loop (or adapt-k run) before updates.
+        inner_buffer_size: replay capacity of one inner loop; >= `batch_size`.
+        inner_target_update: env steps between target-network copies in an inner loop (the
+            target starts as the initial weights); >= 1.
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
         eval_episodes: episodes per task per evaluation; in [1, 10000] (`MAX_EVAL_EPISODES`).
         eval_epsilon: epsilon of the evaluation policy, in [0, 1].
@@ -171,6 +193,9 @@ class Config:
             ``mps``.
         tensorboard: write TensorBoard event files to the run directory.
         progress_bar: show a progress bar while training.
+        env_imports: Python modules imported before the tasks are built, so that the envs they
+            register exist (e.g. ``[my_package.envs]``); `gym:<module>:<EnvId>` does the same
+            for one id.
     """
 
     # str "minatar" / "gym:CartPole-v1,gym:Acrobot-v1", or a list of str or
@@ -221,6 +246,19 @@ class Config:
     ewc_lambda: float = 100.0  # continual ewc: weight of the penalty
     ewc_decay: float = 1.0  # continual ewc: decay of the accumulated Fisher per task
     ewc_fisher_states: int = 1_024  # continual ewc: replay states the Fisher is estimated on
+    head_init: str = "fresh"  # a task added to a trained agent: fresh | mean head
+    meta_tasks: str | list[str | dict[str, Any]] = "family:cartpole-physics:train"  # meta pool
+    meta_algo: str = "reptile"  # reptile | fomaml (multiq.meta registry)
+    meta_iterations: int = 100  # outer-loop iterations
+    meta_batch_size: int = 4  # tasks per outer iteration
+    meta_step_size: float = 0.5  # reptile: epsilon of theta += eps * mean(phi - theta)
+    meta_lr: float = 0.05  # fomaml: SGD step of theta -= lr * mean(grad at phi)
+    meta_query_steps: int = 256  # fomaml: fresh env steps the outer gradient is taken on
+    meta_eval_freq: int = 10  # outer iterations between evaluations; 0 = only at the end
+    inner_steps: int = 2_000  # env steps of one inner loop (and of adapt-k's largest k)
+    inner_learning_starts: int = 200  # env steps of an inner loop before updates start
+    inner_buffer_size: int = 10_000  # replay of one inner loop, transitions
+    inner_target_update: int = 500  # env steps between target syncs within an inner loop
     eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
@@ -231,6 +269,7 @@ class Config:
     env_restarts: int = 3  # on_env_error restart: rebuilds per task before stopping anyway
     seed: int = 0  # random seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    env_imports: list[str] = dataclasses.field(default_factory=list)  # modules that register envs
     tensorboard: bool = True  # write TensorBoard logs
     progress_bar: bool = True  # show a progress bar
 
@@ -691,6 +730,16 @@ def _to_patterns(key: str, value: Any) -> list[str]:
     return [_to_name(f"{key}[{i}]", v) for i, v in enumerate(value)]
 
 
+def _to_modules(key: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise _type_error(key, "a list of Python module names, e.g. [my_package.envs]", value)
+    return [_to_name(f"{key}[{i}]", v).strip() for i, v in enumerate(value)]
+
+
 def _to_lr_scales(key: str, value: Any) -> dict[str, float] | None:
     if value is None:
         return None
@@ -707,6 +756,8 @@ _CONVERTER_BY_NAME: dict[str, Callable[[str, Any], Any]] = {
     "tasks": _to_tasks,
     "task_weights": _to_task_weights,
     "frozen_groups": _to_patterns,
+    "meta_tasks": _to_tasks,
+    "env_imports": _to_modules,
     "lr_scales": _to_lr_scales,
 }
 _CONVERTER_BY_TYPE: dict[str, Callable[[str, Any], Any]] = {
@@ -802,6 +853,18 @@ _RULES: dict[str, _Rule] = {
     "ewc_lambda": _at_least(0),
     "ewc_decay": _unit(open_low=True),
     "ewc_fisher_states": _between(1, 100_000),
+    "head_init": _one_of("fresh", "mean"),
+    "meta_algo": _named("meta algorithm"),
+    "meta_iterations": _between(1, 10_000_000),
+    "meta_batch_size": _between(1, 100_000),
+    "meta_step_size": _unit(open_low=True),
+    "meta_lr": _positive(),
+    "meta_query_steps": _between(1, 10_000_000),
+    "meta_eval_freq": _at_least(0),
+    "inner_steps": _between(1, 100_000_000),
+    "inner_learning_starts": _at_least(0),
+    "inner_buffer_size": _between(1, 100_000_000),
+    "inner_target_update": _at_least(1),
     "eval_freq": _at_least(0),
     "eval_episodes": _between(1, MAX_EVAL_EPISODES),
     "eval_epsilon": _unit(),
@@ -842,6 +905,18 @@ _CROSS_RULES: tuple[_CrossRule, ...] = (
         lambda end, start: end <= start,
         "routing_tau_end ({routing_tau_end}) > routing_tau_start ({routing_tau_start}): the "
         "Gumbel temperature anneals downwards; lower routing_tau_end or raise routing_tau_start",
+    ),
+    (
+        ("inner_learning_starts", "inner_steps"),
+        lambda starts, steps: starts < steps,
+        "inner_learning_starts ({inner_learning_starts}) >= inner_steps ({inner_steps}): an "
+        "inner loop would never update; lower inner_learning_starts or raise inner_steps",
+    ),
+    (
+        ("batch_size", "inner_buffer_size"),
+        lambda batch_size, buffer_size: batch_size <= buffer_size,
+        "batch_size ({batch_size}) > inner_buffer_size ({inner_buffer_size}): an inner loop's "
+        "batch would be larger than its replay; raise inner_buffer_size or lower batch_size",
     ),
     (
         ("n_step", "buffer_size"),

@@ -15,6 +15,8 @@ A run folder holds:
 | `model.pt` | the final model |
 | `curves.png`, `routing.png` | plots rebuilt by `multiq report` |
 | `matrix.png`, `sequence.png` | continual runs: the evaluation matrix; all tasks over the run |
+| `meta.csv`, `meta.png` | meta runs: one row per outer iteration (`META_KEYS`) and its plot |
+| `adapt.json`, `adapt.md`, `adapt.png` | `multiq adapt` folders: returns after k steps per init |
 | `run.json` | what each session used: device, versions, git commit, host; the run's `run_id` |
 | `.lock` | held by the process writing the folder (`multiq.runfolder.RunFolder`) |
 | `.<name>.<hex>.tmp` | a write in progress; a killed run's is removed by the next lock holder |
@@ -54,6 +56,15 @@ CURVES_FILE = "curves.png"
 ROUTING_FILE = "routing.png"
 MATRIX_FILE = "matrix.png"
 SEQUENCE_FILE = "sequence.png"
+META_FILE = "meta.csv"
+META_PLOT_FILE = "meta.png"
+ADAPT_FILE = "adapt.json"
+ADAPT_PLOT_FILE = "adapt.png"
+ADAPT_TABLE_FILE = "adapt.md"
+# meta.csv's columns: one row per outer iteration; the returns are means over the iteration's
+# tasks (inner: training episodes; pre / post: evaluations of theta and of the adapted weights,
+# NaN in iterations without an evaluation)
+META_KEYS = ("iteration", "env_steps", "wall_time_s", "inner_return", "pre_return", "post_return")
 RUN_RECORD_FILE = "run.json"
 LOCK_FILE = ".lock"
 
@@ -68,6 +79,11 @@ RUN_FILES = (
     ROUTING_FILE,
     MATRIX_FILE,
     SEQUENCE_FILE,
+    META_FILE,
+    META_PLOT_FILE,
+    ADAPT_FILE,
+    ADAPT_PLOT_FILE,
+    ADAPT_TABLE_FILE,
     RUN_RECORD_FILE,
     TENSORBOARD_DIR,
 )

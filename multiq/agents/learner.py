@@ -123,15 +123,21 @@ class Learner:
 
     # --- tasks and groups --------------------------------------------------------------------
 
-    def add_task(self, spec: TaskSpec, weight: float | None = None) -> None:
+    def add_task(
+        self, spec: TaskSpec, weight: float | None = None, head_init: str = "fresh"
+    ) -> None:
         """Adds a task to both networks, the balancer and PopArt; old tasks' Q-values stay.
 
         The new task's target-network modules start as copies of its online ones; its loss
-        weight is `weight` (default: the mean of the others').
+        weight is `weight` (default: the mean of the others'). `head_init` ``mean`` starts its
+        head as the mean of the held heads of the same shape (``fresh``, or none such: random).
         """
         before = set(self.online.state_dict())
+        held = list(self.specs)
         self.online.add_task(spec)
         self.target.add_task(spec)
+        if head_init == "mean":
+            mean_head_init(self.online, spec.name, held)
         new = {k: v for k, v in self.online.state_dict().items() if k not in before}
         self.target.load_state_dict(new, strict=False)
         self.target.requires_grad_(False)
@@ -234,20 +240,7 @@ class Learner:
                 fused test before the optimiser step, which is then not taken).
         """
         names = list(batch)
-        samples = list(batch.values())
-        obs = self.policy.tensors({n: s.obs for n, s in batch.items()})
-        actions = self._tensor([s.actions for s in samples])
-        task_ids = self.online.task_ids([len(s.actions) for s in samples])
-        valid = self.policy.valid_actions(names)[task_ids]
-        td_mask = self._td_mask(names)
-        targets = self._targets(batch, names, task_ids, valid)
-        q = self.online(obs)
-        task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(names)) * td_mask
-        if self.training.terms:
-            q_real = self._unnormalise(q, names, task_ids)
-            for term in self.training.terms:
-                task_losses = task_losses + term.task_losses(q_real, obs, valid, names)
-
+        q, actions, task_ids, task_losses = self._losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.balancer.backward(task_losses, task_ids, names)
         max_norm = self.settings.max_grad_norm
@@ -262,6 +255,51 @@ class Learner:
             metrics.update(self.popart.metrics(names))
         q_mean = per_task_mean(q_taken.squeeze(1), task_ids, len(names))
         return {"loss": loss, "task_losses": task_losses.detach(), "q_mean": q_mean, **metrics}
+
+    def _losses(
+        self, batch: Mapping[str, NStepSample]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The forward pass of an update: (q [B, A], actions [B], task_ids [B], task_losses
+        [T_b]: each batch task's TD loss, masked by `td_tasks`, plus the extra terms)."""
+        names = list(batch)
+        samples = list(batch.values())
+        obs = self.policy.tensors({n: s.obs for n, s in batch.items()})
+        actions = self._tensor([s.actions for s in samples])
+        task_ids = self.online.task_ids([len(s.actions) for s in samples])
+        valid = self.policy.valid_actions(names)[task_ids]
+        td_mask = self._td_mask(names)
+        targets = self._targets(batch, names, task_ids, valid)
+        q = self.online(obs)
+        task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(names)) * td_mask
+        if self.training.terms:
+            q_real = self._unnormalise(q, names, task_ids)
+            for term in self.training.terms:
+                task_losses = task_losses + term.task_losses(q_real, obs, valid, names)
+        return q, actions, task_ids, task_losses
+
+    def gradient(self, batch: Mapping[str, NStepSample]) -> dict[str, torch.Tensor]:
+        """The gradient of the summed task losses of `batch` at the current weights, without a
+        step (first-order MAML's outer gradient); the balancer and the optimiser are not used.
+
+        Returns:
+            online parameter name (as in `online.named_parameters()`) -> its gradient (zeros
+            for a parameter the batch does not reach).
+
+        Raises:
+            NonFiniteError: the loss or the gradient is NaN or infinite.
+        """
+        params = dict(self.online.named_parameters())
+        trained = {n: p for n, p in params.items() if p.requires_grad}
+        task_losses = self._losses(batch)[3]
+        loss = task_losses.sum()
+        grads = torch.autograd.grad(loss, list(trained.values()), allow_unused=True)
+        found = {n: g for n, g in zip(trained, grads, strict=True) if g is not None}
+        result = {n: found[n].detach() if n in found else torch.zeros_like(p)
+                  for n, p in params.items()}  # fmt: skip
+        norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in result.values()]))
+        if not torch.isfinite(loss.detach() + norm):
+            raise NonFiniteError(nonfinite_message(loss, norm, task_losses, list(batch)))
+        return result
 
     def _targets(
         self,
@@ -393,6 +431,30 @@ def nonfinite_message(
         f"non-finite gradient norm ({float(grad_norm)}) in an update of tasks {list(names)} "
         "(finite losses); the step was not taken"
     )
+
+
+def mean_head_init(net: nn.Module, name: str, held: Sequence[str]) -> bool:
+    """Sets the group ``head/<name>`` to the mean of the held tasks' head groups whose tensors
+    have the same shapes; returns False (head left as it is) when none has.
+
+    Args:
+        net: a network with `param_groups()`.
+        name: the new task.
+        held: the tasks whose heads are averaged (those of another shape are skipped).
+    """
+    groups = net.param_groups()
+    new = groups.get(f"head/{name}")
+    if not new:
+        return False
+    shapes = [p.shape for p in new]
+    sources = [groups[f"head/{t}"] for t in held if f"head/{t}" in groups]
+    sources = [ps for ps in sources if [p.shape for p in ps] == shapes]
+    if not sources:
+        return False
+    with torch.no_grad():
+        for i, param in enumerate(new):
+            param.copy_(torch.stack([ps[i] for ps in sources]).mean(0))
+    return True
 
 
 def equal_weights(names) -> dict[str, float]:

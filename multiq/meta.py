@@ -1,0 +1,423 @@
+"""Meta-learning for DQN over a task pool: Reptile and first-order MAML, one registry entry each.
+
+The meta-weights theta are the online network of a model holding one task, `META_TASK`, with the
+pool's spaces (every pool task must have them). One outer iteration draws `meta_batch_size` pool
+tasks without replacement (from `seed` and the iteration number alone, so a resumed run draws
+the same ones) and runs an inner loop on each: `inner_steps` env steps of DQN from theta
+(`multiq.train.inner`, headless: its own replay, the target starting at theta, fresh Adam
+moments). Then:
+- ``reptile`` (Nichol et al. 2018): theta <- theta + epsilon * mean_i (phi_i - theta), with
+  epsilon `meta_step_size` and phi_i the weights after task i's inner loop;
+- ``fomaml`` (Finn et al. 2017, first order): the adapted weights collect `meta_query_steps`
+  fresh env steps of task i, g_i is the gradient of the TD loss at phi_i on them, and
+  theta <- theta - `meta_lr` * mean_i g_i, the mean gradient clipped to norm `max_grad_norm`.
+
+Only parameters move (buffers keep theta's values). The outer loop's env steps (inner loops and
+queries; evaluations excluded) are counted, so pretraining budgets can be matched.
+The run folder gets config.yaml, run.json, meta.csv (one row per iteration, `rundir.META_KEYS`),
+checkpoint.pt (kind ``meta``, written after every iteration), model.pt (a `MultiTaskDQN` holding
+`META_TASK` with theta, which `multiq transfer` and `multiq adapt` start from; its config has
+`head_init: mean`, so a task added to it starts from the meta-learned head) and summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from multiq.config import Config
+from multiq.errors import ConfigError, NonFiniteError, TaskError
+from multiq.fileio import atomic_write_text
+from multiq.registry import lookup
+from multiq.rundir import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    META_FILE,
+    META_KEYS,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    claim_run_dir,
+)
+from multiq.runfolder import RunFolder, write_run_record
+from multiq.tasks import make_taskset, task_entries
+from multiq.tasks.spec import TaskSpec
+from multiq.train import checkpoint as ckpt
+from multiq.train.inner import InnerLoop, InnerResult, clone_weights
+from multiq.train.stop import Interrupted, StopRequests
+
+META_TASK = "meta"
+META_CHECKPOINT_KIND = "meta"
+log = logging.getLogger(__name__)
+Weights = dict[str, torch.Tensor]
+
+
+# --- the outer updates (pure) -------------------------------------------------------------------
+
+
+def reptile_step(theta: Weights, adapted: Sequence[Weights], step_size: float) -> Weights:
+    """theta + step_size * mean_i (adapted_i - theta), for every entry of `theta`.
+
+    Args:
+        theta: name -> tensor, the meta-weights.
+        adapted: per task, name -> tensor of the same shapes (the inner loops' results).
+        step_size: epsilon.
+    """
+    if not adapted:
+        raise ValueError("reptile_step needs at least one adapted set of weights")
+    return {
+        name: value + step_size * (torch.stack([a[name] for a in adapted]).mean(0) - value)
+        for name, value in theta.items()
+    }
+
+
+def fomaml_step(
+    theta: Weights, grads: Sequence[Weights], lr: float, max_norm: float | None = None
+) -> Weights:
+    """theta - lr * mean_i grads_i, the mean gradient first scaled to norm `max_norm` if larger.
+
+    Args:
+        theta: name -> tensor, the meta-weights.
+        grads: per task, name -> gradient at the adapted weights (same shapes).
+        lr: the outer SGD step size.
+        max_norm: clip of the mean gradient's global L2 norm (None: no clip).
+    """
+    if not grads:
+        raise ValueError("fomaml_step needs at least one gradient")
+    mean = {name: torch.stack([g[name] for g in grads]).mean(0) for name in theta}
+    scale = 1.0
+    if max_norm is not None:
+        norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in mean.values()])))
+        scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
+    return {name: value - lr * scale * mean[name] for name, value in theta.items()}
+
+
+# --- the algorithms -------------------------------------------------------------------------
+
+
+@dataclass
+class TaskOutcome:
+    """One inner loop of an outer iteration: what the algorithm combines, and what it did."""
+
+    contribution: Weights
+    inner: InnerResult
+    env_steps: int
+
+
+Contribute = Callable[[InnerLoop, TaskSpec, int, Config, Sequence[int]], TaskOutcome]
+Combine = Callable[[Weights, list[Weights], Config], Weights]
+
+
+@dataclass(frozen=True)
+class MetaAlgorithm:
+    """A meta-learning algorithm: what each task's inner loop contributes, and how
+    contributions update theta (names of parameters only)."""
+
+    name: str
+    contribute: Contribute
+    combine: Combine
+
+
+def _adapt(loop: InnerLoop, spec: TaskSpec, seed: int, cfg: Config, eval_at) -> InnerResult:
+    rng = np.random.default_rng(seed)
+    return loop.train(spec, cfg.inner_steps, seed, eval_at=eval_at, rng=rng)
+
+
+def _reptile_contribution(loop, spec, seed, cfg, eval_at) -> TaskOutcome:
+    inner = _adapt(loop, spec, seed, cfg, eval_at)
+    return TaskOutcome(loop.weights(), inner, inner.env_steps)
+
+
+def _fomaml_contribution(loop, spec, seed, cfg, eval_at) -> TaskOutcome:
+    inner = _adapt(loop, spec, seed, cfg, eval_at)
+    rng = np.random.default_rng([seed, 1])
+    grads, query_steps = loop.query_gradient(spec, cfg.meta_query_steps, seed + 1, rng)
+    return TaskOutcome(grads, inner, inner.env_steps + query_steps)
+
+
+def _reptile_combine(theta: Weights, parts: list[Weights], cfg: Config) -> Weights:
+    return reptile_step(theta, parts, cfg.meta_step_size)
+
+
+def _fomaml_combine(theta: Weights, parts: list[Weights], cfg: Config) -> Weights:
+    return fomaml_step(theta, parts, cfg.meta_lr, cfg.max_grad_norm)
+
+
+ALGORITHMS: dict[str, MetaAlgorithm] = {
+    "reptile": MetaAlgorithm("reptile", _reptile_contribution, _reptile_combine),
+    "fomaml": MetaAlgorithm("fomaml", _fomaml_contribution, _fomaml_combine),
+}
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+
+def build_pool(entries: Any) -> list[TaskSpec]:
+    """The meta-training tasks of `meta_tasks` entries; all must share spaces.
+
+    Raises:
+        TaskError: an empty pool, or tasks whose observations or actions differ.
+    """
+    pool = list(make_taskset(entries))
+    first = pool[0]
+    for spec in pool[1:]:
+        if (spec.obs_shape, spec.obs_dtype, spec.num_actions) != (
+            first.obs_shape, first.obs_dtype, first.num_actions,
+        ):  # fmt: skip
+            raise TaskError(
+                f"meta_tasks: task {spec.name!r} has observations {spec.obs_shape} "
+                f"{spec.obs_dtype} and {spec.num_actions} actions, {first.name!r} has "
+                f"{first.obs_shape} {first.obs_dtype} and {first.num_actions}; a meta pool's "
+                "tasks must share spaces (use one task family)"
+            )
+    return pool
+
+
+def as_meta_task(spec: TaskSpec) -> TaskSpec:
+    """`spec` under the name `META_TASK` (the meta-weights' one task)."""
+    source = {**spec.source, "name": META_TASK} if spec.source else {}
+    return dataclasses.replace(spec, name=META_TASK, source=source)
+
+
+def iteration_tasks(seed: int, iteration: int, pool_size: int, batch: int) -> list[int]:
+    """The pool indices an outer iteration trains on: drawn from (seed, iteration) alone."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, iteration]))
+    return rng.choice(pool_size, size=min(batch, pool_size), replace=False).tolist()
+
+
+def inner_seed(seed: int, iteration: int, slot: int) -> int:
+    """The env and sampling seed of one inner loop (below 2**31 for MinAtar's numpy seeding)."""
+    state = np.random.SeedSequence([seed, iteration, slot]).generate_state(1)[0]
+    return int(state) % (2**31 - 2**20)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class MetaState:
+    """Where a meta run stands (JSON in its checkpoint).
+
+    Attributes:
+        iteration: outer iterations done.
+        env_steps: env steps of the inner loops and queries so far.
+        wall_time_s: seconds of meta training over all sessions.
+        rows: meta.csv's rows so far (`rundir.META_KEYS`).
+    """
+
+    iteration: int = 0
+    env_steps: int = 0
+    wall_time_s: float = 0.0
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+
+class MetaRun:
+    """The outer loop of `multiq meta` over a run folder (see the module docstring).
+
+    Args:
+        model: a `MultiTaskDQN` holding `META_TASK` (its online net is theta).
+        pool: the meta-training tasks.
+        state: where a resumed run stands (None: a new run).
+    """
+
+    def __init__(self, model, pool: Sequence[TaskSpec], state: MetaState | None = None):
+        self.model, self.cfg = model, model.config
+        self.algorithm = lookup(ALGORITHMS, self.cfg.meta_algo, "meta algorithm", "algorithms")
+        self.pool_entries = task_entries(pool)  # their own names: they rebuild the pool
+        self.pool = [as_meta_task(spec) for spec in pool]
+        self.state = state or MetaState()
+        self.run_dir = Path(model.run_dir)
+        inner_learner = type(model.learner)(
+            [self.pool[0]], model.learner.settings, model.learner.device
+        )
+        self.loop = InnerLoop(inner_learner, self.cfg, META_TASK)
+        self._stop = StopRequests()
+
+    @property
+    def theta(self) -> dict[str, torch.nn.Parameter]:
+        return dict(self.model.learner.online.named_parameters())
+
+    def run(self) -> dict[str, Any]:
+        """Runs the remaining outer iterations; returns the summary. SIGINT/SIGTERM stop it
+        after a checkpoint of the last whole iteration (`Interrupted`)."""
+        with RunFolder(self.run_dir):
+            write_run_record(self.run_dir, self.model._session_record())
+            self.cfg.to_yaml(self.run_dir / CONFIG_FILE)
+            with self._stop:
+                if not (self.run_dir / CHECKPOINT_FILE).is_file():
+                    self.checkpoint()
+                while self.state.iteration < self.cfg.meta_iterations:
+                    self._iteration()
+            summary = self._finish()
+        return summary
+
+    def _iteration(self) -> None:
+        cfg, state = self.cfg, self.state
+        started = time.perf_counter()
+        theta = clone_weights(self.model.learner.online.state_dict())
+        evaluate = self._evaluates(state.iteration)
+        eval_at = (0, cfg.inner_steps) if evaluate else ()
+        indices = iteration_tasks(cfg.seed, state.iteration, len(self.pool), cfg.meta_batch_size)
+        outcomes = []
+        for slot, index in enumerate(indices):
+            self.loop.load(theta)
+            seed = inner_seed(cfg.seed, state.iteration, slot)
+            try:
+                outcomes.append(
+                    self.algorithm.contribute(self.loop, self.pool[index], seed, cfg, eval_at)
+                )
+            except NonFiniteError as error:
+                raise NonFiniteError(f"{error}; {self._kept()}") from error
+            if self._stop.requested:
+                raise Interrupted(
+                    f"meta run stopped by a signal in iteration {state.iteration}; "
+                    f"{self._kept()}", self._stop.signal_number,
+                )  # fmt: skip
+        params = [name for name, _ in self.model.learner.online.named_parameters()]
+        update = self.algorithm.combine(
+            {n: theta[n] for n in params}, [o.contribution for o in outcomes], cfg
+        )
+        self._set_theta(update)
+        state.env_steps += sum(o.env_steps for o in outcomes)
+        state.wall_time_s += time.perf_counter() - started
+        state.rows.append(self._row(outcomes, evaluate))
+        state.iteration += 1
+        self.checkpoint()
+
+    def _evaluates(self, iteration: int) -> bool:
+        every, last = self.cfg.meta_eval_freq, self.cfg.meta_iterations - 1
+        return iteration == last or (every > 0 and iteration % every == 0)
+
+    def _set_theta(self, update: Mapping[str, torch.Tensor]) -> None:
+        if not all(bool(torch.isfinite(t).all()) for t in update.values()):
+            raise NonFiniteError(
+                f"the meta update of iteration {self.state.iteration} is not finite; "
+                f"{self._kept()}. Lower meta_step_size, meta_lr or learning_rate"
+            )
+        learner = self.model.learner
+        with torch.no_grad():
+            for name, param in learner.online.named_parameters():
+                param.copy_(update[name])
+        learner.sync_target(1.0)
+
+    def _row(self, outcomes: Sequence[TaskOutcome], evaluated: bool) -> dict[str, float]:
+        returns = [r for o in outcomes for r in o.inner.returns]
+        k = self.cfg.inner_steps
+        pre = [o.inner.evaluations[0] for o in outcomes] if evaluated else []
+        post = [o.inner.evaluations[k] for o in outcomes] if evaluated else []
+        row = {
+            "iteration": self.state.iteration,
+            "env_steps": self.state.env_steps,
+            "wall_time_s": round(self.state.wall_time_s, 3),
+            "inner_return": _mean(returns),
+            "pre_return": _mean(pre),
+            "post_return": _mean(post),
+        }
+        return {key: row[key] for key in META_KEYS}
+
+    def _kept(self) -> str:
+        return (
+            f"the checkpoint of iteration {self.state.iteration} in {self.run_dir} is kept: "
+            f"resume with `multiq meta --resume {self.run_dir}`"
+        )
+
+    def checkpoint(self) -> None:
+        """Writes checkpoint.pt (theta, config, tasks, the meta state) and meta.csv."""
+        meta, tensors = self.model.model_record()
+        meta["meta_state"] = dataclasses.asdict(self.state)
+        meta["pool"] = self.pool_entries
+        ckpt.save_tensors(self.run_dir / CHECKPOINT_FILE, META_CHECKPOINT_KIND, meta, tensors)
+        write_meta_csv(self.run_dir / META_FILE, self.state.rows)
+
+    def _finish(self) -> dict[str, Any]:
+        self.model.save(self.run_dir / MODEL_FILE)
+        last = self.state.rows[-1] if self.state.rows else {}
+        summary = {
+            "meta": {
+                "algorithm": self.cfg.meta_algo,
+                "pool": [entry["name"] for entry in self.pool_entries],
+                "iterations": self.state.iteration,
+                "env_steps": self.state.env_steps,
+                "wall_time_s": self.state.wall_time_s,
+                "inner_steps": self.cfg.inner_steps,
+                "final": last,
+            }
+        }
+        text = json.dumps(summary, indent=2, allow_nan=True)
+        atomic_write_text(self.run_dir / SUMMARY_FILE, text)
+        from multiq.report.meta import plot_meta
+
+        plot_meta(self.run_dir)
+        return summary
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(np.mean(values)) if len(values) else math.nan
+
+
+def write_meta_csv(path: Path, rows: Sequence[Mapping[str, float]]) -> None:
+    """meta.csv: a header of `META_KEYS`, one row per outer iteration."""
+    lines = [",".join(META_KEYS)]
+    lines += [",".join(repr(float(row[k])) if k not in ("iteration", "env_steps")
+                       else str(int(row[k])) for k in META_KEYS) for row in rows]  # fmt: skip
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# --- building and resuming ------------------------------------------------------------------
+
+
+def prepare_meta(cls, run_dir: str | Path | None, config: Config) -> MetaRun:
+    """A new meta run: the pool of `config.meta_tasks`, a model holding `META_TASK`.
+
+    Raises:
+        ConfigError: an unknown algorithm (with did-you-mean).
+        TaskError: a bad pool.
+    """
+    lookup(ALGORITHMS, config.meta_algo, "meta algorithm", "algorithms")
+    pool = build_pool(config.meta_tasks)
+    slot = as_meta_task(pool[0])
+    config = config.replace(tasks=task_entries([slot]), head_init="mean")
+    run_dir = run_dir if run_dir is not None else claim_run_dir(f"meta-{config.meta_algo}")
+    model = cls(config=config, task_specs=[slot], run_dir=run_dir)
+    return MetaRun(model, pool)
+
+
+def resume_meta(cls, run_dir: str | Path, overrides: Mapping[str, Any]) -> MetaRun:
+    """The meta run of `run_dir` where its checkpoint stands; `overrides` may raise
+    `meta_iterations` (or change settings that do not shape the network).
+
+    Raises:
+        CheckpointError: no readable meta checkpoint.
+        ConfigError: an override that reshapes the network.
+    """
+    path = Path(run_dir) / CHECKPOINT_FILE
+    meta, payload = ckpt.load_tensors(
+        path, META_CHECKPOINT_KIND, required=("online", "config", "tasks", "meta_state", "pool")
+    )
+    from multiq.transfer import NETWORK_KEYS
+
+    shaping = sorted(set(overrides) & {*NETWORK_KEYS, "meta_tasks", "seed"})
+    if shaping:
+        raise ConfigError(
+            f"a resumed meta run keeps its network, pool and seed: cannot change {shaping}"
+        )
+    model = cls.from_record(meta, payload)
+    model.config = model.config.replace(**overrides)
+    model.run_dir = Path(run_dir)
+    pool = list(make_taskset(meta["pool"]))
+    state = MetaState(**meta["meta_state"])
+    if state.iteration > model.config.meta_iterations:
+        raise ConfigError(
+            f"the run has done {state.iteration} iterations, more than meta_iterations="
+            f"{model.config.meta_iterations}; raise it to train further"
+        )
+    return MetaRun(model, pool, state)
