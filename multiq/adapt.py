@@ -38,6 +38,7 @@ from multiq.errors import ConfigError
 from multiq.fileio import atomic_write_text, make_folder
 from multiq.report.meta import write_adapt_report
 from multiq.rundir import ADAPT_FILE, claim_run_dir
+from multiq.tasks.families import check_family, resolve_options
 from multiq.tasks.spec import TaskSpec
 from multiq.train.inner import InnerLoop
 from multiq.transfer import load_source
@@ -183,14 +184,15 @@ def family_options(inits: Sequence[Init], family: str) -> dict[str, Any]:
             continue
         config = init.model.config
         for entry in _entries(config.tasks) + _entries(config.meta_tasks):
-            if not entry["id"].startswith(f"family:{family}"):
+            if entry["id"].split(":")[:2] != ["family", family]:
                 continue
-            if found is not None and entry["kwargs"] != found:
+            options = resolve_options(check_family(family), entry["kwargs"])
+            if found is not None and options != found:
                 raise ConfigError(
                     f"the models were trained on family {family!r} with different options "
-                    f"({found} and {entry['kwargs']}); compare models of one split"
+                    f"({found} and {options}); compare models of one split"
                 )
-            found = entry["kwargs"]
+            found = options
     return dict(found or {})
 
 

@@ -19,6 +19,7 @@ from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskErro
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
 from multiq.tasks import make_taskset, task_entries
+from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
@@ -88,6 +89,7 @@ class MultiTaskDQN:
         if tasks is not None:
             changes["tasks"] = tasks if isinstance(tasks, str) else list(tasks)
         self.config = base.replace(**changes) if changes else base
+        import_env_modules(self.config.env_imports)  # their envs register before tasks build
         specs = (
             list(task_specs) if task_specs is not None else list(make_taskset(self.config.tasks))
         )

@@ -292,6 +292,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from multiq.api import MultiTaskDQN
     from multiq.config import Config
     from multiq.tasks import make_taskset
+    from multiq.tasks.gym_ids import import_env_modules
 
     ks = parse_ks(args.k)
     if args.n_tasks is not None and args.n_tasks < 1:
@@ -303,6 +304,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     options = {**family_options(inits, args.family), **_family_overrides(args.family_set)}
     count = f":{args.n_tasks}" if args.n_tasks else ""
     entry = {"id": f"family:{args.family}:{args.split}{count}", "kwargs": options}
+    import_env_modules(cfg.env_imports)
     tasks = list(make_taskset([entry]))
     print(
         f"adapt-k on {len(tasks)} {args.split} tasks of {args.family}, k = {ks}, seeds "

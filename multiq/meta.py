@@ -50,6 +50,7 @@ from multiq.rundir import (
 )
 from multiq.runfolder import RunFolder, write_run_record
 from multiq.tasks import make_taskset, task_entries
+from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 from multiq.train.inner import InnerLoop, InnerResult, clone_weights
@@ -383,6 +384,7 @@ def prepare_meta(cls, run_dir: str | Path | None, config: Config) -> MetaRun:
         TaskError: a bad pool.
     """
     lookup(ALGORITHMS, config.meta_algo, "meta algorithm", "algorithms")
+    import_env_modules(config.env_imports)
     pool = build_pool(config.meta_tasks)
     slot = as_meta_task(pool[0])
     config = config.replace(tasks=task_entries([slot]), head_init="mean")
@@ -413,6 +415,7 @@ def resume_meta(cls, run_dir: str | Path, overrides: Mapping[str, Any]) -> MetaR
     model = cls.from_record(meta, payload)
     model.config = model.config.replace(**overrides)
     model.run_dir = Path(run_dir)
+    import_env_modules(model.config.env_imports)
     pool = list(make_taskset(meta["pool"]))
     state = MetaState(**meta["meta_state"])
     if state.iteration > model.config.meta_iterations:

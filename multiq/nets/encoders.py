@@ -20,7 +20,7 @@ NATURE_HIDDEN_SIZE = 512  # Mnih et al. 2015 use 512 units after the conv stack.
 
 
 class ToFloat(nn.Module):
-    """Casts compact observations (bool, uint8) to float32 and scales uint8 pixels to [0, 1]."""
+    """Casts compact observations (bool, uint8) to float32 and scales uint8 values to [0, 1]."""
 
     def __init__(self, scale: float):
         super().__init__()
@@ -52,7 +52,9 @@ class EncoderFamily:
 
 
 def _scale(space: gym.spaces.Box) -> float:
-    return 1.0 / 255.0 if space.dtype == np.uint8 and float(np.max(space.high)) > 1 else 1.0
+    """1 / the largest value of a uint8 space (255 for pixels, 10 for MiniGrid indices), else 1."""
+    high = float(np.max(space.high))
+    return 1.0 / high if space.dtype == np.uint8 and high > 1 else 1.0
 
 
 def _mlp_input(space: gym.spaces.Box, hidden: int) -> nn.Module:

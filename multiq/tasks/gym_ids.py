@@ -1,7 +1,13 @@
 """Gymnasium plumbing shared by all suites, and the `gym:<id>` adapter.
 
 `gym:<id>` turns any registered Gymnasium id into a task; its kwargs go to `gym.make`.
-Ids in the `ALE/` and `MinAtar/` namespaces are registered on demand. Image observations
+Ids in the `ALE/` and `MinAtar/` namespaces, and the un-namespaced `MiniGrid-*` and
+`BabyAI-*` ids, are registered on demand. Gymnasium's `module:EnvId` form
+(`gym:my_pkg.envs:MyEnv-v0`) imports `my_pkg.envs` first, so that it can register `MyEnv-v0`.
+
+Observations: a Dict space with an `image` Box (MiniGrid) is reduced to that image by
+`minigrid.wrappers.ImgObsWrapper`, and for MiniGrid envs the image's `high` is narrowed to
+the largest object/colour/state index, since the image holds indices, not pixels. Images
 stored height-width-channel (last axis smaller than the other two, e.g. `(210, 160, 3)`)
 are transposed to channel-first; all other observation spaces are kept as they are and
 must be 1-D or 3-D Boxes.
@@ -12,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -23,6 +30,11 @@ from multiq.errors import TaskError
 from multiq.tasks.spec import TaskSpec
 
 SUPPORTED_OBS = "supported observation spaces are Box vectors (1-D) and images (3-D, channel-first)"
+DICT_HINT = (
+    "; a Dict space needs a wrapper that returns a Box (e.g. minigrid.wrappers.ImgObsWrapper "
+    "or gymnasium.wrappers.FlattenObservation): register the wrapped env under its own id in a "
+    "module and use gym:<module>:<EnvId>"
+)
 
 
 class ChannelFirst(gym.ObservationWrapper):
@@ -71,7 +83,65 @@ def register_ale() -> None:
     gym.register_envs(ale_py)
 
 
+def register_minigrid() -> None:
+    """Registers the `MiniGrid-*` and `BabyAI-*` ids (importing minigrid registers them).
+
+    Raises:
+        TaskError: if minigrid is not installed.
+    """
+    try:
+        import minigrid  # noqa: F401
+    except ImportError as exc:
+        raise TaskError(
+            f"MiniGrid tasks need the minigrid package ({exc}): pip install minigrid"
+        ) from exc
+
+
 NAMESPACES: dict[str, Callable[[], None]] = {"ALE": register_ale, "MinAtar": register_minatar}
+# Plugins whose ids have no namespace, by id prefix.
+PREFIXES: dict[str, Callable[[], None]] = {
+    "MiniGrid-": register_minigrid,
+    "BabyAI-": register_minigrid,
+}
+
+
+def import_env_modules(modules: Sequence[str]) -> None:
+    """Imports each module so that the envs it registers become known to Gymnasium.
+
+    Args:
+        modules: dotted module names, e.g. `["my_pkg.envs"]`.
+
+    Raises:
+        TaskError: naming the first module that is not a string or cannot be imported.
+    """
+    for module in modules:
+        _import_env_module(module)
+
+
+def _import_env_module(module: str) -> None:
+    if not isinstance(module, str) or not module:
+        raise TaskError(f"an env module must be a dotted module name, got {module!r}")
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise TaskError(
+            f"cannot import env module {module!r}: {exc}; install the package that provides it "
+            "(pip install <package>) or add its folder to PYTHONPATH"
+        ) from exc
+    except Exception as exc:  # any failure while the module's code runs
+        raise TaskError(
+            f"importing env module {module!r} failed: {type(exc).__name__}: {exc}; fix the "
+            "module or install its dependencies (pip install ...)"
+        ) from exc
+
+
+def split_module(env_id: str) -> tuple[str | None, str]:
+    """Splits Gymnasium's `module:EnvId` form: `pkg.envs:MyEnv-v0` -> `("pkg.envs", "MyEnv-v0")`.
+
+    Ids without a colon give `(None, env_id)`.
+    """
+    module, sep, bare_id = env_id.partition(":")
+    return (module, bare_id) if sep else (None, env_id)
 
 
 def make_gym(env_id: str, name: str, kwargs: dict[str, Any]) -> gym.Env:
@@ -122,10 +192,57 @@ def build_spec(name: str, env_id: str, make_env: Callable[..., gym.Env]) -> Task
             "Discrete action space (try a discretising wrapper or another env)"
         )
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) not in (1, 3):
+        hint = DICT_HINT if isinstance(obs_space, gym.spaces.Dict) else ""
         raise TaskError(
-            f"task {name!r} ({env_id}) has observation space {obs_space}; {SUPPORTED_OBS}"
+            f"task {name!r} ({env_id}) has observation space {obs_space}; {SUPPORTED_OBS}{hint}"
         )
     return TaskSpec(name, env_id, make_env, obs_space, act_space)
+
+
+def minigrid_index_space(space: gym.spaces.Box) -> gym.spaces.Box:
+    """The (H, W, 3) MiniGrid image space with `high` set to each channel's largest index.
+
+    The channels hold object, colour and state indices (minigrid's OBJECT_TO_IDX,
+    COLOR_TO_IDX, STATE_TO_IDX), so the real maximum is 10, not 255.
+    """
+    from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+
+    maxima = [max(table.values()) for table in (OBJECT_TO_IDX, COLOR_TO_IDX, STATE_TO_IDX)]
+    high = np.broadcast_to(np.array(maxima, dtype=space.dtype), space.shape)
+    return gym.spaces.Box(low=np.zeros_like(high), high=high, dtype=space.dtype)
+
+
+def image_only(env: gym.Env) -> gym.Env:
+    """Reduces a Dict observation with an `image` Box to that image (`ImgObsWrapper`).
+
+    For MiniGrid envs the image's `high` is narrowed to the largest index (see
+    `minigrid_index_space`), so that encoders scale it to [0, 1].
+
+    Raises:
+        TaskError: if minigrid is not installed.
+    """
+    register_minigrid()
+    from minigrid.minigrid_env import MiniGridEnv
+    from minigrid.wrappers import ImgObsWrapper
+
+    wrapped = ImgObsWrapper(env)
+    if isinstance(env.unwrapped, MiniGridEnv) and wrapped.observation_space.shape[-1] == 3:
+        wrapped.observation_space = minigrid_index_space(wrapped.observation_space)
+    return wrapped
+
+
+def has_image_key(space: gym.Space) -> bool:
+    """Whether `space` is a Dict with an `image` Box (MiniGrid's observations)."""
+    return isinstance(space, gym.spaces.Dict) and isinstance(
+        space.spaces.get("image"), gym.spaces.Box
+    )
+
+
+def adapt_observations(env: gym.Env) -> gym.Env:
+    """Reduces a Dict-with-image observation to its image and makes images channel-first."""
+    if has_image_key(env.observation_space):
+        env = image_only(env)
+    return ChannelFirst(env) if is_channel_last(env.observation_space) else env
 
 
 def is_channel_last(space: gym.Space) -> bool:
@@ -137,7 +254,14 @@ def is_channel_last(space: gym.Space) -> bool:
 
 
 def register_namespace(env_id: str) -> None:
-    """Registers the plugin envs of `env_id`'s namespace (ALE, MinAtar), if it has one."""
+    """Registers the plugin envs of `env_id`: its namespace (ALE, MinAtar) or prefix (MiniGrid-).
+
+    Raises:
+        TaskError: if the plugin package is not installed.
+    """
+    for prefix, register in PREFIXES.items():
+        if env_id.startswith(prefix):
+            register()
     try:
         namespace = parse_env_id(env_id)[0]
     except gym.error.Error:
@@ -147,8 +271,8 @@ def register_namespace(env_id: str) -> None:
 
 
 def all_ids() -> list[str]:
-    """Every registered Gymnasium id, after registering the installed plugin namespaces."""
-    for register in NAMESPACES.values():
+    """Every registered Gymnasium id, after registering the installed plugins."""
+    for register in {*NAMESPACES.values(), *PREFIXES.values()}:
         with contextlib.suppress(TaskError):
             register()
     return list(gym.registry)
@@ -161,42 +285,49 @@ def check_gym_id(env_id: str, entry: str) -> None:
         env_id: the id to check.
         entry: the task entry it comes from, for the message.
 
+    `env_id` may have the form `module:EnvId`; the module is imported first.
+
     Raises:
-        TaskError: if the id is unknown.
+        TaskError: if the module cannot be imported or the id is unknown.
     """
-    register_namespace(env_id)
-    if env_id in gym.registry:
+    module, bare_id = split_module(env_id)
+    if module is not None:
+        import_env_modules([module])
+    register_namespace(bare_id)
+    if bare_id in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, all_ids(), n=3)
+    close = difflib.get_close_matches(bare_id, all_ids(), n=3)
     hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
     raise TaskError(
-        f"unknown Gymnasium id {env_id!r} in task entry {entry!r}; {hint}Ids come from "
-        "gymnasium.registry; ALE/* and MinAtar/* ids are registered automatically"
+        f"unknown Gymnasium id {bare_id!r} in task entry {entry!r}; {hint}Ids come from "
+        "gymnasium.registry; ALE/*, MinAtar/*, MiniGrid-* and BabyAI-* ids are registered "
+        "automatically, and gym:<module>:<EnvId> imports <module> first"
     )
 
 
 def default_name(env_id: str) -> str:
-    """The id without namespace and version: `ALE/Pong-v5` -> `Pong`."""
+    """The id without module, namespace and version: `ALE/Pong-v5` -> `Pong`."""
+    bare_id = split_module(env_id)[1]
     try:
-        return parse_env_id(env_id)[1]
+        return parse_env_id(bare_id)[1]
     except gym.error.Error:
-        return env_id
+        return bare_id
 
 
 def make_gym_task(
     env_id: str, name: str, kwargs: dict[str, Any], evaluation: bool = False
 ) -> gym.Env:
     """Makes the env of a `gym:<id>` task; the evaluation variant is the same env."""
-    env = make_gym(env_id, name, kwargs)
-    return ChannelFirst(env) if is_channel_last(env.observation_space) else env
+    register_namespace(split_module(env_id)[1])
+    return adapt_observations(make_gym(env_id, name, kwargs))
 
 
 def build_gym(env_id: str, name: str | None, kwargs: dict[str, Any]) -> TaskSpec:
     """Builds the task of the entry `gym:<env_id>`.
 
     Args:
-        env_id: a registered Gymnasium id.
-        name: the task name, or None for the id without namespace and version.
+        env_id: a registered Gymnasium id, or `module:EnvId`.
+        name: the task name, or None for the id without module, namespace and version.
         kwargs: keyword arguments for `gym.make`.
 
     Returns:

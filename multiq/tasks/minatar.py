@@ -27,13 +27,22 @@ def env_id(game: str, full_action_set: bool) -> str:
 
 
 def make_minatar(
-    game_id: str, name: str, sticky_action_prob: float, evaluation: bool = False
+    game_id: str,
+    name: str,
+    sticky_action_prob: float,
+    evaluation: bool = False,
+    *,
+    difficulty_ramping: bool = True,
 ) -> gym.Env:
-    """Makes one MinAtar env with channel-first observations; evaluation uses the same env."""
+    """Makes one MinAtar env with channel-first observations; evaluation uses the same env.
+
+    `difficulty_ramping` is MinAtar's own default (True); Breakout and Freeway ignore it.
+    """
     register_minatar()
+    kwargs = {"sticky_action_prob": sticky_action_prob, "difficulty_ramping": difficulty_ramping}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*out of date", category=DeprecationWarning)
-        env = make_gym(game_id, name, {"sticky_action_prob": sticky_action_prob})
+        env = make_gym(game_id, name, kwargs)
     return ChannelFirst(env)
 
 

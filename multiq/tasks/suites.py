@@ -1,9 +1,11 @@
 """The suite registry and the parsing of task entries into a TaskSet.
 
 A task entry is a string or a dict `{"id": <entry string>, "name": ..., "kwargs": {...}}`.
-Entry strings are a suite name (`minatar`: all its tasks), a suite member (`minatar:Breakout`)
-or `gym:<id>` (any Gymnasium id). For suites, kwargs are suite options; for `gym:<id>`
-they go to `gym.make`. New suites are added by putting a `Suite` into `SUITES`.
+Entry strings are a suite name (`minatar`: all its tasks), a suite member (`minatar:Breakout`),
+`gym:<id>` (any Gymnasium id) or `family:<name>...` (tasks of a task family, see
+`multiq.tasks.families`). For suites, kwargs are suite options; for `gym:<id>` they go to
+`gym.make`; for families they are the family's options. New suites are added by putting a
+`Suite` into `SUITES`; prefixes that parse their own entries live in `ENTRY_BUILDERS`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from multiq.errors import TaskError
-from multiq.tasks import atari, classic, gym_ids, minatar
+from multiq.tasks import atari, classic, families, gym_ids, minatar
 from multiq.tasks.spec import TaskSet, TaskSpec
 
 Builder = Callable[[str, "str | None", dict[str, Any]], TaskSpec]
@@ -90,6 +92,12 @@ SUITES: dict[str, Suite] = {
 }
 
 
+# Prefix -> `build(member, name, kwargs, entry_id)`, for entries that are not suite members.
+ENTRY_BUILDERS: dict[str, Callable[[str, str | None, Mapping[str, Any], str], list[TaskSpec]]] = {
+    families.PREFIX: families.build_entry,
+}
+
+
 def make_taskset(entries: Entries) -> TaskSet:
     """Builds the TaskSet of the config's task entries.
 
@@ -114,7 +122,9 @@ def task_entries(specs: Sequence[TaskSpec]) -> list[dict[str, Any]]:
 
 
 def describe_suites() -> str:
-    """A listing of every suite with its options and tasks (env id, observation, actions).
+    """A listing of every suite and task family, with options and tasks.
+
+    Each suite task shows its env id, observation and actions; families show their options.
 
     Returns:
         Multi-line text for `multiq tasks`.
@@ -126,6 +136,7 @@ def describe_suites() -> str:
             options = ", ".join(f"{k}={v}" for k, v in suite.options.items()) or "none"
             lines.append(f"  options: {options}")
         lines += [_describe_task(suite, member) for member in suite.members]
+    lines += ["", *families.describe_families()]
     return "\n".join(lines)
 
 
@@ -141,6 +152,9 @@ def _describe_task(suite: Suite, member: str) -> str:
 def _build_entry(entry: dict[str, Any]) -> list[TaskSpec]:
     entry_id, name = entry["id"], entry["name"]
     prefix, _, member = entry_id.partition(":")
+    builder = ENTRY_BUILDERS.get(prefix.strip().lower())
+    if builder is not None:
+        return builder(member.strip(), name, entry["kwargs"], entry_id)
     suite = SUITES.get(prefix.strip().lower())
     if suite is None:
         raise TaskError(_unknown_entry_message(entry_id))
@@ -207,7 +221,7 @@ def _unknown_entry_message(entry_id: str) -> str:
     return (
         f"unknown task entry {entry_id!r};{_entry_hint(entry_id)} supported: a suite name "
         f"({suites}) for all its tasks, <suite>:<Member> for one task (see `multiq tasks`), "
-        "or gym:<id> for any Gymnasium id"
+        "gym:<id> for any Gymnasium id, or family:<name> for a task family"
     )
 
 
@@ -219,7 +233,7 @@ def _entry_hint(entry_id: str) -> str:
     matches = [full for full, member in members.items() if member == entry_id.lower()]
     if matches:
         return f" did you mean {' or '.join(map(repr, matches))}?"
-    suite_hint = _did_you_mean(entry_id.partition(":")[0], list(SUITES))
+    suite_hint = _did_you_mean(entry_id.partition(":")[0], [*SUITES, *ENTRY_BUILDERS])
     return suite_hint or _did_you_mean(entry_id, known_ids, prefix="gym:")
 
 
