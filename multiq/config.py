@@ -173,7 +173,8 @@ class Config:
         inner_steps: env steps K of one inner loop (DQN on one task from the meta-weights);
             >= 1 and > `inner_learning_starts`.
         inner_learning_starts: env steps of an inner loop (or adapt-k run) before updates.
-        inner_buffer_size: replay capacity of one inner loop; >= `batch_size`.
+        inner_buffer_size: replay capacity of one inner loop; >= `batch_size` (checked when
+            an inner loop starts: a run without one may have a larger batch).
         inner_target_update: env steps between target-network copies in an inner loop (the
             target starts as the initial weights); >= 1.
         eval_freq: env steps per task between evaluations; >= 0 (0 = only at the end).
@@ -911,12 +912,6 @@ _CROSS_RULES: tuple[_CrossRule, ...] = (
         lambda starts, steps: starts < steps,
         "inner_learning_starts ({inner_learning_starts}) >= inner_steps ({inner_steps}): an "
         "inner loop would never update; lower inner_learning_starts or raise inner_steps",
-    ),
-    (
-        ("batch_size", "inner_buffer_size"),
-        lambda batch_size, buffer_size: batch_size <= buffer_size,
-        "batch_size ({batch_size}) > inner_buffer_size ({inner_buffer_size}): an inner loop's "
-        "batch would be larger than its replay; raise inner_buffer_size or lower batch_size",
     ),
     (
         ("n_step", "buffer_size"),

@@ -52,8 +52,10 @@ def test_a_held_out_task_starts_from_the_meta_head_and_trunk(meta_dir):
     assert all(torch.equal(a, b) for a, b in pairs)
     assert all(torch.equal(a, b) for a, b in zip(groups["trunk"], saved["trunk"], strict=True))
     # the target net is the same weights, and the saved model itself is untouched by training
-    assert all(torch.equal(a, b) for a, b in zip(learner.target.parameters(),
-                                                 learner.online.parameters(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(learner.target.parameters(), learner.online.parameters(), strict=True)
+    )
 
 
 def test_run_adapt_writes_one_row_per_init_task_seed_and_k_and_continues(tmp_path, meta_dir):

@@ -172,3 +172,10 @@ def test_an_unknown_algorithm_is_refused_with_a_suggestion(tmp_path, capsys):
                  "meta_tasks=gym:CartPole-v1"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "reptile" in err and "Traceback" not in err
+
+
+def test_an_inner_batch_larger_than_the_inner_replay_is_refused():
+    spec = list(make_taskset([{"id": "gym:CartPole-v1", "name": META_TASK}]))[0]
+    cfg = Config(**{**TINY, "batch_size": 600})  # inner_buffer_size 500
+    with pytest.raises(ConfigError, match="inner_buffer_size"):
+        InnerLoop(Learner([spec], LearnerSettings(hidden_size=16)), cfg, META_TASK)

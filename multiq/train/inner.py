@@ -24,6 +24,7 @@ import torch
 
 from multiq.agents.learner import Learner, Training
 from multiq.config import Config
+from multiq.errors import ConfigError
 from multiq.replay import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
 from multiq.train.collector import Collector
@@ -66,6 +67,12 @@ class InnerLoop:
     """
 
     def __init__(self, learner: Learner, cfg: Config, task: str):
+        if cfg.batch_size > cfg.inner_buffer_size:
+            raise ConfigError(
+                f"batch_size ({cfg.batch_size}) > inner_buffer_size ({cfg.inner_buffer_size}): "
+                "an inner loop's batch would be larger than its replay; raise "
+                "inner_buffer_size or lower batch_size"
+            )
         self.learner, self.cfg, self.task = learner, cfg, task
         frozen = tuple(cfg.frozen_groups)
         learner.configure(Training(task_weights={task: 1.0}, frozen=frozen))

@@ -107,6 +107,14 @@ INT_KEYS: dict[str, Invalid] = {
     "log_interval": _int_key(1),
     "env_restarts": _int_key(0, 1000),
     "ewc_fisher_states": _int_key(1, 100_000),
+    "meta_iterations": _int_key(1, 10_000_000),
+    "meta_batch_size": _int_key(1, 100_000),
+    "meta_query_steps": _int_key(1, 10_000_000),
+    "meta_eval_freq": _int_key(0),
+    "inner_steps": _int_key(1, 100_000_000),
+    "inner_learning_starts": _int_key(0),
+    "inner_buffer_size": _int_key(1, 100_000_000),
+    "inner_target_update": _int_key(1),
     "seed": _int_key(0, MAX_SEED),
 }
 
@@ -157,6 +165,8 @@ FLOAT_KEYS: dict[str, Invalid] = {
     "rehearsal_share": UNIT_OPEN,
     "ewc_lambda": NON_NEGATIVE,
     "ewc_decay": UNIT_OPEN_LOW,
+    "meta_step_size": UNIT_OPEN_LOW,
+    "meta_lr": POSITIVE,
     "eval_epsilon": UNIT,
 }
 
@@ -210,6 +220,8 @@ STR_KEYS: dict[str, Invalid] = {
     "balancer": NAME,
     "task_schedule": NAME,
     "on_env_error": _choice_key("stop|restart"),
+    "head_init": _choice_key("fresh|mean"),
+    "meta_algo": NAME,
     "device": _choice_key(r"auto|cpu|mps|cuda(?::\d+)?"),
 }
 
@@ -288,6 +300,8 @@ STRUCTURED_KEYS: dict[str, Invalid] = {
     "tasks": TASKS,
     "task_weights": _weights_key(_negative_floats(), ALL_ZERO_WEIGHTS),
     "frozen_groups": FROZEN_GROUPS,
+    "env_imports": FROZEN_GROUPS,  # a list of module names: the same refusals
+    "meta_tasks": TASKS,
     "lr_scales": _weights_key(st.floats(max_value=0.0, allow_nan=False), NOTHING),
 }
 
