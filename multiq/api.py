@@ -581,6 +581,23 @@ class MultiTaskDQN:
         """
         return prepare_sequence(cls, sequence, method, cycles, run_dir, hyperparameters)
 
+    @classmethod
+    def meta(
+        cls,
+        tasks: str | Sequence[Any] = "family:cartpole-physics:train",
+        algo: str = "reptile",
+        run_dir: str | Path | None = None,
+        **hyperparameters: Any,
+    ):
+        """A meta-learning run over the task pool `tasks` (e.g. a family's train split) with
+        `algo` (``reptile`` or ``fomaml``, see `multiq.meta`); call `.run()` on it. Its model
+        (`.model`, saved as RUN_DIR/model.pt) is the meta-trained initialisation.
+        """
+        from multiq.meta import prepare_meta
+
+        config = Config().replace(meta_tasks=tasks, meta_algo=algo, **hyperparameters)
+        return prepare_meta(cls, run_dir, config)
+
     def add_tasks_phase(
         self,
         tasks: str | Sequence[Any],

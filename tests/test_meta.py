@@ -179,3 +179,23 @@ def test_an_inner_batch_larger_than_the_inner_replay_is_refused():
     cfg = Config(**{**TINY, "batch_size": 600})  # inner_buffer_size 500
     with pytest.raises(ConfigError, match="inner_buffer_size"):
         InnerLoop(Learner([spec], LearnerSettings(hidden_size=16)), cfg, META_TASK)
+
+
+def test_transfer_finetune_from_a_meta_model_starts_the_target_from_the_meta_head(tmp_path):
+    run = prepare_meta(MultiTaskDQN, tmp_path / "m", Config(**{**TINY, "meta_iterations": 1}))
+    run.run()
+    target = {"id": "gym:CartPole-v1", "name": "target"}
+    model = MultiTaskDQN.from_pretrained(
+        tmp_path / "m",
+        [target],
+        mode="finetune",
+        run_dir=tmp_path / "t",
+        total_steps_per_task=200,
+        learning_starts=50,
+        eval_freq=0,
+    )
+    groups = model.learner.online.param_groups()
+    pairs = zip(groups["head/target"], groups[f"head/{META_TASK}"], strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    model.learn()
+    assert (tmp_path / "t" / "model.pt").is_file()
