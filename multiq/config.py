@@ -721,24 +721,23 @@ def _to_task_weights(key: str, value: Any) -> dict[str, float] | None:
     return weights
 
 
-def _to_patterns(key: str, value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise _type_error(key, "a list of parameter-group patterns, e.g. [trunk]", value)
-    return [_to_name(f"{key}[{i}]", v) for i, v in enumerate(value)]
+def _name_list(example: str) -> Callable[[str, Any], list[str]]:
+    """A converter of null, one name or a list of non-empty names (`example` for messages)."""
+
+    def convert(key: str, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, example, value)
+        return [_to_name(f"{key}[{i}]", v).strip() for i, v in enumerate(value)]
+
+    return convert
 
 
-def _to_modules(key: str, value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)):
-        raise _type_error(key, "a list of Python module names, e.g. [my_package.envs]", value)
-    return [_to_name(f"{key}[{i}]", v).strip() for i, v in enumerate(value)]
+_to_patterns = _name_list("a list of parameter-group patterns, e.g. [trunk]")
+_to_modules = _name_list("a list of Python module names, e.g. [my_package.envs]")
 
 
 def _to_lr_scales(key: str, value: Any) -> dict[str, float] | None:
