@@ -13,7 +13,10 @@ initialisation adapts with the same settings, tasks and env seeds (paired). Resu
 k with 95% bootstrap intervals over (task, seed) pairs, the paired difference of each
 initialisation against multitask and scratch, a plot, and a verdict computed from the intervals.
 
-Resuming: a run whose JSON exists under `--out-dir/meta_classic_runs` is not run again; a
+Each family has its own folders: run folders under `--run-root/<family>`, result JSONs under
+`--out-dir/meta_classic_runs/<family>`, the report `--out-dir/meta_classic_<family>.md` and `.png`.
+
+Resuming: a run whose JSON exists under `--out-dir/meta_classic_runs/<family>` is not run again; a
 finished folder is collected; an interrupted pretraining resumes from its checkpoint; an adapt
 folder keeps its finished runs. `--report-only` rebuilds the report from the JSONs.
 
@@ -281,15 +284,16 @@ def write_report(args: argparse.Namespace, layout: common.Layout) -> Path | None
                 if not math.isnan(row["post_return"])]  # fmt: skip
         last = f"{post[-1]:.1f}" if post else "–"
         lines.append(f"| {r['name']} | {r['env_steps']} | {r['wall_time_s']:.0f} | {last} |")
-    out = args.out_dir / f"{BENCH}.md"
-    plot_adapt(data, args.out_dir / f"{BENCH}.png")
+    out = args.out_dir / f"{BENCH}_{args.family}.md"
+    plot_adapt(data, args.out_dir / f"{BENCH}_{args.family}.png")
     out.write_text("\n".join(lines) + "\n")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    layout = common.Layout(args.run_root, args.out_dir / f"{BENCH}_runs")
+    family = args.family
+    layout = common.Layout(args.run_root / family, args.out_dir / f"{BENCH}_runs" / family)
     if not args.report_only:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         run_all(args, layout)

@@ -11,7 +11,7 @@ for subprocess vector envs.
   of each link (uniform rods; Acrobot's dynamics read `LINK_LENGTH_1` but not
   `LINK_LENGTH_2`, which acts only through `LINK_COM_POS_2`).
 - MinAtar variants: `sticky_action_prob` and `difficulty_ramping` go to MinAtar's env
-  (Breakout and Freeway ignore ramping).
+  (Breakout and Freeway ignore ramping, so the default game is Asterix).
 - MiniGrid layouts: `FixedLayout` resets the env with the task's layout seed every time.
 """
 
@@ -44,7 +44,7 @@ ACROBOT_RANGES: dict[str, list[float]] = {
     "LINK_MASS_2": [0.5, 1.5],
 }
 MINATAR_OPTIONS: dict[str, Any] = {
-    "game": "Breakout",
+    "game": "Asterix",
     "full_action_set": False,
     "sticky_action_prob": [0.0, 0.25],
     "ramping_prob": 0.5,  # the chance that a task has difficulty ramping on
