@@ -1,0 +1,87 @@
+"""The meta benchmark: equal budgets, its jobs, the paired statistics and the verdict on
+hand-built numbers, and a smoke run end to end (tiny budgets)."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name, patch):
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    patch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCH_DIR))
+        common = _load("transfer_common", patch)
+        meta = _load("meta_classic", patch)
+    return SimpleNamespace(meta=meta, common=common)
+
+
+def test_every_initialisation_gets_the_same_pretraining_budget(bench):
+    meta, settings = bench.meta, bench.meta.META_SETTINGS
+    per_iteration = settings["meta_batch_size"] * settings["inner_steps"]
+    assert meta.iterations("reptile", 120_000) * per_iteration == 120_000
+    fomaml = settings["meta_batch_size"] * (settings["inner_steps"] + settings["meta_query_steps"])
+    assert meta.iterations("fomaml", 120_000) * fomaml == 120_000
+    args = meta.parse_args(["--n-train", "8"])
+    layout = bench.common.Layout(Path("r"), Path("o"))
+    jobs = {job.name: job for job in meta.pretrain_jobs(args, 0, layout)}
+    mt = jobs["multitask-seed0"].argv
+    assert mt[mt.index("--steps") + 1] == str(120_000 // 8)
+    assert "family:cartpole-physics:train:8" in mt
+
+
+def test_adapt_jobs_share_tasks_ks_seed_and_settings(bench):
+    args = bench.meta.parse_args(["--ks", "0", "500", "--seeds", "3"])
+    jobs = bench.meta.adapt_jobs(args, 3, bench.common.Layout(Path("r"), Path("o")))
+    assert [j.info["init"] for j in jobs] == ["reptile", "fomaml", "multitask", "scratch"]
+
+    def shared(argv):  # everything but the model and the output folder
+        out = argv.index("--out")
+        return tuple(argv[2:out] + argv[out + 2 :])
+
+    assert len({shared(j.argv) for j in jobs}) == 1
+    assert jobs[-1].argv[1] == "scratch"
+    assert "0,500" in jobs[0].argv and "3" in jobs[0].argv
+
+
+def rows(init, values):
+    return [{"init": init, "task": f"t{i}", "seed": 0, "k": 0, "return": v}
+            for i, v in enumerate(values)]  # fmt: skip
+
+
+def test_paired_differences_and_the_verdict_on_hand_built_numbers(bench):
+    data = rows("a", [10.0, 12.0]) + rows("b", [4.0, 6.0]) + rows("c", [1.0, 1.0])
+    diffs = bench.meta.paired_differences(data, "b")
+    assert diffs["a"][0] == (6.0, 6.0, 6.0)  # 10-4 and 12-6: both 6
+    assert diffs["c"][0][0] == pytest.approx(-4.0)
+    summary = bench.meta.adapt_summary(data)
+    pairwise = {base: bench.meta.paired_differences(data, base) for base in summary}
+    (line,) = bench.meta.verdict(summary, pairwise)
+    assert line.startswith("- k = 0: a is best (11.0), ahead of b (5.0)")
+
+
+def test_a_tiny_benchmark_runs_end_to_end(tmp_path):
+    command = [
+        sys.executable, str(BENCH_DIR / "meta_classic.py"), "--pretrain-steps", "2000",
+        "--ks", "0", "100", "--n-train", "2", "--n-held-out", "1", "--seeds", "0",
+        "--workers", "2", "--out-dir", str(tmp_path / "out"), "--run-root", str(tmp_path / "runs"),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = (tmp_path / "out" / "meta_classic_cartpole-physics.md").read_text()
+    for init in ("reptile", "fomaml", "multitask", "scratch"):
+        assert f"| {init} |" in report
+    assert "## Verdict" in report
