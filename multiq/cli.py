@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = commands.add_parser("tasks", help="list suites and tasks with their spaces")
     tasks.set_defaults(func=cmd_tasks)
 
-    report = commands.add_parser("report", help="rebuild a run's table and curves.png")
+    report = commands.add_parser(
+        "report", help="rebuild a run's table and plots (also of meta runs and adapt folders)"
+    )
     report.add_argument("run_dir")
     report.add_argument(
         "--baseline", help="a transfer run: the scratch run to compute transfer metrics against"
@@ -421,7 +423,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from multiq.report import format_transfer_report, read_summary, write_report
+    from multiq.report.meta import plot_meta, write_adapt_report
+    from multiq.rundir import ADAPT_FILE, META_FILE
 
+    folder = Path(args.run_dir)
+    if (folder / ADAPT_FILE).is_file():  # a `multiq adapt` folder
+        table, png = write_adapt_report(folder)
+        print(table.read_text())
+        print(f"plot: {png}")
+        return 0
+    if (folder / META_FILE).is_file():  # a `multiq meta` run
+        print(f"meta curves: {plot_meta(folder)}")
+        return 0
     table, png = write_report(args.run_dir)
     print(table)
     summary = read_summary(args.run_dir)
@@ -434,11 +447,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of each message (not the one it was
+    created with, which a caller such as a test harness may have replaced and closed since)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _show_library_log() -> None:
     """Shows the library's INFO messages (replay memory, what a load copied) on stderr."""
     logger = logging.getLogger("multiq")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

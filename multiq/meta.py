@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from multiq.config import Config
-from multiq.errors import ConfigError, NonFiniteError, TaskError
+from multiq.errors import ConfigError, EnvError, NonFiniteError, TaskError
 from multiq.fileio import atomic_write_text
 from multiq.registry import lookup
 from multiq.rundir import (
@@ -243,10 +243,6 @@ class MetaRun:
         self.loop = InnerLoop(inner_learner, self.cfg, META_TASK)
         self._stop = StopRequests()
 
-    @property
-    def theta(self) -> dict[str, torch.nn.Parameter]:
-        return dict(self.model.learner.online.named_parameters())
-
     def run(self) -> dict[str, Any]:
         """Runs the remaining outer iterations; returns the summary. SIGINT/SIGTERM stop it
         after a checkpoint of the last whole iteration (`Interrupted`)."""
@@ -276,8 +272,8 @@ class MetaRun:
                 outcomes.append(
                     self.algorithm.contribute(self.loop, self.pool[index], seed, cfg, eval_at)
                 )
-            except NonFiniteError as error:
-                raise NonFiniteError(f"{error}; {self._kept()}") from error
+            except (NonFiniteError, EnvError) as error:
+                raise type(error)(f"{error}; {self._kept()}") from error
             if self._stop.requested:
                 raise Interrupted(
                     f"meta run stopped by a signal in iteration {state.iteration}; "

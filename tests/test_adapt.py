@@ -90,6 +90,9 @@ def test_adapt_cli_end_to_end(tmp_path, meta_dir, capsys):
     printed = capsys.readouterr().out
     assert "| meta |" in printed and "| scratch |" in printed
     assert len(json.loads((out / "adapt.json").read_text())["rows"]) == 4
+    (out / "adapt.png").unlink()
+    assert main(["report", str(out)]) == 0  # rebuilds adapt.md and adapt.png
+    assert "| meta |" in capsys.readouterr().out and (out / "adapt.png").is_file()
 
 
 @pytest.mark.parametrize(
