@@ -247,7 +247,8 @@ def write_report(args: argparse.Namespace, layout: common.Layout) -> Path | None
     lines = [
         f"# Meta-learning on `{args.family}`: adapt-k on held-out tasks",
         "",
-        f"Command: `{common.invocation()}`  ",
+        f"Command: `{common.invocation().replace(' --report-only', '')}` (`--report-only` "
+        "rebuilds this file)  ",
         f"Date: {common.now()}; machine: {common.machine_text(common.machine_info())}  ",
         f"Seeds: {sorted({r['seed'] for r in rows})}; held-out tasks: "
         f"{len({r['task'] for r in rows})}; pretraining budget: {args.pretrain_steps} env "
