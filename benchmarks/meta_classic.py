@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import transfer_common as common
 
 from multiq.report.meta import adapt_summary, adapt_table, plot_adapt, read_meta_csv
@@ -46,6 +47,7 @@ from multiq.rundir import ADAPT_FILE, CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE
 BENCH = "meta_classic"
 ALGOS = ("reptile", "fomaml")
 MULTITASK, SCRATCH = "multitask", "scratch"
+MAX_RETURN = 1 / (1 - 0.99)  # gamma 0.99, |reward| <= 1 per step
 INITS = (*ALGOS, MULTITASK, SCRATCH)
 # shared by pretraining and adaptation (the adapt config), CartPole-sized
 SETTINGS: dict[str, Any] = {
@@ -236,6 +238,38 @@ def verdict(summary: Mapping[str, dict], pairwise: Mapping[str, Mapping[str, dic
     return lines
 
 
+def diverged(pretrain: Sequence[Mapping[str, Any]], qs: Mapping[str, float]) -> list[str]:
+    """A line per initialisation whose Q at start exceeds any possible return (all seeds)."""
+    by_init: dict[str, list[float]] = {}
+    for r in pretrain:
+        by_init.setdefault(r["init"], []).append(qs[r["name"]])
+    return [
+        f"- {init}: Q at start {min(values):.0f} to {max(values):.0f} over the seeds, above "
+        f"{MAX_RETURN:.0f} (the largest possible discounted return): its pretraining diverged"
+        for init, values in by_init.items()
+        if values and min(values) > MAX_RETURN
+    ]
+
+
+def start_q(model_file: Path, family: str, states: int = 256) -> float:
+    """Mean over `states` start states of the family's first held-out task of max_a Q."""
+    from multiq.adapt import Init, adapt_learner
+    from multiq.api import MultiTaskDQN
+    from multiq.config import Config
+    from multiq.tasks import make_taskset
+
+    if not model_file.is_file():
+        return math.nan
+    model = MultiTaskDQN.load(model_file, device="cpu")
+    (spec,) = make_taskset(f"family:{family}:held-out@0")
+    learner = adapt_learner(Init("", model), spec, Config(head_init="mean"), model.config, 0)
+    env = spec.make_env()
+    obs = [env.reset(seed=i)[0] for i in range(states)]
+    env.close()
+    q = learner.policy.q_values({spec.name: np.stack(obs)})
+    return float(q.max(1).values.mean())
+
+
 def write_report(args: argparse.Namespace, layout: common.Layout) -> Path | None:
     pretrain, rows = load(layout)
     if not rows:
@@ -277,14 +311,26 @@ def write_report(args: argparse.Namespace, layout: common.Layout) -> Path | None
                               for k, (m, lo, hi) in by_k.items())  # fmt: skip
             lines.append(f"- {init}: {cells}")
         lines.append("")
-    lines += ["## Verdict", "", *verdict(summary, pairwise), ""]
-    lines += ["## Pretraining", "", "| run | env steps | wall s | last post-adaptation return |",
-              "|---|---:|---:|---:|"]  # fmt: skip
+    qs = {r["name"]: start_q(layout.model_file(r["name"]), args.family) for r in pretrain}
+    lines += ["## Verdict", "", *verdict(summary, pairwise), *diverged(pretrain, qs), ""]
+    lines += [
+        "## Pretraining",
+        "",
+        "Q at start: the mean over 256 start states of the first held-out task of max_a Q (the",
+        "initialisation's own scale; with gamma 0.99 and rewards in [-1, 1] no discounted return",
+        f"exceeds {MAX_RETURN:.0f}).",
+        "",
+        "| run | env steps | wall s | last post-adaptation return | Q at start |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in sorted(pretrain, key=lambda r: r["name"]):
         post = [row["post_return"] for row in r.get("meta_rows", [])
                 if not math.isnan(row["post_return"])]  # fmt: skip
         last = f"{post[-1]:.1f}" if post else "–"
-        lines.append(f"| {r['name']} | {r['env_steps']} | {r['wall_time_s']:.0f} | {last} |")
+        q = qs[r["name"]]
+        lines.append(
+            f"| {r['name']} | {r['env_steps']} | {r['wall_time_s']:.0f} | {last} | {q:.1f} |"
+        )
     out = args.out_dir / f"{BENCH}_{args.family}.md"
     plot_adapt(data, args.out_dir / f"{BENCH}_{args.family}.png")
     out.write_text("\n".join(lines) + "\n")

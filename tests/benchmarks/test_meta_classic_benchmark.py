@@ -85,3 +85,11 @@ def test_a_tiny_benchmark_runs_end_to_end(tmp_path):
     for init in ("reptile", "fomaml", "multitask", "scratch"):
         assert f"| {init} |" in report
     assert "## Verdict" in report
+
+
+def test_diverged_names_only_inits_whose_q_exceeds_any_return_on_every_seed(bench):
+    pretrain = [{"init": "a", "name": "a0"}, {"init": "a", "name": "a1"},
+                {"init": "b", "name": "b0"}, {"init": "b", "name": "b1"}]  # fmt: skip
+    qs = {"a0": 150.0, "a1": 700.0, "b0": 150.0, "b1": 50.0}
+    (line,) = bench.meta.diverged(pretrain, qs)
+    assert line.startswith("- a: Q at start 150 to 700 over the seeds, above 100")
