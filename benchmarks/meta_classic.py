@@ -239,15 +239,15 @@ def verdict(summary: Mapping[str, dict], pairwise: Mapping[str, Mapping[str, dic
 
 
 def diverged(pretrain: Sequence[Mapping[str, Any]], qs: Mapping[str, float]) -> list[str]:
-    """A line per initialisation whose Q at start exceeds any possible return (all seeds)."""
+    """A line per initialisation whose |Q at start| exceeds any possible |return| (all seeds)."""
     by_init: dict[str, list[float]] = {}
     for r in pretrain:
         by_init.setdefault(r["init"], []).append(qs[r["name"]])
     return [
-        f"- {init}: Q at start {min(values):.0f} to {max(values):.0f} over the seeds, above "
-        f"{MAX_RETURN:.0f} (the largest possible discounted return): its pretraining diverged"
+        f"- {init}: Q at start {min(values):.0f} to {max(values):.0f} over the seeds, beyond "
+        f"+-{MAX_RETURN:.0f} (no discounted return is larger): its pretraining diverged"
         for init, values in by_init.items()
-        if values and min(values) > MAX_RETURN
+        if values and min(abs(v) for v in values) > MAX_RETURN
     ]
 
 

@@ -92,4 +92,5 @@ def test_diverged_names_only_inits_whose_q_exceeds_any_return_on_every_seed(benc
                 {"init": "b", "name": "b0"}, {"init": "b", "name": "b1"}]  # fmt: skip
     qs = {"a0": 150.0, "a1": 700.0, "b0": 150.0, "b1": 50.0}
     (line,) = bench.meta.diverged(pretrain, qs)
-    assert line.startswith("- a: Q at start 150 to 700 over the seeds, above 100")
+    assert line.startswith("- a: Q at start 150 to 700 over the seeds, beyond +-100")
+    assert bench.meta.diverged([{"init": "c", "name": "c0"}], {"c0": -120.0})  # too negative
