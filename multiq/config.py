@@ -260,7 +260,7 @@ class Config:
     inner_learning_starts: int = 200  # env steps of an inner loop before updates start
     inner_buffer_size: int = 10_000  # replay of one inner loop, transitions
     inner_target_update: int = 500  # env steps between target syncs within an inner loop
-    eval_freq: int = 40_000  # env steps per task between evaluations; 0 = only at the end
+    eval_freq: int = 10_000  # env steps per task between evaluations; 0 = only at the end
     eval_episodes: int = 10  # episodes per task per evaluation
     eval_epsilon: float = 0.01  # epsilon of the evaluation policy
     checkpoint_freq: int = 50_000  # env steps per task; 0 = only at the end

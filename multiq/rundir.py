@@ -26,7 +26,8 @@ runs started in the same second can pick the same name); `claim_run_dir` picks i
 the folder in one step (`mkdir` that fails when the name is taken), so every caller gets its own.
 
 summary.json (`SUMMARY_KEYS`):
-- `tasks`: name -> {return_mean, return_std, episodes, random_return_mean, random_return_std}
+- `tasks`: name -> {return_mean, return_std, return_min, return_max, episodes, random_return_mean,
+  random_return_std}
   for every task the agent holds (the last evaluation);
 - `env_steps_per_task`: the step axis at the end (phases' env steps per active task, summed);
 - `task_env_steps`: name -> env steps that task took over the whole run;

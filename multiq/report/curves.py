@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from multiq.fileio import atomic_write
 from multiq.report.metrics import (
     ReportError,
@@ -20,7 +22,7 @@ from multiq.report.metrics import (
     read_summary,
     task_names,
 )
-from multiq.rundir import CURVES_FILE
+from multiq.rundir import CONFIG_FILE, CURVES_FILE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,7 +53,7 @@ def plot_curves(run_dir: str | Path, out_path: str | Path | None = None) -> Path
         summary: dict[str, Any] | None = read_summary(run_dir)
     except RunFolderError:
         summary = None
-    figure = build_figure(metrics, summary, title=Path(run_dir).resolve().name)
+    figure = build_figure(metrics, summary, title=run_title(run_dir))
     path = Path(out_path) if out_path is not None else Path(run_dir) / CURVES_FILE
     save_figure(figure, path)
     return path
@@ -97,40 +99,122 @@ def build_figure(
     nrows = math.ceil(len(names) / ncols)
     figure = Figure(figsize=(4.5 * ncols, 3.4 * nrows), layout="constrained")
     FigureCanvasAgg(figure)
+    episodes = _eval_episodes(summary)
     for index, name in enumerate(names):
         axes = figure.add_subplot(nrows, ncols, index + 1)
-        _plot_task(axes, name, metrics, _random_return(name, metrics, summary))
+        _plot_task(axes, name, metrics, _random_return(name, metrics, summary), episodes)
+    handles, labels = _legend_entries(figure)
+    if len(names) < nrows * ncols:  # the first free panel holds the legend
+        spare = figure.add_subplot(nrows, ncols, len(names) + 1)
+        spare.axis("off")
+        spare.legend(handles, labels, loc="center", fontsize="small")
+    else:
+        figure.legend(handles, labels, loc="outside lower center", ncols=len(labels),
+                      fontsize="small")  # fmt: skip
     if title:
         figure.suptitle(title)
     return figure
 
 
+def _legend_entries(figure: Figure) -> tuple[list, list[str]]:
+    """One legend entry per label over all axes (the panels share their styles)."""
+    entries: dict[str, Any] = {}
+    for axes in figure.axes:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    return list(entries.values()), list(entries)
+
+
+def run_title(run_dir: str | Path) -> str:
+    """What ran: the folder's name, then the scheme, balancer, seed and budget from its
+    config.yaml (the name alone when there is none)."""
+    name = Path(run_dir).resolve().name
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        config = None
+    if not isinstance(config, dict):
+        return name
+    parts = [f"{config.get('scheme', '?')}"]
+    if config.get("balancer", "fixed") != "fixed":
+        parts.append(str(config["balancer"]))
+    if config.get("popart"):
+        parts.append("popart")
+    parts.append(f"seed {config.get('seed', '?')}")
+    steps = config.get("total_steps_per_task")
+    if isinstance(steps, int):
+        parts.append(f"{steps:,} env steps per task")
+    return f"{name}: {', '.join(parts)}"
+
+
 def _plot_task(
-    axes: Axes, name: str, metrics: Mapping[str, Series], random_return: float | None
+    axes: Axes,
+    name: str,
+    metrics: Mapping[str, Series],
+    random_return: float | None,
+    episodes: int | None,
 ) -> None:
-    """Draws one task: mean eval return, a ±std band (or error bar) and the random baseline."""
+    """Draws one task: the training episodes' running return, the mean eval return with the
+    range of its episodes (or, for runs that did not log it, a 95% interval of the mean), and
+    the random baseline. No title per legend: the figure has one legend."""
     from matplotlib.ticker import EngFormatter, MaxNLocator
 
+    training = metrics.get(f"rollout/{name}/ep_return")
+    if training:
+        finite = [(step, v) for step, v in training if math.isfinite(v)]
+        if finite:
+            axes.plot(*_unzip(finite), color="tab:blue", alpha=0.35, linewidth=1,
+                      label="training episodes (mean of the last 20)")  # fmt: skip
     steps, means = _unzip(metrics[f"task/{name}/return"])
-    stds = _aligned(steps, metrics.get(f"task/{name}/return_std"))
-    if len(steps) == 1:
-        axes.errorbar(steps, means, yerr=stds, fmt="o", capsize=4, label="eval return")
-    else:
-        axes.plot(steps, means, label="eval return")
-    if stds is not None and len(steps) > 1:
-        low = [m - s for m, s in zip(means, stds, strict=True)]
-        high = [m + s for m, s in zip(means, stds, strict=True)]
-        axes.fill_between(steps, low, high, alpha=0.25, label="± std")
+    low, high, band = _band(name, steps, means, metrics, episodes)
+    style = "o" if len(steps) == 1 else "o-"
+    axes.plot(steps, means, style, color="tab:orange", markersize=3, label="eval return (mean)")
+    if low is not None:
+        if len(steps) == 1:
+            yerr = [[means[0] - low[0]], [high[0] - means[0]]]
+            axes.errorbar(steps, means, yerr=yerr, fmt="none", ecolor="tab:orange", capsize=4)
+        else:
+            axes.fill_between(steps, low, high, color="tab:orange", alpha=0.2, label=band)
     if random_return is not None:
         axes.axhline(random_return, linestyle="--", color="gray", label="random policy")
     axes.set_title(name)
     axes.set_xlabel("env steps per task")
-    axes.set_ylabel("eval return")
+    axes.set_ylabel("return")
     axes.set_xlim(left=0)
     axes.xaxis.set_major_locator(MaxNLocator(nbins=5))
     axes.xaxis.set_major_formatter(EngFormatter(sep=""))
     axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
+
+
+def _band(
+    name: str,
+    steps: list[int],
+    means: list[float],
+    metrics: Mapping[str, Series],
+    episodes: int | None,
+) -> tuple[list[float] | None, list[float] | None, str]:
+    """(low, high, label) of the band around the eval return: the smallest and largest episode
+    return where logged (never outside the data), else mean +- 1.96 std / sqrt(episodes)."""
+    low = _aligned(steps, metrics.get(f"task/{name}/return_min"))
+    high = _aligned(steps, metrics.get(f"task/{name}/return_max"))
+    if low is not None and high is not None:
+        return low, high, "eval episodes, min to max"
+    stds = _aligned(steps, metrics.get(f"task/{name}/return_std"))
+    if stds is None or not episodes:
+        return None, None, ""
+    half = [1.96 * s / math.sqrt(episodes) for s in stds]
+    low = [m - h for m, h in zip(means, half, strict=True)]
+    return low, [m + h for m, h in zip(means, half, strict=True)], "95% interval of the mean"
+
+
+def _eval_episodes(summary: Mapping[str, Any] | None) -> int | None:
+    """Episodes per evaluation, from summary.json's tasks (None when unknown)."""
+    for task in ((summary or {}).get("tasks") or {}).values():
+        episodes = task.get("episodes") if isinstance(task, Mapping) else None
+        if isinstance(episodes, int) and episodes > 0:
+            return episodes
+    return None
 
 
 def _random_return(

@@ -61,9 +61,11 @@ def evaluate_summary(
 
 
 def summarise(returns: np.ndarray) -> dict[str, float]:
-    """Mean, std and count of a returns array."""
+    """Mean, std, smallest, largest and count of a returns array."""
     return {
         "return_mean": float(np.mean(returns)),
         "return_std": float(np.std(returns)),
+        "return_min": float(np.min(returns)),
+        "return_max": float(np.max(returns)),
         "episodes": int(len(returns)),
     }

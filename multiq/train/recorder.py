@@ -109,14 +109,16 @@ class Recorder:
     def record_evaluation(
         self, policy: Policy, tasks: Sequence[TaskSpec], episodes: int, epsilon: float
     ) -> dict[str, dict[str, Any]]:
-        """Evaluates, keeps the results in the state and logs `task/<name>/return(_std)`."""
+        """Evaluates, keeps the results in the state and logs `task/<name>/return` and its
+        `_std`, `_min` and `_max` over the episodes."""
         results = self.evaluate(policy, tasks, episodes, epsilon)
         self.state.last_eval.update(results)
         self.state.last_eval_step = self.state.env_steps
         metrics = {}
         for name, r in results.items():
             metrics[return_key(name)] = r["return_mean"]
-            metrics[f"task/{name}/return_std"] = r["return_std"]
+            for stat in ("std", "min", "max"):
+                metrics[f"task/{name}/return_{stat}"] = r[f"return_{stat}"]
         self.tracker.log(self.state.env_steps, metrics)
         return results
 

@@ -17,6 +17,7 @@ from multiq.report import (
     read_summary,
     write_report,
 )
+from multiq.report.curves import run_title
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SUMMARY = {
@@ -70,32 +71,80 @@ def test_plot_curves_custom_path_and_no_summary(tmp_path: Path) -> None:
     assert not (tmp_path / "curves.png").exists()
 
 
-def test_figure_has_one_axes_per_task(tmp_path: Path) -> None:
+def task_axes(figure) -> list[Axes]:
+    """The panels that plot a task (the legend panel has no title)."""
+    return [axes for axes in figure.axes if axes.get_title()]
+
+
+def test_figure_has_one_axes_per_task_and_one_legend(tmp_path: Path) -> None:
     run_dir = _write_run(tmp_path)
     figure = build_figure(read_metrics(run_dir), read_summary(run_dir))
-    assert [axes.get_title() for axes in figure.axes] == ["Breakout", "Freeway"]
-    for axes in figure.axes:
+    assert [axes.get_title() for axes in task_axes(figure)] == ["Breakout", "Freeway"]
+    for axes in task_axes(figure):
         assert axes.get_xlabel() == "env steps per task"
-        assert axes.get_ylabel() == "eval return"
-        assert axes.get_legend() is not None
+        assert axes.get_ylabel() == "return"
+        assert axes.get_legend() is None  # no legend over the data
+    # two tasks in a row of two: no free panel, so the one legend sits below the panels
+    assert len(figure.legends) == 1
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert labels == ["eval return (mean)", "95% interval of the mean", "random policy"]
 
 
 def test_curve_band_and_random_line(tmp_path: Path) -> None:
     run_dir = _write_run(tmp_path)
-    breakout, freeway = build_figure(read_metrics(run_dir), read_summary(run_dir)).axes
+    breakout, freeway = task_axes(build_figure(read_metrics(run_dir), read_summary(run_dir)))
     assert list(breakout.lines[0].get_xdata()) == [1000, 2000, 3000]
     assert list(breakout.lines[0].get_ydata()) == [1.0, 2.0, 3.0]
-    assert any(isinstance(c, PolyCollection) for c in breakout.collections)
+    (band,) = [c for c in breakout.collections if isinstance(c, PolyCollection)]
+    # no min/max logged: mean +- 1.96 * std / sqrt(10 episodes), std 0.5 -> +-0.31
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert min(ys) == pytest.approx(1.0 - 1.96 * 0.5 / 10**0.5)
+    assert max(ys) == pytest.approx(3.0 + 1.96 * 0.5 / 10**0.5)
     assert _dashed_levels(breakout) == [0.5]  # logged random_return wins over summary.json
     assert _dashed_levels(freeway) == [0.25]  # from summary.json
     assert freeway.lines[0].get_marker() == "o"  # a single eval point is drawn as a marker
 
 
-def test_grid_keeps_only_task_axes() -> None:
-    metrics = {f"task/T{i}/return": [(100, float(i))] for i in range(4)}
+def test_band_is_the_episode_range_and_training_returns_are_drawn(tmp_path: Path) -> None:
+    rows = ["step,wall_time_s,key,value"]
+    for step, lo, mean, hi in ((1000, 0.0, 1.0, 4.0), (2000, 2.0, 3.0, 5.0)):
+        rows += [
+            f"{step},1,task/A/return,{mean}",
+            f"{step},1,task/A/return_std,9.0",
+            f"{step},1,task/A/return_min,{lo}",
+            f"{step},1,task/A/return_max,{hi}",
+        ]
+    rows += ["500,1,rollout/A/ep_return,nan", "1500,1,rollout/A/ep_return,0.5"]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    figure = build_figure(read_metrics(tmp_path))
+    (axes,) = task_axes(figure)
+    (band,) = [c for c in axes.collections if isinstance(c, PolyCollection)]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert min(ys) == 0.0 and max(ys) == 5.0  # never below the worst episode
+    training = [line for line in axes.lines if "training" in line.get_label()]
+    assert [list(line.get_xdata()) for line in training] == [[1500]]  # the NaN is skipped
+    # one task in a grid of one: the legend goes below; the band is labelled as a range
+    labels = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert "eval episodes, min to max" in labels
+
+
+def test_grid_keeps_task_axes_and_puts_the_legend_in_the_free_panel() -> None:
+    metrics = {f"task/T{i}/return": [(100, float(i))] for i in range(5)}
     figure = build_figure(metrics)
-    assert len(figure.axes) == 4
+    assert len(task_axes(figure)) == 5 and len(figure.axes) == 6
+    spare = figure.axes[5]
+    assert not spare.axison and spare.get_legend() is not None
     assert all(not _dashed_levels(axes) for axes in figure.axes)
+
+
+def test_title_says_what_ran(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path / "myrun" if (tmp_path / "myrun").mkdir() is None else tmp_path)
+    (run_dir / "config.yaml").write_text(
+        "scheme: shared\nbalancer: pcgrad\nseed: 3\ntotal_steps_per_task: 80000\n"
+    )
+    assert run_title(run_dir) == "myrun: shared, pcgrad, seed 3, 80,000 env steps per task"
+    (run_dir / "config.yaml").write_text(": not yaml [")
+    assert run_title(run_dir) == "myrun"
 
 
 def test_no_eval_returns_is_a_clear_error(tmp_path: Path) -> None:
