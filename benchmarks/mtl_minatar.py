@@ -2,9 +2,7 @@
 
 Each method trains Asterix, Breakout, Freeway, Seaquest and SpaceInvaders in one run with the
 same env steps per game, for several seeds; the runs are scheduled seed-major (every method's
-seed 0 first) over `--workers` processes with one torch thread each, and a finished run is never
-run again (its JSON under `--out-dir/mtl_minatar_runs/` is kept), so an interrupted benchmark
-resumes where it stopped. The report gives, per method:
+seed 0 first) over `--workers` processes with one torch thread each. The report gives, per method:
 
 - final return per game (mean over seeds and its 95% bootstrap interval),
 - the mean over games of the score normalised by `independent`:
@@ -15,6 +13,23 @@ resumes where it stopped. The report gives, per method:
 
 and writes `mtl_minatar.md` and `mtl_minatar.png` to `--out-dir`.
 
+Reuse. Each run's JSON (`mtl_minatar_runs/<method>-seed<seed>.json`) stores its spec: the method,
+the seed, the whole multiq config passed to the child (`run_config`), the env steps per game and
+the games (JSONs written before the spec was stored whole give the last two by
+`env_steps_per_task` and their `tasks`). A finished run is reused only when its spec equals the
+one this invocation would run, so an interrupted benchmark resumes where it stopped and a run of
+another configuration is run again, never reported in its place.
+
+Where files go, so that only the default configuration writes the committed results:
+
+- runs, update times and report live in `--out-dir` when the settings every run shares (the
+  config keys but method and seed, the steps per game, the games) are the defaults, and in
+  `--out-dir/mtl_minatar_config-<hash>/` otherwise, `<hash>` a short SHA-256 of those settings
+  (stable across processes and dict orders); run folders (`--run-root`) are keyed alike;
+- the report (`.md`, `.png`) and update times (`_update_ms.json`) are named `mtl_minatar*` for
+  the default methods and seeds, `mtl_minatar_subset-<hash>*` (hash of the methods and seeds)
+  for any other, and report only the runs of this invocation's methods and seeds.
+
     python benchmarks/mtl_minatar.py [--steps-per-game 100000] [--seeds 0 1 2]
         [--methods shared pcgrad ...] [--workers 2] [--train-freq 8]
         [--report-only | --overhead-only]
@@ -24,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -60,6 +76,7 @@ OVERHEAD_METHODS = (
     "shared+popart",
 )
 BOOTSTRAP_RESAMPLES = 10_000
+HASH_CHARS = 10
 SCRIPT = Path(__file__).resolve()
 
 
@@ -95,14 +112,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# --- one run (in a child process) -----------------------------------------------------------
+# --- what a run is, when it is reused, where its files go ----------------------------------
 
 
-def run_config(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """The multiq config of one benchmark run: the built-in defaults plus the method's keys."""
+def base_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The multiq config keys every run of this invocation shares (built-in defaults otherwise)."""
     return {
         "tasks": "minatar",
-        **METHODS[method],
         "train_freq": args.train_freq,
         "eval_freq": 0,
         "eval_episodes": args.eval_episodes,
@@ -110,13 +126,121 @@ def run_config(method: str, seed: int, args: argparse.Namespace) -> dict[str, An
         "tensorboard": False,
         "progress_bar": False,
         "device": "cpu",
-        "seed": seed,
     }
 
 
-def run_file(out_dir: Path, method: str, seed: int) -> Path:
+def run_config(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The multiq config of one benchmark run: the shared keys, the method's keys and the seed."""
+    return {**base_config(args), **METHODS[method], "seed": seed}
+
+
+def run_spec(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Everything that shapes one run's result, as its JSON stores it."""
+    return {
+        "method": method,
+        "seed": seed,
+        "config": run_config(method, seed, args),
+        "steps_per_game": args.steps_per_game,
+        "games": list(GAMES),
+    }
+
+
+def stored_spec(run: dict[str, Any]) -> dict[str, Any]:
+    """The spec a result JSON holds (older JSONs: steps and games from what they trained)."""
+    return {
+        "method": run.get("method"),
+        "seed": run.get("seed"),
+        "config": run.get("config"),
+        "steps_per_game": run.get("steps_per_game", run.get("env_steps_per_task")),
+        "games": run.get("games", list(run.get("tasks", {}))),
+    }
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What shapes every run's result besides its method and seed."""
+    return {
+        "config": base_config(args),
+        "steps_per_game": args.steps_per_game,
+        "games": list(GAMES),
+    }
+
+
+def short_hash(value: Any) -> str:
+    """A short SHA-256 of a JSON-ready value: the same in every process, for any dict order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def settings_tag(args: argparse.Namespace) -> str | None:
+    """None for the default settings, else their short hash."""
+    if settings(args) == settings(parse_args([])):
+        return None
+    return short_hash(settings(args))
+
+
+def results_dir(args: argparse.Namespace) -> Path:
+    """Where the runs, update times and report of this invocation's settings live."""
+    tag = settings_tag(args)
+    return args.out_dir if tag is None else args.out_dir / f"mtl_minatar_config-{tag}"
+
+
+def run_folder(args: argparse.Namespace, method: str, seed: int) -> Path:
+    """One run's folder (checkpoints, logs) under `--run-root`, keyed by the settings too."""
+    tag = settings_tag(args)
+    root = args.run_root if tag is None else args.run_root / tag
+    return root / f"{method}-seed{seed}"
+
+
+def runs_dir(args: argparse.Namespace) -> Path:
+    """The folder of the result JSONs of this invocation's settings."""
+    return results_dir(args) / "mtl_minatar_runs"
+
+
+def run_file(args: argparse.Namespace, method: str, seed: int) -> Path:
     """Where one run's result JSON lives."""
-    return out_dir / "mtl_minatar_runs" / f"{method}-seed{seed}.json"
+    return runs_dir(args) / f"{method}-seed{seed}.json"
+
+
+def report_stem(args: argparse.Namespace) -> str:
+    """The report's file stem: `mtl_minatar` for the default methods and seeds."""
+    chosen = {"methods": sorted(set(args.methods)), "seeds": sorted(set(args.seeds))}
+    default = parse_args([])
+    if chosen == {"methods": sorted(default.methods), "seeds": sorted(default.seeds)}:
+        return "mtl_minatar"
+    return f"mtl_minatar_subset-{short_hash(chosen)}"
+
+
+def output_file(args: argparse.Namespace, suffix: str) -> Path:
+    """The report (`.md`, `.png`) or update-times (`_update_ms.json`) file of this invocation."""
+    return results_dir(args) / f"{report_stem(args)}{suffix}"
+
+
+def finished_run(method: str, seed: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The run's result when its JSON exists and holds this invocation's spec, else None."""
+    path = run_file(args, method, seed)
+    if not path.exists():
+        return None
+    run = json.loads(path.read_text())
+    return run if stored_spec(run) == run_spec(method, seed, args) else None
+
+
+def plan(args: argparse.Namespace) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(reused, to run): this invocation's (method, seed) pairs, seed-major, split by reuse."""
+    pairs = dict.fromkeys((m, s) for s in args.seeds for m in args.methods)
+    reused = [(m, s) for m, s in pairs if finished_run(m, s, args) is not None]
+    return reused, [pair for pair in pairs if pair not in reused]
+
+
+# --- one run (in a child process) -----------------------------------------------------------
+
+
+def write_result(method: str, seed: int, args: argparse.Namespace, summary: dict[str, Any]) -> None:
+    """Write one run's result JSON: its spec, then the model's summary (atomically)."""
+    path = run_file(args, method, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**run_spec(method, seed, args), **summary}, indent=1))
+    tmp.replace(path)
 
 
 def run_one(method: str, seed: int, args: argparse.Namespace) -> None:
@@ -127,14 +251,9 @@ def run_one(method: str, seed: int, args: argparse.Namespace) -> None:
     from multiq import MultiTaskDQN
 
     cfg = run_config(method, seed, args)
-    model = MultiTaskDQN(run_dir=args.run_root / f"{method}-seed{seed}", **cfg)
+    model = MultiTaskDQN(run_dir=run_folder(args, method, seed), **cfg)
     model.learn(total_steps_per_task=args.steps_per_game)
-    result = {"method": method, "seed": seed, "config": cfg, **model.summary}
-    path = run_file(args.out_dir, method, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    write_result(method, seed, args, model.summary)
 
 
 def child_command(method: str, seed: int, args: argparse.Namespace) -> list[str]:
@@ -159,20 +278,22 @@ def child_command(method: str, seed: int, args: argparse.Namespace) -> list[str]
 
 
 def run_all(args: argparse.Namespace) -> None:
-    """Run every missing (method, seed), seed-major, `args.workers` at a time."""
-    todo = [
-        (method, seed)
-        for seed in args.seeds
-        for method in args.methods
-        if not run_file(args.out_dir, method, seed).exists()
-    ]
-    print(f"{len(todo)} runs to do, {args.workers} at a time", flush=True)
+    """Run every (method, seed) without a finished run of this configuration, seed-major."""
+    reused, todo = plan(args)
+    stale = sum(run_file(args, m, s).exists() for m, s in todo)
+    print(
+        f"reusing {len(reused)} finished runs with this configuration, running {len(todo)} "
+        f"({stale} of them finished with another configuration), {args.workers} at a time; "
+        f"runs in {runs_dir(args)}",
+        flush=True,
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     def launch(job: tuple[str, int]) -> None:
         method, seed = job
         start = time.perf_counter()
-        log = args.run_root / f"{method}-seed{seed}.log"
+        folder = run_folder(args, method, seed)
+        log = folder.with_name(f"{folder.name}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "w") as f:
             proc = subprocess.run(child_command(method, seed, args), env=env, stdout=f, stderr=f)
@@ -300,13 +421,15 @@ def bootstrap_ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, f
     return float(low), float(high)
 
 
-def load_runs(out_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Method -> its finished runs' result dicts, ordered by seed."""
+def load_runs(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Method -> its finished runs of this configuration, methods in `METHODS` order, by seed."""
     runs: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted((out_dir / "mtl_minatar_runs").glob("*.json")):
-        run = json.loads(path.read_text())
-        runs.setdefault(run["method"], []).append(run)
-    return {m: sorted(r, key=lambda run: run["seed"]) for m, r in runs.items()}
+    for method in (m for m in METHODS if m in args.methods):
+        for seed in sorted(set(args.seeds)):
+            run = finished_run(method, seed, args)
+            if run is not None:
+                runs.setdefault(method, []).append(run)
+    return runs
 
 
 def game_returns(runs: list[dict[str, Any]], key: str = "return_mean") -> np.ndarray:
@@ -467,7 +590,7 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
 
 
 def header_lines(
-    runs: dict[str, list[dict[str, Any]]], load: float, overhead: dict[str, Any]
+    runs: dict[str, list[dict[str, Any]]], load: float, overhead: dict[str, Any], source: Path
 ) -> list[str]:
     """Date, command, machine, the settings the finished runs used and the timing runs."""
     first = next(iter(runs.values()))[0]
@@ -478,8 +601,8 @@ def header_lines(
         "",
         f"- date of this report: {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"- command: `{shlex.join(['python', *sys.argv])}` (runs: `python "
-        "benchmarks/mtl_minatar.py`, resumable; this file is rebuilt from "
-        "`mtl_minatar_runs/*.json`)",
+        "benchmarks/mtl_minatar.py`, resumable; this file is rebuilt from the runs in "
+        f"`{source}` whose stored configuration matches the command's)",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPUs, no GPU; runs two at a time, "
         f"one torch thread each; 1-minute load average before this invocation: {load:.2f}",
         f"- budget: {first['env_steps_per_task']:,} env steps per game ({len(GAMES)} games in "
@@ -496,23 +619,24 @@ def header_lines(
 
 
 def report(args: argparse.Namespace, overhead: dict[str, Any], load: float) -> None:
-    """Rebuild mtl_minatar.md and mtl_minatar.png from the finished runs."""
-    runs = load_runs(args.out_dir)
+    """Rebuild the report (`.md`, `.png`) from the finished runs of this configuration."""
+    runs = load_runs(args)
     if not runs:
-        print("no finished runs to report")
+        print("no finished runs of this configuration to report")
         return
-    ordered = {m: runs[m] for m in METHODS if m in runs}
-    table = summarise(ordered)
+    table = summarise(runs)
     scored = (
-        [g for g, k in zip(GAMES, scored_games(ordered), strict=True) if k]
-        if (BASELINE in ordered)
+        [g for g, k in zip(GAMES, scored_games(runs), strict=True) if k]
+        if (BASELINE in runs)
         else []
     )
-    (args.out_dir / "mtl_minatar.md").write_text(
-        markdown(table, overhead, scored, header_lines(ordered, load, overhead))
+    path = output_file(args, ".md")
+    path.write_text(
+        markdown(table, overhead, scored, header_lines(runs, load, overhead, runs_dir(args)))
     )
-    plot(table, args.out_dir / "mtl_minatar.png")
-    print((args.out_dir / "mtl_minatar.md").read_text())
+    plot(table, path.with_suffix(".png"))
+    print(path.read_text())
+    print(f"report: {path} and {path.with_suffix('.png')}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -522,7 +646,7 @@ def main(argv: list[str] | None = None) -> None:
         run_one(args.run_one[0], int(args.run_one[1]), args)
         return
     load = os.getloadavg()[0]
-    overhead_file = args.out_dir / "mtl_minatar_update_ms.json"
+    overhead_file = output_file(args, "_update_ms.json")
     if not args.report_only:
         overhead_file.parent.mkdir(parents=True, exist_ok=True)
         overhead_file.write_text(json.dumps(measure_overhead(args), indent=1))
