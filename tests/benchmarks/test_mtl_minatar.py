@@ -1,13 +1,19 @@
-"""The MinAtar multi-task benchmark's report maths: normalised scores, games, verdicts, files."""
+"""The MinAtar multi-task benchmark: report maths, verdicts, files, and when a run is reused."""
 
 import importlib.util
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mtl_minatar.py"
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "mtl_minatar.py"
+COMMITTED = REPO / "benchmarks" / "results"
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +28,7 @@ def make_run(bench, method, seed, returns, randoms=None):
     """A result dict like the child process writes; returns/randoms: one value per game."""
     randoms = randoms if randoms is not None else [0.0] * len(bench.GAMES)
     return {
-        "method": method,
-        "seed": seed,
-        "config": {"train_freq": 8, "eval_episodes": 20},
+        **bench.run_spec(method, seed, bench.parse_args([])),
         "tasks": {
             g: {"return_mean": r, "random_return_mean": z}
             for g, r, z in zip(bench.GAMES, returns, randoms, strict=True)
@@ -96,3 +100,140 @@ def test_report_writes_table_plot_and_verdicts(bench, tmp_path):
     assert "**shared**" in text and "beat independent (the whole interval is above 1)" in text
     assert "| 1000 | 0.50x |" in text  # independent alone, relative to shared
     assert (tmp_path / "mtl_minatar.png").stat().st_size > 0
+
+
+# --- which finished runs are reused, and where a configuration's files go -------------------
+
+
+def flags_args(bench, out_dir, *flags):
+    """The parsed command line `--out-dir OUT_DIR FLAGS...`."""
+    return bench.parse_args(["--out-dir", str(out_dir), *flags])
+
+
+def write_run(bench, args, method, seed, value=10.0):
+    """A finished run of `args`'s configuration, written as the child writes it; its path."""
+    summary = {
+        "tasks": {g: {"return_mean": value, "random_return_mean": 0.0} for g in bench.GAMES},
+        "env_steps_per_task": args.steps_per_game,
+        "env_steps_per_s": 1000.0,
+    }
+    bench.write_result(method, seed, args, summary)
+    return bench.run_file(args, method, seed)
+
+
+def test_a_run_of_this_configuration_is_reused(bench, tmp_path, capsys):
+    args = flags_args(bench, tmp_path, "--seeds", "0", "--methods", "shared", "independent")
+    for method in ("shared", "independent"):
+        write_run(bench, args, method, 0)
+    assert bench.plan(args) == ([("shared", 0), ("independent", 0)], [])
+    assert list(bench.load_runs(args)) == ["independent", "shared"]
+    bench.run_all(args)  # nothing to launch
+    assert "reusing 2 finished runs with this configuration, running 0" in capsys.readouterr().out
+
+
+def other_steps(run):
+    run["steps_per_game"] = 1000
+
+
+def other_train_freq(run):
+    run["config"]["train_freq"] = 4
+
+
+def other_method_keys(run):
+    run["config"].pop("balancer")
+
+
+def other_games(run):
+    run["games"] = run["games"][:4]
+
+
+def legacy_other_steps(run):
+    """A JSON written before the spec was stored whole, trained for 1000 steps per game."""
+    del run["steps_per_game"], run["games"]
+    run["env_steps_per_task"] = 1000
+
+
+@pytest.mark.parametrize(
+    "change", [other_steps, other_train_freq, other_method_keys, other_games, legacy_other_steps]
+)
+def test_a_run_of_another_configuration_is_not_reused(bench, tmp_path, change):
+    args = flags_args(bench, tmp_path, "--seeds", "0", "--methods", "shared+pcgrad")
+    path = write_run(bench, args, "shared+pcgrad", 0)
+    assert bench.plan(args)[0] == [("shared+pcgrad", 0)]
+    run = json.loads(path.read_text())
+    change(run)
+    path.write_text(json.dumps(run))
+    assert bench.plan(args) == ([], [("shared+pcgrad", 0)])
+    assert bench.load_runs(args) == {}
+
+
+def test_the_issue_command_reuses_no_default_run_and_writes_elsewhere(bench, tmp_path):
+    """`--steps-per-game 1000 --seeds 0 --methods shared independent` beside 100k-step runs."""
+    default = flags_args(bench, tmp_path)
+    for method in bench.METHODS:
+        write_run(bench, default, method, 0)
+    flags = ("--steps-per-game", "1000", "--seeds", "0", "--methods", "shared", "independent")
+    short = flags_args(bench, tmp_path, *flags)
+    assert bench.plan(short) == ([], [("shared", 0), ("independent", 0)])
+    # a 100k-step JSON copied to where the 1000-step run goes is still not reused
+    target = bench.run_file(short, "shared", 0)
+    assert target != bench.run_file(default, "shared", 0)
+    target.parent.mkdir(parents=True)
+    shutil.copy(bench.run_file(default, "shared", 0), target)
+    assert bench.plan(short)[0] == []
+    write_run(bench, short, "independent", 0, value=3.0)
+    bench.main(["--report-only", "--out-dir", str(tmp_path), *flags])
+    text = bench.output_file(short, ".md").read_text()
+    assert "| independent | 1 |" in text and "| shared |" not in text
+    assert "1,000 env steps per game" in text
+    assert not (tmp_path / "mtl_minatar.md").exists()
+
+
+def test_the_committed_runs_are_reused_by_the_default_plan(bench):
+    args = bench.parse_args(["--out-dir", str(COMMITTED)])
+    reused, todo = bench.plan(args)
+    assert len(reused) == 30 and todo == []
+    assert bench.output_file(args, ".md") == COMMITTED / "mtl_minatar.md"
+    assert bench.run_file(args, "shared", 0) == COMMITTED / "mtl_minatar_runs" / "shared-seed0.json"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--steps-per-game", "1000", "--seeds", "0", "--methods", "shared", "independent"),
+        ("--methods", "shared", "independent"),
+        ("--seeds", "0"),
+        ("--train-freq", "4"),
+        ("--eval-episodes", "5"),
+    ],
+)
+def test_a_non_default_report_never_lands_on_the_committed_one(bench, tmp_path, flags):
+    args = flags_args(bench, tmp_path, *flags)
+    for suffix in (".md", ".png", "_update_ms.json"):
+        assert bench.output_file(args, suffix) != tmp_path / f"mtl_minatar{suffix}"
+
+
+def test_the_default_report_path_ignores_the_order_of_methods_and_seeds(bench, tmp_path):
+    args = flags_args(bench, tmp_path, "--seeds", "2", "1", "0", "--methods", *bench.METHODS)
+    assert bench.output_file(args, ".md") == tmp_path / "mtl_minatar.md"
+
+
+def test_the_configuration_hash_is_stable_across_processes_and_dict_orders(bench):
+    assert bench.short_hash({"a": 1, "b": {"c": 2, "d": 3}}) == bench.short_hash(
+        {"b": {"d": 3, "c": 2}, "a": 1}
+    )
+    flags = ["--steps-per-game", "1000", "--methods", "shared", "independent"]
+    args = bench.parse_args(flags)
+    here = f"{bench.settings_tag(args)} {bench.report_stem(args)}"
+    code = (
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('m', {str(SCRIPT)!r})\n"
+        "m = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\n"
+        f"args = m.parse_args({flags!r})\n"
+        "print(m.settings_tag(args), m.report_stem(args))\n"
+    )
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.stdout.strip() == here, out.stderr
