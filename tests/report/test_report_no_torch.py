@@ -20,6 +20,7 @@ matrix = multiq.report.evaluation_matrix(sys.argv[2])
 for path in (multiq.report.plot_matrix(matrix), multiq.report.plot_sequence_curves(matrix)):
     assert path.is_file(), path
 assert "Evaluation matrix" in multiq.report.format_continual_report(sys.argv[2])
+import multiq.report.compare, multiq.report.meta, rliable.library, rliable.metrics
 print("torch" in sys.modules)
 """
 
