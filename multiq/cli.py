@@ -1,26 +1,130 @@
-"""`multiq` command line: train | transfer | distill | continual | meta | adapt | eval | tasks |
-report."""
+"""`multiq` command line: train | continual | transfer | distill | meta | adapt | eval | tasks |
+report | config."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from multiq.errors import MultiqError
 from multiq.train.stop import Interrupted
 
+# Real command lines shown under each subcommand's help (a test parses every one of them).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "train": (
+        "multiq train --tasks classic --steps 50000 --set learning_rate=1e-3 --set n_step=3",
+        "multiq train configs/minatar-shared.yaml --set balancer=pcgrad --seed 1",
+        "multiq train --resume runs/20261122-101500-minatar --steps 300000",
+    ),
+    "continual": (
+        "multiq continual --sequence classic:CartPole,classic:Acrobot --method rehearsal "
+        "--steps-per-task 20000",
+        "multiq continual --sequence minatar:Breakout,minatar:Freeway --method ewc --cycles 2",
+    ),
+    "transfer": (
+        "multiq transfer runs/cartpole --tasks classic:Acrobot --mode finetune --steps 20000",
+        "multiq transfer runs/cartpole --tasks classic:Acrobot --mode scratch --steps 20000",
+    ),
+    "distill": ("multiq distill runs/breakout runs/freeway --steps 100000",),
+    "meta": (
+        "multiq meta --family cartpole-physics --algo reptile --meta-iterations 60",
+        "multiq meta --resume runs/meta --meta-iterations 120",
+    ),
+    "adapt": (
+        "multiq adapt reptile=runs/meta scratch --family cartpole-physics --k 0,1000,5000",
+        "multiq adapt runs/meta --family cartpole-physics --split held-out --seeds 0 1",
+    ),
+    "eval": (
+        "multiq eval runs/cartpole",
+        "multiq eval runs/cartpole/model.pt --episodes 100 --epsilon 0",
+        "multiq eval runs/cartpole --json",
+    ),
+    "tasks": ("multiq tasks",),
+    "report": (
+        "multiq report runs/cartpole",
+        "multiq report runs/acrobot-finetune --baseline runs/acrobot-scratch",
+        "multiq report runs/continual --reference runs/cartpole runs/acrobot",
+    ),
+    "config": (
+        "multiq config",
+        "multiq config learning_rate balancer",
+        "multiq config --yaml > my-config.yaml",
+    ),
+    "compare": (
+        "multiq compare runs/mtl_minatar --group-by scheme,balancer --normalise random,best",
+        "multiq compare runs/a runs/b --group-by seed --out compare-seeds",
+    ),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be a function, called only when help is shown (the
+    train help lists registries, whose modules import torch)."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="multiq", description="Multi-task DQN: one agent, many tasks."
+    """The `multiq` parser: one subcommand per entry of `_COMMANDS`, each with `EXAMPLES`."""
+    parser = _Parser(
+        prog="multiq",
+        description="Multi-task DQN: one agent, many tasks.",
+        epilog="`multiq COMMAND --help` shows a command's options and examples.",
     )
+    parser.add_argument("--version", action="version", version=f"multiq {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, (summary, add_arguments) in _COMMANDS.items():
+        command = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=_train_epilog if name == "train" else examples_text(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_arguments(command)
+    return parser
 
-    train = commands.add_parser("train", help="train an agent (default: the five MinAtar games)")
+
+def package_version() -> str:
+    """The installed package's version, else `multiq.__version__` (e.g. a bare source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("multiq")
+    except PackageNotFoundError:
+        from multiq import __version__
+
+        return __version__
+
+
+def examples_text(command: str) -> str:
+    """The ``examples:`` block of a subcommand's help."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[command])
+
+
+def _train_epilog() -> str:
+    """The train help's examples, then where config keys, schemes and balancers are listed."""
+    from multiq.config_help import registry_names
+
+    return (
+        f"{examples_text('train')}\n\n"
+        "config keys (in a YAML file or --set KEY=VALUE): `multiq config` lists every key with\n"
+        "its default, allowed values and meaning; `multiq config KEY` shows one.\n"
+        f"  schemes   (--set scheme=NAME):   {', '.join(registry_names('scheme'))}\n"
+        f"  balancers (--set balancer=NAME): {', '.join(registry_names('balancer'))}"
+    )
+
+
+def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("config", nargs="?", help="YAML config file (default: built-in defaults)")
     train.add_argument(
         "--tasks",
@@ -56,9 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
-    continual = commands.add_parser(
-        "continual", help="learn tasks one after another, with a method that keeps old skills"
-    )
+
+def _continual_arguments(continual: argparse.ArgumentParser) -> None:
     continual.add_argument(
         "config", nargs="?", help="YAML config file; its `tasks` are the sequence"
     )
@@ -79,9 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     continual.add_argument("--steps-per-task", dest="steps", type=int, help="same as --steps")
     continual.set_defaults(func=cmd_continual)
 
-    transfer = commands.add_parser(
-        "transfer", help="learn new tasks starting from a trained agent (or from scratch)"
-    )
+
+def _transfer_arguments(transfer: argparse.ArgumentParser) -> None:
     transfer.add_argument("source", help="the source: a finished run folder or a model.pt file")
     transfer.add_argument(
         "--tasks", required=True, help="target task entries, e.g. minatar:Seaquest"
@@ -94,16 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(transfer)
     transfer.set_defaults(func=cmd_transfer)
 
-    distill = commands.add_parser(
-        "distill", help="distil several trained runs into one multi-task student"
-    )
+
+def _distill_arguments(distill: argparse.ArgumentParser) -> None:
     distill.add_argument("sources", nargs="+", help="trained run folders or model.pt files")
     _add_run_options(distill)
     distill.set_defaults(func=cmd_distill)
 
-    meta = commands.add_parser(
-        "meta", help="meta-train an initialisation over a task family (reptile, fomaml)"
-    )
+
+def _meta_arguments(meta: argparse.ArgumentParser) -> None:
     meta.add_argument("config", nargs="?", help="YAML config file (its meta_* and inner_* keys)")
     meta.add_argument(
         "--family", help="the task family to meta-train on (its train split), e.g. cartpole-physics"
@@ -114,9 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(meta)
     meta.set_defaults(func=cmd_meta)
 
-    adapt = commands.add_parser(
-        "adapt", help="adapt-k: train k env steps on held-out tasks from each initialisation"
-    )
+
+def _adapt_arguments(adapt: argparse.ArgumentParser) -> None:
     adapt.add_argument(
         "models", nargs="+", metavar="MODEL",
         help="run folders or model.pt files, or `scratch`; LABEL=MODEL names one",
@@ -139,19 +238,25 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     adapt.set_defaults(func=cmd_adapt)
 
-    evaluate = commands.add_parser("eval", help="evaluate a trained run's final model")
+
+def _eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("run_dir", help="a run folder (or a model.pt file)")
     evaluate.add_argument("--episodes", type=int, help="episodes per task")
     evaluate.add_argument("--epsilon", type=float, help="exploration rate while evaluating")
     evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
+    evaluate.add_argument(
+        "--json",
+        action="store_true",
+        help="print only the results as one JSON line (task -> return_mean, return_std, ...)",
+    )
     evaluate.set_defaults(func=cmd_eval)
 
-    tasks = commands.add_parser("tasks", help="list suites and tasks with their spaces")
+
+def _tasks_arguments(tasks: argparse.ArgumentParser) -> None:
     tasks.set_defaults(func=cmd_tasks)
 
-    report = commands.add_parser(
-        "report", help="rebuild a run's table and plots (also of meta runs and adapt folders)"
-    )
+
+def _report_arguments(report: argparse.ArgumentParser) -> None:
     report.add_argument("run_dir")
     report.add_argument(
         "--baseline", help="a transfer run: the scratch run to compute transfer metrics against"
@@ -162,8 +267,76 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="a continual run: single-task runs of its tasks, to normalise returns",
     )
+    report.add_argument(
+        "--html",
+        action="store_true",
+        help="also write RUN_DIR/report.html (one file, images inside)",
+    )
     report.set_defaults(func=cmd_report)
-    return parser
+
+
+def _compare_arguments(compare: argparse.ArgumentParser) -> None:
+    compare.add_argument(
+        "runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders of runs (a sweep)"
+    )
+    compare.add_argument(
+        "--group-by", default="scheme,balancer",
+        help="config keys whose values name a run's group (default scheme,balancer)",
+    )  # fmt: skip
+    compare.add_argument(
+        "--normalise", default="none",
+        help="none | random,best | random,GROUP: random policy = 0, that group's mean = 1",
+    )  # fmt: skip
+    compare.add_argument("--out", default="compare", help="output folder (default ./compare)")
+    compare.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    compare.set_defaults(func=cmd_compare)
+
+
+def _config_arguments(config: argparse.ArgumentParser) -> None:
+    config.add_argument("keys", nargs="*", metavar="KEY", help="only these keys (default all)")
+    config.add_argument(
+        "--yaml",
+        action="store_true",
+        help="print a commented config file of the defaults, which `multiq train FILE` reads",
+    )
+    config.set_defaults(func=cmd_config)
+
+
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "train": ("train an agent (default: the five MinAtar games)", _train_arguments),
+    "continual": (
+        "learn tasks one after another, with a method that keeps old skills",
+        _continual_arguments,
+    ),
+    "transfer": (
+        "learn new tasks starting from a trained agent (or from scratch)",
+        _transfer_arguments,
+    ),
+    "distill": ("distil several trained runs into one multi-task student", _distill_arguments),
+    "meta": (
+        "meta-train an initialisation over a task family (reptile, fomaml)",
+        _meta_arguments,
+    ),
+    "adapt": (
+        "adapt-k: train k env steps on held-out tasks from each initialisation",
+        _adapt_arguments,
+    ),
+    "eval": ("evaluate a trained run's final model beside the random policy", _eval_arguments),
+    "tasks": ("list suites and tasks with their spaces", _tasks_arguments),
+    "report": (
+        "rebuild a run's table and plots (also of meta runs and adapt folders)",
+        _report_arguments,
+    ),
+    "config": (
+        "list config keys: default, allowed values and meaning (--yaml: a config file)",
+        _config_arguments,
+    ),
+    "compare": (
+        "compare runs' final returns by group with rliable (IQM, intervals, profiles)",
+        _compare_arguments,
+    ),
+}
+"""Subcommand -> (one-line help, function adding its arguments), in the order help lists them."""
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -408,9 +581,82 @@ def cmd_eval(args: argparse.Namespace) -> int:
     path = Path(args.run_dir)
     model = MultiTaskDQN.load(path / MODEL_FILE if path.is_dir() else path, device=args.device)
     results = model.evaluate(episodes=args.episodes, epsilon=args.epsilon)
-    for name, r in results.items():
-        print(f"{name:<16} {r['return_mean']:10.2f} ± {r['return_std']:.2f}  ({r['episodes']} ep)")
-    print(json.dumps(results))
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    saved = _saved_random_returns(path if path.is_dir() else path.parent)
+    missing = [name for name in results if name not in saved]
+    measured = model.evaluate(episodes=args.episodes, epsilon=1.0, tasks=missing) if missing else {}
+    print(_format_eval(results, {**saved, **measured}))
+    epsilon = model.config.eval_epsilon if args.epsilon is None else args.epsilon
+    source = f"measured now for {', '.join(measured)}" if measured else "from summary.json"
+    print(f"\neval epsilon {epsilon:g}; random return (a uniformly random policy): {source}")
+    return 0
+
+
+EVAL_COLUMNS = ("task", "eval return (mean ± std)", "episodes", "random return")
+
+
+def _saved_random_returns(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Task name -> {return_mean, return_std} of the random policy as the run's summary.json
+    holds them (tasks without one left out); empty without a readable summary.json."""
+    from multiq.report.metrics import ReportError, RunFolderError, read_summary
+
+    try:
+        tasks = read_summary(run_dir).get("tasks", {})
+    except (RunFolderError, ReportError):
+        return {}
+    return {
+        name: {
+            "return_mean": task["random_return_mean"],
+            "return_std": _number_or_none(task.get("random_return_std")),
+        }
+        for name, task in tasks.items()
+        if _number_or_none(task.get("random_return_mean")) is not None
+    }
+
+
+def _number_or_none(value: Any) -> float | None:
+    """`value` if it is a finite number (summary.json writes NaN for "not measured")."""
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def _format_eval(results: Mapping[str, Mapping], random: Mapping[str, Mapping]) -> str:
+    """The `EVAL_COLUMNS` table: per task the eval return, its episodes, the random return."""
+    from multiq.report.table import format_mean_std
+
+    rows = [EVAL_COLUMNS]
+    for name, result in results.items():
+        baseline = random.get(name, {})
+        rows.append((
+            name,
+            format_mean_std(result["return_mean"], result["return_std"]),
+            str(result["episodes"]),
+            format_mean_std(baseline.get("return_mean"), baseline.get("return_std")),
+        ))  # fmt: skip
+    return _aligned_table(rows)
+
+
+def _aligned_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as text, the first one a header underlined with dashes: the first column
+    left-aligned, the others right-aligned (as `multiq.report.format_table`)."""
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if col == 0 else cell.rjust(width)
+            for col, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from multiq.config_help import format_keys, format_yaml, key_help
+
+    helps = key_help(args.keys)
+    print(format_yaml(helps) if args.yaml else format_keys(helps))
     return 0
 
 
@@ -444,6 +690,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.reference or "continual" in summary:
         _print_continual(Path(args.run_dir), args.reference)
     print(f"\ncurves: {png}")
+    if args.html:
+        from multiq.report.html import write_run_report
+
+        print(f"html: {write_run_report(args.run_dir)}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from multiq.report.compare import compare
+
+    if args.reps < 1:
+        raise MultiqError(f"--reps must be >= 1, got {args.reps}")
+    group_by = [key.strip() for key in args.group_by.split(",") if key.strip()]
+    markdown = compare(args.runs, args.out, group_by, args.normalise, args.reps)
+    print(markdown.read_text())
+    print(f"results in {markdown.parent}/: compare.md, compare.png, report.html")
     return 0
 
 

@@ -1,17 +1,24 @@
-"""`multiq` command line smoke runs, as subprocesses: train, resume, eval, tasks, report, errors."""
+"""`multiq` command line smoke runs, as subprocesses: train, resume, eval, tasks, report,
+config, help, errors."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from multiq.cli import main
+from multiq.cli import EXAMPLES, build_parser, main
+from multiq.config import Config
+from multiq.mtl import BALANCERS
+from multiq.nets import SCHEMES
 
 TINY_SETS = [
     "--set", "learning_starts=100",
@@ -110,24 +117,54 @@ def test_train_resume_refuses_a_new_config(run_copy, capsys):
     assert summary_of(run_copy)["env_steps_per_task"] == 300
 
 
-def test_eval(trained):
+def eval_rows(stdout: str) -> dict[str, list[str]]:
+    """The `multiq eval` table: header, then task -> its cells (split on runs of 2+ spaces)."""
+    lines = stdout.strip().splitlines()
+    header = re.split(r"\s{2,}", lines[0])
+    assert header == ["task", "eval return (mean ± std)", "episodes", "random return"]
+    assert set(lines[1]) == {"-", " "}
+    rows = [re.split(r"\s{2,}", line) for line in lines[2:] if line and "epsilon" not in line]
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_eval_prints_a_table_with_the_random_return_of_the_run(trained):
     run_dir, _ = trained
     result = multiq("eval", run_dir, "--episodes", 2)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("CartPole")
-    assert "(2 ep)" in lines[0]
-    results = json.loads(lines[-1])
-    assert results["CartPole"]["episodes"] == 2
-
-
-def test_eval_of_a_model_file(trained, capsys):
-    run_dir, _ = trained
-    code, stdout, _ = in_process(
-        capsys, "eval", run_dir / "model.pt", "--episodes", 1, "--epsilon", 1.0
+    rows = eval_rows(result.stdout)
+    assert list(rows) == ["CartPole"]
+    eval_return, episodes, random_return = rows["CartPole"]
+    assert " ± " in eval_return
+    assert episodes == "2"
+    random = summary_of(run_dir)["tasks"]["CartPole"]
+    assert (
+        random_return == f"{random['random_return_mean']:.2f} ± {random['random_return_std']:.2f}"
     )
+    assert "random return (a uniformly random policy): from summary.json" in result.stdout
+    assert "{" not in result.stdout  # no JSON line without --json
+
+
+def test_eval_json_prints_one_json_line(trained, capsys):
+    run_dir, _ = trained
+    code, stdout, _ = in_process(capsys, "eval", run_dir, "--episodes", 2, "--json")
     assert code == 0
-    assert json.loads(stdout.strip().splitlines()[-1])["CartPole"]["episodes"] == 1
+    assert len(stdout.strip().splitlines()) == 1
+    results = json.loads(stdout)
+    assert results["CartPole"]["episodes"] == 2
+    assert {"return_mean", "return_std"} <= set(results["CartPole"])
+
+
+def test_eval_of_a_bare_model_file_measures_the_random_return(trained, tmp_path, capsys):
+    model = Path(shutil.copy(trained[0] / "model.pt", tmp_path / "model.pt"))
+    code, stdout, _ = in_process(capsys, "eval", model, "--episodes", 1, "--epsilon", 1.0)
+    assert code == 0
+    eval_return, episodes, random_return = eval_rows(stdout)["CartPole"]
+    assert episodes == "1"
+    assert float(random_return.split(" ± ")[0]) > 0  # CartPole pays 1 per step
+    assert (
+        "eval epsilon 1; random return (a uniformly random policy): measured now for CartPole"
+        in stdout
+    )
 
 
 def test_eval_of_a_corrupt_model(tmp_path):
@@ -211,3 +248,118 @@ def test_usage_error_exits_2():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "--steps" in result.stderr
+
+
+# --- config, --version, help -----------------------------------------------------------------
+
+
+def config_blocks(stdout: str) -> dict[str, list[str]]:
+    """`multiq config` output: key -> [its `key = default` line, its indented lines]."""
+    blocks = {}
+    for block in stdout.strip().split("\n\n"):
+        first, *rest = block.splitlines()
+        assert all(line.startswith("    ") for line in rest), block
+        blocks[first.split(" = ")[0]] = [first, *rest]
+    return blocks
+
+
+def test_config_lists_every_key_with_its_default(capsys):
+    code, stdout, _ = in_process(capsys, "config")
+    assert code == 0
+    blocks = config_blocks(stdout)
+    assert list(blocks) == list(Config.keys())
+    assert len(blocks) == len(Config.keys())
+    assert blocks["seed"][0] == "seed = 0"
+    assert blocks["tasks"][0] == "tasks = minatar"
+    assert blocks["task_weights"][0] == "task_weights = null"
+    assert all(len(lines) >= 3 for lines in blocks.values())  # type + allowed, meaning
+
+
+def test_config_of_one_key(capsys):
+    code, stdout, _ = in_process(capsys, "config", "learning_rate")
+    assert code == 0
+    assert stdout.splitlines() == [
+        "learning_rate = 0.00025",
+        "    type: float; allowed: > 0",
+        "    Adam learning rate; > 0.",
+    ]
+
+
+def test_config_allowed_values_of_registry_keys(capsys):
+    code, stdout, _ = in_process(capsys, "config", "balancer", "scheme")
+    assert code == 0
+    blocks = config_blocks(stdout)
+    assert list(blocks) == ["balancer", "scheme"]
+    assert blocks["balancer"][1] == "    type: str; allowed: one of " + ", ".join(sorted(BALANCERS))
+    assert "pcgrad" in blocks["balancer"][1]
+    assert blocks["scheme"][1] == "    type: str; allowed: one of " + ", ".join(sorted(SCHEMES))
+
+
+def test_config_of_an_unknown_key():
+    stderr = assert_clean_error(multiq("config", "learnig_rate"))
+    assert "did you mean 'learning_rate'?" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_config_yaml_reads_back_as_the_defaults(tmp_path, capsys):
+    code, stdout, _ = in_process(capsys, "config", "--yaml")
+    assert code == 0
+    path = tmp_path / "config.yaml"
+    path.write_text(stdout)
+    assert Config.from_yaml(path) == Config()
+    args = build_parser().parse_args(["train", str(path)])  # what `multiq train FILE` loads
+    assert args.config == str(path)
+
+
+def test_version():
+    result = multiq("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"multiq {version('multiq')}\n"
+
+
+def subcommands() -> list[str]:
+    """The subcommands `multiq --help` lists."""
+    usage = build_parser().format_help()
+    return re.search(r"\{([a-z,-]+)\}", usage).group(1).split(",")
+
+
+def help_of(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_every_subcommand_has_examples():
+    assert subcommands() == list(EXAMPLES)
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_help_examples_parse(command, capsys):
+    text = help_of(command, capsys)
+    assert "\nexamples:\n" in text
+    examples = [line.strip() for line in text.splitlines() if line.startswith("  multiq ")]
+    assert 1 <= len(examples) <= 3
+    for example in examples:
+        words = shlex.split(example.split(" > ")[0])  # without a shell redirection
+        args = build_parser().parse_args(words[1:])
+        assert args.command == command, example
+
+
+def test_train_help_names_config_keys_schemes_and_balancers(capsys):
+    text = help_of("train", capsys)
+    assert "multiq config" in text
+    schemes = next(line for line in text.splitlines() if "scheme=NAME" in line)
+    balancers = next(line for line in text.splitlines() if "balancer=NAME" in line)
+    assert all(name in schemes for name in SCHEMES)
+    assert all(name in balancers for name in BALANCERS)
+
+
+def test_parsing_imports_no_torch():
+    """The train help lists registries only when shown: `multiq report` stays torch-free."""
+    code = (
+        "import sys; from multiq.cli import build_parser; "
+        "build_parser().parse_args(['report', 'x']); print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

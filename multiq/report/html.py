@@ -64,3 +64,58 @@ def html_page(title: str, sections: Sequence[Section]) -> str:
         + "\n".join(body)
         + "</body></html>\n"
     )
+
+
+REPORT_FILE = "report.html"
+
+
+def run_report_sections(run_dir: Path) -> list[Section]:
+    """What a run's HTML report shows: the results table, every plot the folder holds (curves,
+    routing heat map, continual matrix and sequence), the transfer / continual panels when the
+    summary has them, and the config."""
+    from multiq.report import format_markdown_table, read_summary
+    from multiq.rundir import (
+        CONFIG_FILE,
+        CURVES_FILE,
+        MATRIX_FILE,
+        ROUTING_FILE,
+        SEQUENCE_FILE,
+    )
+
+    summary = read_summary(run_dir)
+    sections: list[Section] = [("Results (last evaluation)", format_markdown_table(summary))]
+    plots = {
+        CURVES_FILE: "Learning curves",
+        ROUTING_FILE: "Routing weights",
+        MATRIX_FILE: "Evaluation matrix",
+        SEQUENCE_FILE: "All tasks over the sequence",
+    }
+    sections += [(title, run_dir / name) for name, title in plots.items()
+                 if (run_dir / name).is_file()]  # fmt: skip
+    sections += _panels(run_dir, summary)
+    config = run_dir / CONFIG_FILE
+    if config.is_file():
+        sections.append(("Config", "pre:" + config.read_text()))
+    return sections
+
+
+def _panels(run_dir: Path, summary: dict) -> list[Section]:
+    """The transfer and continual reports as text panels, when the run is one."""
+    from multiq.report import format_continual_report, format_transfer_report
+
+    panels: list[Section] = []
+    if "transfer" in summary:
+        panels.append(("Transfer", "pre:" + format_transfer_report(run_dir, None)))
+    if "continual" in summary:
+        panels.append(("Continual", "pre:" + format_continual_report(run_dir, None)))
+    return panels
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    """Writes RUN_DIR/report.html (plots rebuilt first by the caller); returns its path."""
+    from multiq.fileio import atomic_write_text
+
+    run_dir = Path(run_dir)
+    page = html_page(f"multiq run {run_dir.resolve().name}", run_report_sections(run_dir))
+    atomic_write_text(run_dir / REPORT_FILE, page)
+    return run_dir / REPORT_FILE

@@ -102,3 +102,21 @@ def test_compare_cli_and_its_errors(sweep: Path, tmp_path: Path, capsys):
     assert main(["compare", str(tmp_path / "nothing"), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "neither a finished run folder" in err and "Traceback" not in err
+
+
+def test_report_html_of_a_run_embeds_every_plot_and_table(tmp_path: Path, capsys):
+    from multiq.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--tasks", "gym:CartPole-v1", "--steps", "1500", "--run-dir", str(run),
+                 "--set", "learning_starts=500", "--set", "eval_freq=500", "--set",
+                 "eval_episodes=2", "--set", "tensorboard=false", "--set", "progress_bar=false",
+                 "--device", "cpu"]) == 0  # fmt: skip
+    assert main(["report", str(run), "--html"]) == 0
+    page = (run / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    pngs = [name for name in ("curves.png", "routing.png") if (run / name).is_file()]
+    assert len(images) == len(pngs) == 1  # curves only: a shared net has no routing weights
+    assert "<h2>Results (last evaluation)</h2>" in page and "CartPole" in page
+    assert "<h2>Config</h2>" in page and "total_steps_per_task: 1500" in page
+    assert page.count("<table>") == 1

@@ -1,0 +1,115 @@
+"""`multiq.config_help`: every key's default, allowed values and meaning, from `Config`."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from multiq.config import CONFIG_KEYS, MAX_HIDDEN_SIZE, Config
+from multiq.config_help import flow_yaml, format_keys, format_yaml, key_help, registry_names
+from multiq.errors import ConfigError
+from multiq.meta import ALGORITHMS
+from multiq.mtl import BALANCERS
+from multiq.mtl.schedules import SCHEDULES
+from multiq.nets import SCHEMES
+
+
+def allowed(key: str) -> str:
+    return key_help([key])[0].allowed
+
+
+def test_every_key_has_its_default_type_and_meaning():
+    helps = key_help()
+    defaults = Config()
+    assert [h.name for h in helps] == list(Config.keys())
+    for h in helps:
+        assert h.default == getattr(defaults, h.name), h.name
+        assert h.type, h.name
+        assert h.meaning, h.name
+
+
+def test_meanings_come_from_the_docstring_on_one_line():
+    (learning_rate,) = key_help(["learning_rate"])
+    assert learning_rate.meaning == "Adam learning rate; > 0."
+    (train_freq,) = key_help(["train_freq"])  # a docstring entry over several lines
+    assert train_freq.meaning.startswith("run updates every this many vector steps")
+    assert train_freq.meaning.endswith(">= 1.")
+    assert "\n" not in train_freq.meaning
+
+
+@pytest.mark.parametrize(
+    ("key", "registry"),
+    [
+        ("scheme", SCHEMES),
+        ("balancer", BALANCERS),
+        ("task_schedule", SCHEDULES),
+        ("meta_algo", ALGORITHMS),
+    ],
+)
+def test_registry_keys_allow_the_registry_names(key, registry):
+    assert registry_names(key) == sorted(registry)
+    assert allowed(key) == "one of " + ", ".join(sorted(registry))
+
+
+def test_other_keys_allow_what_their_range_rule_requires():
+    assert allowed("learning_rate") == "> 0"
+    assert allowed("hidden_size") == f">= 1 and <= {MAX_HIDDEN_SIZE}"
+    assert allowed("learning_starts") == ">= 0"
+    assert allowed("gamma") == "in (0, 1]"
+    assert allowed("rehearsal_share") == "in (0, 1)"
+    assert allowed("private_merge") == "one of sum, concat"
+    assert allowed("dueling") == "true or false"
+    assert "cuda:<index>" in allowed("device")
+    assert allowed("task_weights") == ""  # no rule: the meaning says it
+    assert registry_names("learning_rate") == []
+
+
+def test_keys_come_in_the_order_given_once_each():
+    names = [h.name for h in key_help(["seed", "balancer", "seed"])]
+    assert names == ["seed", "balancer"]
+
+
+def test_an_unknown_key_names_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        key_help(["learning_rate", "learnig_rate"])
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(2.5e-4, "0.00025"), (None, "null"), ([], "[]"), (False, "false"), ("minatar", "minatar")],
+)
+def test_flow_yaml(value, text):
+    assert flow_yaml(value) == text
+    assert yaml.safe_load(text) == value
+
+
+def test_format_keys_gives_one_block_per_key():
+    text = format_keys(key_help(["learning_rate", "balancer"]))
+    blocks = text.split("\n\n")
+    assert blocks[0].splitlines() == [
+        "learning_rate = 0.00025",
+        "    type: float; allowed: > 0",
+        "    Adam learning rate; > 0.",
+    ]
+    assert blocks[1].startswith("balancer = fixed\n")
+    assert "pcgrad" in blocks[1]
+
+
+def test_yaml_of_the_defaults_reads_back_as_the_defaults(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(format_yaml(key_help()) + "\n")
+    assert Config.from_yaml(path) == Config()
+
+
+def test_yaml_comments_every_key():
+    lines = format_yaml(key_help()).splitlines()
+    for key in CONFIG_KEYS:
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+        assert lines[at - 1].startswith("#"), key
+    assert "# allowed: one of " + ", ".join(sorted(BALANCERS)) in lines
+
+
+def test_yaml_of_some_keys_overrides_only_them(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(format_yaml(key_help(["balancer", "learning_rate"])))
+    assert yaml.safe_load(path.read_text()) == {"balancer": "fixed", "learning_rate": 0.00025}
