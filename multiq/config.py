@@ -64,6 +64,7 @@ MAX_EVAL_EPISODES = 10_000
 MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded
 MAX_NESTING_DEPTH = 64  # levels of a YAML document or of a task's kwargs
 
+LOGGERS = ("csv", "tensorboard", "wandb")  # `loggers` entries (multiq.tracking writes them)
 _OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
 
 
@@ -192,7 +193,14 @@ class Config:
             room for the offsets added per env and evaluation below MinAtar's 32-bit limit).
         device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda``, ``cuda:<index>`` or
             ``mps``.
-        tensorboard: write TensorBoard event files to the run directory.
+        tensorboard: write TensorBoard event files to the run directory (``false`` turns
+            TensorBoard off even when `loggers` lists it; kept from before `loggers`).
+        loggers: where metrics go, a list of ``csv`` (metrics.csv, required: reports read it),
+            ``tensorboard`` (RUN_DIR/tb) and ``wandb`` (Weights & Biases: the run's id is the
+            run folder's, so a resume continues the same W&B run; offline with
+            ``WANDB_MODE=offline``; needs ``pip install wandb``).
+        wandb_project: the W&B project of ``wandb`` logging; a non-empty name.
+        wandb_group: the W&B group of ``wandb`` logging (e.g. a sweep's name); "" for none.
         progress_bar: show a progress bar while training.
         env_imports: Python modules imported before the tasks are built, so that the envs they
             register exist (e.g. ``[my_package.envs]``); `gym:<module>:<EnvId>` does the same
@@ -272,6 +280,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     env_imports: list[str] = dataclasses.field(default_factory=list)  # modules that register envs
     tensorboard: bool = True  # write TensorBoard logs
+    loggers: list[str] = dataclasses.field(default_factory=lambda: ["csv", "tensorboard"])
+    wandb_project: str = "multiq"  # loggers with wandb: the W&B project
+    wandb_group: str = ""  # loggers with wandb: the W&B group ("" = none)
     progress_bar: bool = True  # show a progress bar
 
     def __post_init__(self) -> None:
@@ -758,6 +769,7 @@ _CONVERTER_BY_NAME: dict[str, Callable[[str, Any], Any]] = {
     "frozen_groups": _to_patterns,
     "meta_tasks": _to_tasks,
     "env_imports": _to_modules,
+    "loggers": _name_list("a list of loggers, e.g. [csv, tensorboard, wandb]"),
     "lr_scales": _to_lr_scales,
 }
 _CONVERTER_BY_TYPE: dict[str, Callable[[str, Any], Any]] = {
@@ -873,6 +885,11 @@ _RULES: dict[str, _Rule] = {
     "on_env_error": _one_of("stop", "restart"),
     "env_restarts": _between(0, 1000),
     "seed": _between(0, MAX_SEED),
+    "loggers": _require(
+        lambda v: set(v) <= set(LOGGERS) and "csv" in v,
+        f"a list of {', '.join(LOGGERS)} that holds csv (reports read metrics.csv)",
+    ),
+    "wandb_project": _named("W&B project"),
     "device": _require(
         lambda v: _DEVICE.fullmatch(v) is not None, "one of auto, cpu, cuda, cuda:<index>, mps"
     ),

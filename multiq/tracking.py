@@ -1,7 +1,8 @@
-"""Run tracking: metrics.csv (long format), TensorBoard scalars and a tqdm progress bar.
+"""Run tracking: metrics.csv (long format), TensorBoard, Weights & Biases and a progress bar.
 
 `RUN_DIR/metrics.csv` has the header `step,wall_time_s,key,value`, one row per scalar. It is
-the file `multiq.report` reads; TensorBoard (`RUN_DIR/tb`) is an optional extra view.
+the file `multiq.report` reads; TensorBoard (`RUN_DIR/tb`) and W&B (`RUN_DIR/wandb`, the same
+keys and steps) are optional extra views.
 metrics.csv is never written through a symbolic link, and a write that fails (full disk,
 read-only folder) raises `RunDirError` naming the file.
 """
@@ -14,14 +15,54 @@ import math
 import os
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from multiq.errors import ConfigError
 from multiq.fileio import make_folder, open_append_nofollow, run_dir_error
 from multiq.rundir import CSV_HEADER, METRICS_FILE, TENSORBOARD_DIR
 
-__all__ = ["CSV_HEADER", "METRICS_FILE", "TENSORBOARD_DIR", "Tracker", "format_postfix"]
+__all__ = [
+    "CSV_HEADER",
+    "METRICS_FILE",
+    "TENSORBOARD_DIR",
+    "Tracker",
+    "WandbSettings",
+    "format_postfix",
+]
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    """A W&B run: its project, group (None: none), id (the run folder's run_id, so a resumed run
+    continues the same W&B run) and the config shown beside it."""
+
+    project: str
+    group: str | None
+    run_id: str | None
+    config: Mapping[str, Any]
+
+
+def _make_wandb_run(run_dir: Path, settings: WandbSettings):
+    """Starts (or resumes) the W&B run; its files go to RUN_DIR/wandb.
+
+    Raises:
+        ConfigError: the wandb package is not installed.
+    """
+    try:
+        import wandb
+    except ImportError as error:
+        raise ConfigError(
+            f"loggers lists wandb but the wandb package is missing ({error}): pip install wandb, "
+            "or drop wandb from loggers"
+        ) from error
+    return wandb.init(
+        project=settings.project, group=settings.group, id=settings.run_id, resume="allow",
+        dir=str(run_dir), config=dict(settings.config),
+        settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+    )  # fmt: skip
 
 
 class Tracker:
@@ -40,6 +81,7 @@ class Tracker:
             the step, such as the evaluation saved with the checkpoint, stay).
         start_wall_s: wall time of earlier sessions (resume); the `wall_time_s` column
             continues from it.
+        wandb: settings of a W&B run to log the same scalars to (`WandbSettings`), or None.
 
     Raises:
         RunDirError: the run folder or metrics.csv cannot be written, or metrics.csv is a
@@ -55,6 +97,7 @@ class Tracker:
         progress_bar: bool = True,
         start_step: int = 0,
         start_wall_s: float = 0.0,
+        wandb: WandbSettings | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         make_folder(self.run_dir)
@@ -66,6 +109,7 @@ class Tracker:
         tb_dir = self.run_dir / TENSORBOARD_DIR
         self._tb = _make_summary_writer(tb_dir, start_step) if tensorboard else None
         self._bar = _make_bar(total_steps_per_task, start_step) if progress_bar else None
+        self._wandb = _make_wandb_run(self.run_dir, wandb) if wandb is not None else None
         self._closed = False
 
     @property
@@ -100,6 +144,8 @@ class Tracker:
             for _, _, key, value in rows:
                 self._tb.add_scalar(key, float(value), int(step))
             self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({key: float(value) for key, value in metrics.items()}, step=int(step))
 
     def progress(self, step: int, sps: float, recent_returns: Mapping[str, float]) -> None:
         """Moves the progress bar to `step` and shows steps/s and recent returns per task.
@@ -118,7 +164,7 @@ class Tracker:
         self._bar.refresh()
 
     def close(self) -> None:
-        """Closes the progress bar, the CSV file and the TensorBoard writer."""
+        """Closes the progress bar, the CSV file, the TensorBoard writer and the W&B run."""
         if self._closed:
             return
         self._closed = True
@@ -126,6 +172,8 @@ class Tracker:
             self._bar.close()
         if self._tb is not None:
             self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
         try:
             self._csv_file.close()
         except OSError as error:

@@ -7,6 +7,7 @@ import errno
 import math
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,37 @@ def test_tensorboard_resume_keeps_the_events_at_the_checkpoint_step(tmp_path: Pa
     with _tracker(tmp_path, tensorboard=True, start_step=200) as second:
         second.log(400, {key: 4.0})
     assert _tensorboard_steps(tmp_path / "tb", key) == [100, 200, 400]
+
+
+def _train_with_wandb(run_dir, monkeypatch, steps=600):
+    from multiq.cli import main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    args = ["train", "--tasks", "gym:CartPole-v1", "--steps", str(steps), "--run-dir",
+            str(run_dir), "--device", "cpu"]  # fmt: skip
+    sets = ["learning_starts=200", "eval_freq=300", "eval_episodes=2", "log_interval=100",
+            "progress_bar=false", "loggers=[csv, wandb]", "wandb_group=tests"]  # fmt: skip
+    return main(args + [x for s in sets for x in ("--set", s)])
+
+
+def test_wandb_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert _train_with_wandb(run_dir, monkeypatch) == 0
+    from multiq.runfolder import run_id
+
+    (record,) = (run_dir / "wandb").glob(f"offline-run-*-{run_id(run_dir)}/run-*.wandb")
+    data = record.read_bytes()
+    with open(run_dir / "metrics.csv") as handle:
+        keys = {row.split(",")[2] for row in list(handle)[1:]}
+    assert "task/CartPole/return" in keys and "train/loss" in keys
+    assert all(key.encode() in data for key in keys)  # the same keys as metrics.csv
+    assert b"tests" in data  # the group
+    assert not (run_dir / "tb").exists()  # tensorboard was not listed
+
+
+def test_a_missing_wandb_package_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+    assert _train_with_wandb(tmp_path / "run", monkeypatch) == 2
+    err = capsys.readouterr().err
+    assert "pip install wandb" in err and "Traceback" not in err

@@ -28,7 +28,8 @@ from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_me
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
-from multiq.tracking import Tracker
+from multiq.runfolder import run_id
+from multiq.tracking import Tracker, WandbSettings
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.collector import Collector
@@ -97,6 +98,14 @@ TERM_BUILDERS = {"distill": _distill_term, "ewc": _ewc_term}
 def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) -> list:
     """The phase's extra loss terms (`TERM_BUILDERS` by kind), with their teachers or state."""
     return [TERM_BUILDERS[term["kind"]](term, teachers, learner) for term in phase.terms]
+
+
+def wandb_settings(cfg: Config, run_dir: Path) -> WandbSettings | None:
+    """The W&B run of a run folder when `loggers` lists wandb (id: the folder's run_id)."""
+    if "wandb" not in cfg.loggers:
+        return None
+    group = cfg.wandb_group or None
+    return WandbSettings(cfg.wandb_project, group, run_id(run_dir), cfg.to_dict())
 
 
 def _no_end_actions(action: Mapping[str, Any], trainer: Trainer) -> None:
@@ -187,8 +196,9 @@ class Trainer:
         total = sum(p.steps_per_task for p in self.phases)
         tracker = Tracker(
             self.run_dir, list(self.learner.specs), total,
-            tensorboard=cfg.tensorboard, progress_bar=cfg.progress_bar,
-            start_step=state.env_steps, start_wall_s=state.wall_time_s,
+            tensorboard=cfg.tensorboard and "tensorboard" in cfg.loggers,
+            progress_bar=cfg.progress_bar, start_step=state.env_steps,
+            start_wall_s=state.wall_time_s, wandb=wandb_settings(cfg, self.run_dir),
         )  # fmt: skip
         self.recorder = Recorder(tracker, state, cfg.seed + EVAL_SEED_OFFSET)
         try:

@@ -222,6 +222,8 @@ STR_KEYS: dict[str, Invalid] = {
     "on_env_error": _choice_key("stop|restart"),
     "head_init": _choice_key("fresh|mean"),
     "meta_algo": NAME,
+    "wandb_project": NAME,
+    "wandb_group": Invalid(NOT_STR, CONTAINER_TEXTS),  # any plain text is a group ("" = none)
     "device": _choice_key(r"auto|cpu|mps|cuda(?::\d+)?"),
 }
 
@@ -302,6 +304,10 @@ STRUCTURED_KEYS: dict[str, Invalid] = {
     "frozen_groups": FROZEN_GROUPS,
     "env_imports": FROZEN_GROUPS,  # a list of module names: the same refusals
     "meta_tasks": TASKS,
+    "loggers": Invalid(
+        st.one_of(FROZEN_GROUPS.values, st.just(["tensorboard"]), st.just(["csv", "wandbb"])),
+        st.one_of(FROZEN_GROUPS.texts, st.sampled_from(["[tensorboard]", "[csv, tb]", "[]"])),
+    ),
     "lr_scales": _weights_key(st.floats(max_value=0.0, allow_nan=False), NOTHING),
 }
 
