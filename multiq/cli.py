@@ -56,6 +56,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "multiq config learning_rate balancer",
         "multiq config --yaml > my-config.yaml",
     ),
+    "sweep": (
+        "multiq sweep configs/sweep-classic.yaml --max-concurrent 2",
+        "multiq sweep --resume runs/sweeps/classic-schemes",
+    ),
     "compare": (
         "multiq compare runs/mtl_minatar --group-by scheme,balancer --normalise random,best",
         "multiq compare runs/a runs/b --group-by seed --out compare-seeds",
@@ -275,6 +279,15 @@ def _report_arguments(report: argparse.ArgumentParser) -> None:
     report.set_defaults(func=cmd_report)
 
 
+def _sweep_arguments(sweep: argparse.ArgumentParser) -> None:
+    sweep.add_argument("sweep_file", nargs="?", help="the sweep YAML (base config + grid)")
+    sweep.add_argument("--out", help="the sweep folder (default runs/sweeps/<name>)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue a sweep in its folder")
+    sweep.add_argument("--address", help="a Ray cluster's HOST:PORT (default: Ray on this machine)")
+    sweep.add_argument("--max-concurrent", type=int, help="trials at once (default: one per CPU)")
+    sweep.set_defaults(func=cmd_sweep)
+
+
 def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     compare.add_argument(
         "runs", nargs="+", metavar="RUN_DIR", help="run folders, or folders of runs (a sweep)"
@@ -331,6 +344,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
         "list config keys: default, allowed values and meaning (--yaml: a config file)",
         _config_arguments,
     ),
+    "sweep": ("run a grid of configs as Ray Tune trials, one run folder each", _sweep_arguments),
     "compare": (
         "compare runs' final returns by group with rliable (IQM, intervals, profiles)",
         _compare_arguments,
@@ -694,6 +708,28 @@ def cmd_report(args: argparse.Namespace) -> int:
         from multiq.report.html import write_run_report
 
         print(f"html: {write_run_report(args.run_dir)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from multiq.scale.sweep import run_sweep
+
+    if not args.sweep_file and not args.resume:
+        raise MultiqError("give a sweep file (multiq sweep SWEEP.yaml) or --resume SWEEP_DIR")
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise MultiqError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+    folder, states = run_sweep(
+        args.sweep_file, args.resume or args.out, args.address, args.max_concurrent
+    )
+    for name, state in states.items():
+        error = f": {state['error']}" if state["error"] else ""
+        print(f"{state['state']:<10} {name}{error}")
+    failed = [n for n, s in states.items() if s["state"] != "finished"]
+    print(f"\n{len(states) - len(failed)} of {len(states)} trials finished in {folder}; "
+          f"compare them with `multiq compare {folder}`")  # fmt: skip
+    if failed:
+        print(f"not finished: {', '.join(failed)} (rerun with --resume {folder})", file=sys.stderr)
+        return 1
     return 0
 
 

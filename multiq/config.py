@@ -322,7 +322,7 @@ class Config:
         """
         if not isinstance(data, Mapping):
             raise ConfigError(f"a config must be a mapping of keys to values, got {_kind(data)}")
-        _reject_unknown(data, CONFIG_KEYS, "config key")
+        reject_unknown(data, CONFIG_KEYS, "config key")
         return cls(**data)
 
     @classmethod
@@ -570,7 +570,7 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override {item!r} must look like key=value, {_OVERRIDE_EXAMPLE}")
     name, dot, entry = key.partition(".")
-    _reject_unknown({name: None}, CONFIG_KEYS, "config key")
+    reject_unknown({name: None}, CONFIG_KEYS, "config key")
     if not dot:
         data[name] = _override_value(name, key, raw)
         return
@@ -683,7 +683,7 @@ def _to_task_entry(key: str, value: Any) -> str | dict[str, Any]:
         return _to_name(key, value)
     if not isinstance(value, Mapping):
         raise _type_error(key, "a task id string or a mapping with keys id, name, kwargs", value)
-    _reject_unknown(value, _TASK_ENTRY_KEYS, f"{key} key")
+    reject_unknown(value, _TASK_ENTRY_KEYS, f"{key} key")
     if "id" not in value:
         raise ConfigError(f"{key}: a task mapping needs an 'id', e.g. {{id: gym:CartPole-v1}}")
     entry = {"id": _to_name(f"{key}.id", value["id"])}
@@ -963,7 +963,7 @@ def _cross_errors(config: Config, invalid: set[str]) -> list[str]:
     return errors
 
 
-def _reject_unknown(data: Mapping[Any, Any], valid: Iterable[str], what: str) -> None:
+def reject_unknown(data: Mapping[Any, Any], valid: Iterable[str], what: str) -> None:
     """Raises naming the first unknown key of `data`, the closest valid key and all valid keys."""
     valid = tuple(valid)
     for key in data:
