@@ -4,38 +4,23 @@ JSONs, and the report from hand-written results whose numbers are worked out by 
 No training except the smoke test at the end (two classic tasks, a few hundred steps).
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import load_benchmarks
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 SEQ = ["CartPole", "Acrobot"]  # the hand-written results' sequence (numbers are made up)
 CLASSIC = ["--sequence", "classic:CartPole", "classic:Acrobot", "--dml-new", "classic:Acrobot"]
 
 
-def _load(name, patch):
-    """Executes benchmarks/<name>.py as module `name`, registered in sys.modules via `patch`."""
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    patch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
-    """continual_minatar and transfer_common, loaded with benchmarks/ on sys.path for a moment."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH_DIR))
-        common = _load("transfer_common", patch)
-        continual = _load("continual_minatar", patch)
-    return SimpleNamespace(continual=continual, common=common)
+    return load_benchmarks(continual="continual_minatar")
 
 
 def args_of(bench, tmp_path, *extra):

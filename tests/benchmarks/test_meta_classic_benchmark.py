@@ -1,32 +1,19 @@
 """The meta benchmark: equal budgets, its jobs, the paired statistics and the verdict on
 hand-built numbers, and a smoke run end to end (tiny budgets)."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from conftest import load_benchmarks
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _load(name, patch):
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    patch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH_DIR))
-        common = _load("transfer_common", patch)
-        meta = _load("meta_classic", patch)
-    return SimpleNamespace(meta=meta, common=common)
+    return load_benchmarks(meta="meta_classic")
 
 
 def test_every_initialisation_gets_the_same_pretraining_budget(bench):

@@ -4,40 +4,23 @@ No training: run folders are faked on disk, the child process is replaced, and t
 built from hand-written result JSONs whose metrics are computed by hand below.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from conftest import load_benchmarks
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 SETTINGS = {"train_freq": 4, "eval_freq": 5000, "eval_episodes": 10}
 
 
-def _load(name, patch):
-    """Executes benchmarks/<name>.py as module `name`, registered in sys.modules via `patch`
-    (dataclasses look their module up while the class is built)."""
-    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    patch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def bench():
-    """The two scripts and transfer_common, loaded with benchmarks/ on sys.path for a moment;
-    leaving the context unregisters the modules and restores sys.path."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH_DIR))
-        common = _load("transfer_common", patch)
-        minatar, atari = _load("transfer_minatar", patch), _load("transfer_atari", patch)
-    return SimpleNamespace(minatar=minatar, atari=atari, common=common)
+    return load_benchmarks(minatar="transfer_minatar", atari="transfer_atari")
 
 
 def test_loading_registers_nothing_permanently(bench):
