@@ -487,9 +487,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.n_tasks is not None and args.n_tasks < 1:
         raise MultiqError(f"--n-tasks must be >= 1, got {args.n_tasks}")
     inits = load_inits(MultiTaskDQN, args.models)
-    base = Config.from_yaml(args.adapt_config) if args.adapt_config else Config()
+    # the adaptation's settings: a YAML of them, or the defaults with head_init mean
+    base = Config.from_yaml(args.adapt_config) if args.adapt_config else Config(head_init="mean")
     device = {"device": args.device} if args.device else {}
-    cfg = base.replace(head_init="mean").with_overrides(args.set, **device)
+    cfg = base.with_overrides(args.set, **device)
     options = {**family_options(inits, args.family), **_family_overrides(args.family_set)}
     count = f":{args.n_tasks}" if args.n_tasks else ""
     entry = {"id": f"family:{args.family}:{args.split}{count}", "kwargs": options}
