@@ -202,6 +202,16 @@ class Config:
         wandb_project: the W&B project of ``wandb`` logging; a non-empty name.
         wandb_group: the W&B group of ``wandb`` logging (e.g. a sweep's name); "" for none.
         progress_bar: show a progress bar while training.
+        collectors: Ray actors that step the envs (`multiq.scale.collectors`), each a block
+            of the active tasks, sending their transitions to the training process's replay;
+            0 steps them in the training process; in [0, 1024]. Ray starts on this machine
+            unless `ray_address` names a cluster.
+        collector_chunk: collectors: vector steps per task an actor takes per request (its
+            transitions arrive together); in [1, 1000000].
+        broadcast_interval: collectors: updates between the weight snapshots sent to the
+            actors (their policy is at most this many updates plus one chunk behind); >= 1.
+        ray_address: collectors: the Ray cluster's HOST:PORT (or ``auto``); "" starts Ray on
+            this machine.
         env_imports: Python modules imported before the tasks are built, so that the envs they
             register exist (e.g. ``[my_package.envs]``); `gym:<module>:<EnvId>` does the same
             for one id.
@@ -284,6 +294,10 @@ class Config:
     wandb_project: str = "multiq"  # loggers with wandb: the W&B project
     wandb_group: str = ""  # loggers with wandb: the W&B group ("" = none)
     progress_bar: bool = True  # show a progress bar
+    collectors: int = 0  # Ray actors stepping the envs; 0 = in the training process
+    collector_chunk: int = 64  # collectors: vector steps per task per request
+    broadcast_interval: int = 100  # collectors: updates between weight snapshots to the actors
+    ray_address: str = ""  # collectors: a Ray cluster's HOST:PORT; "" = Ray on this machine
 
     def __post_init__(self) -> None:
         errors, invalid = [], set()
@@ -534,7 +548,11 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
     return f"invalid YAML in {source}{where}: {problem}"
 
 
-KEYS_A_RESUME_CHANGES = ("total_steps_per_task", "device")
+# How a run is executed, not what it learns: a resume may change them.
+KEYS_A_RESUME_CHANGES = (
+    "total_steps_per_task", "device", "collectors", "collector_chunk", "broadcast_interval",
+    "ray_address",
+)  # fmt: skip
 
 
 def config_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -883,6 +901,9 @@ _RULES: dict[str, _Rule] = {
     "checkpoint_freq": _at_least(0),
     "log_interval": _at_least(1),
     "on_env_error": _one_of("stop", "restart"),
+    "collectors": _between(0, 1024),
+    "collector_chunk": _between(1, 1_000_000),
+    "broadcast_interval": _at_least(1),
     "env_restarts": _between(0, 1000),
     "seed": _between(0, MAX_SEED),
     "loggers": _require(

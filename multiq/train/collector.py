@@ -122,9 +122,11 @@ class Collector:
         return meta, tensors
 
     def _restore(self, record: Mapping[str, Any]) -> None:
+        self.allocator.credit = np.array(record["credit"], dtype=np.float64)
+        if "envs" not in record:
+            return  # saved by Ray collectors (`collectors: N`): the envs start new episodes
         expected = {name: np.asarray(obs) for name, obs in record["obs"].items()}
         self.obs = self.envs.restore(record["envs"], expected)
-        self.allocator.credit = np.array(record["credit"], dtype=np.float64)
 
     def close(self) -> None:
         self.envs.close()

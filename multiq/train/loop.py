@@ -29,6 +29,7 @@ from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
 from multiq.runfolder import run_id
+from multiq.scale.collectors import RayCollector
 from multiq.tracking import Tracker, WandbSettings
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
@@ -44,9 +45,29 @@ PROGRESS_EVERY_S = 0.5
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
 
 
+def crossings(step: int, increment: int, every: int) -> int:
+    """How many multiples of `every` going from `step - increment` to `step` passed (0 when
+    `every` <= 0)."""
+    return 0 if every <= 0 else step // every - (step - increment) // every
+
+
+def updates_due(before: int, after: int, every: int, learn_from: int, vector_step: int) -> int:
+    """Updates due when a phase's env steps of all tasks go from `before` to `after`.
+
+    One update per multiple of `every` passed. Within one vector step (<= `vector_step` env
+    steps) the sequential loop's rule: none before `learn_from`. A larger increment (a chunk of
+    Ray collectors) counts the multiples past `learn_from`, so that over a phase the updates
+    are those of the sequential loop (exactly where `learn_from` is a whole vector step).
+    """
+    if after - before <= vector_step:
+        return crossings(after, after - before, every) if before >= learn_from else 0
+    start = max(before, learn_from)
+    return crossings(after, after - start, every) if after > start else 0
+
+
 def crossed(step: int, increment: int, every: int) -> bool:
     """True when going from `step - increment` to `step` passed a multiple of `every` (> 0)."""
-    return every > 0 and step // every != (step - increment) // every
+    return crossings(step, increment, every) > 0
 
 
 def linear_epsilon(cfg: Config, env_steps: int, total_steps: int) -> float:
@@ -108,6 +129,31 @@ def wandb_settings(cfg: Config, run_dir: Path) -> WandbSettings | None:
     return WandbSettings(cfg.wandb_project, group, run_id(run_dir), cfg.to_dict())
 
 
+def _local_collector(cfg: Config, phase: Phase, *args) -> Collector:
+    return Collector(*args)
+
+
+def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
+    return RayCollector(
+        *args, collectors=cfg.collectors, chunk=cfg.collector_chunk,
+        broadcast_interval=cfg.broadcast_interval, budget=phase.steps_per_task,
+        address=cfg.ray_address,
+    )  # fmt: skip
+
+
+COLLECTORS = {"local": _local_collector, "ray": _ray_collector}
+
+
+def build_collector(cfg: Config, phase: Phase, *args) -> Collector | RayCollector:
+    """The phase's collector: in this process, or Ray actors with `collectors: N` (N >= 1).
+
+    Args:
+        args: `Collector`'s arguments (tasks, n_envs, seed, replay, policy, rng, restarts,
+            record).
+    """
+    return COLLECTORS["ray" if cfg.collectors else "local"](cfg, phase, *args)
+
+
 def _no_end_actions(action: Mapping[str, Any], trainer: Trainer) -> None:
     raise ConfigError(f"this run cannot do the end-of-phase action {action.get('kind')!r}")
 
@@ -163,7 +209,7 @@ class Trainer:
         self.schedule = build_schedule(
             cfg.task_schedule, cfg.schedule_uniform_mix, cfg.schedule_window
         )
-        self.collector: Collector | None = None
+        self.collector: Collector | RayCollector | None = None
         self.recorder: Recorder | None = None
         self.shares: np.ndarray | None = None  # the task schedule's current shares
         self._collector_record = collector_record
@@ -277,9 +323,9 @@ class Trainer:
         if record is not None and list(record["tasks"]) != list(phase.tasks):
             record = None  # saved in another phase
         restarts = cfg.env_restarts if cfg.on_env_error == "restart" else 0
-        self.collector = Collector(
-            specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay, learner.policy,
-            self.rng, restarts, record,
+        self.collector = build_collector(
+            cfg, phase, specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay,
+            learner.policy, self.rng, restarts, record,
         )  # fmt: skip
         self.shares = np.array(record["shares"]) if record and "shares" in record else None
         try:
@@ -363,7 +409,10 @@ class Trainer:
             all_steps = self._phase_total()
             if crossed(all_steps, all_steps - all_before, update_every):
                 self.shares = self._shares()
-                if learning:
+                learn_from = state.learning_starts_at * len(phase.tasks)
+                vector_step = cfg.n_envs * len(phase.tasks)
+                for _ in range(updates_due(all_before, all_steps, update_every, learn_from,
+                                           vector_step)):  # fmt: skip
                     self._update(phase, self.shares)
             if crossed(state.phase_env_steps, state.env_steps - before, cfg.target_update_interval):
                 learner.sync_target(cfg.tau)
