@@ -30,7 +30,6 @@ actors are killed when the phase ends, Ray itself stays up for the next phase.
 from __future__ import annotations
 
 import math
-import os
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from multiq.envs import RECENT_EPISODES, MultiTaskEnvs
 from multiq.errors import MultiqError
 from multiq.mtl.schedules import StepAllocator, TaskStats
 from multiq.replay import MultiTaskReplay
+from multiq.scale.cluster import start_ray
 from multiq.tasks.spec import TaskSpec
 from multiq.train.state import TrainState
 
@@ -167,27 +167,6 @@ def cpu_snapshot(policy: Policy) -> Policy:
     if snapshot.popart is not None:
         snapshot.popart.to("cpu")
     return snapshot
-
-
-def start_ray(address: str, collectors: int) -> None:
-    """Connects to the Ray cluster at `address`, or starts one here ("" and not running yet).
-
-    A local Ray gets at least `collectors + 1` logical CPUs so that every actor (one CPU each)
-    is placed even on a machine with fewer cores (they then share them).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address:
-        from multiq.scale.sweep import check_address
-
-        check_address(address)
-        init: dict[str, Any] = {"address": address}
-    else:
-        init = {"num_cpus": max(os.cpu_count() or 1, collectors + 1)}
-    ray.init(**init, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
 
 
 class RayCollector:

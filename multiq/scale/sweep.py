@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +35,13 @@ from typing import Any
 import yaml
 
 from multiq.config import CONFIG_KEYS, Config, reject_unknown
-from multiq.errors import ConfigError, MultiqError
+from multiq.errors import ConfigError
 from multiq.fileio import atomic_write_text, make_folder
 from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, RUNS_DIR, SUMMARY_FILE
+from multiq.scale.cluster import check_address, start_ray
 
 SWEEP_KEYS = ("name", "base", "config", "grid", "trials")
 SWEEP_FILE, STATE_FILE = "sweep.yaml", "sweep.json"
-CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -160,28 +158,6 @@ def run_trial(trial: Trial, run_dir: Path) -> dict[str, Any]:
     return model.summary
 
 
-def check_address(address: str) -> None:
-    """Refuses within seconds a Ray address nothing answers at (`ray.init` can hang on one).
-
-    Raises:
-        MultiqError: not HOST:PORT, or the host does not accept a connection within
-            `CONNECT_TIMEOUT_S`.
-    """
-    if address in ("auto", "local"):
-        return
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        raise MultiqError(f"--address {address!r} must look like HOST:PORT, e.g. 10.0.0.5:6379")
-    try:
-        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
-            return
-    except OSError as error:
-        raise MultiqError(
-            f"no Ray cluster answers at {address!r} ({error}); start one with `ray start --head` "
-            "there, or leave --address out to run on this machine"
-        ) from error
-
-
 def run_sweep(
     sweep_file: str | Path | None,
     sweep_dir: str | Path | None = None,
@@ -228,9 +204,7 @@ def _tune(
     from ray import tune
 
     by_name = {t.name: t for t in trials}
-    init = {"address": address} if address else {"num_cpus": os.cpu_count() or 1}
-    ray.init(**init, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
+    start_ray(address)
     try:
 
         def trainable(params: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from multiq.api import MultiTaskDQN
 from multiq.config import Config
 from multiq.errors import EnvError
 from multiq.rundir import CHECKPOINT_FILE
+from multiq.scale.cluster import start_ray
 from multiq.scale.collectors import CollectorWorker, blocks
 from multiq.tasks.suites import make_taskset
 from multiq.train.loop import updates_due
@@ -58,7 +59,8 @@ def test_a_worker_answers_with_chained_observations_and_the_counts_asked():
     # the next chunk starts where the last one ended
     np.testing.assert_array_equal(second.obs["CartPole"][0], first.obs["CartPole"][-1])
     # CartPole gives +1 per step: the finished returns are the valid steps of ended episodes
-    assert all(r == int(r) and r >= 1 for r in first.finished["CartPole"] + second.finished["CartPole"])
+    returns = first.finished["CartPole"] + second.finished["CartPole"]
+    assert all(r == int(r) and r >= 1 for r in returns)
     worker.close()
 
 
@@ -71,7 +73,7 @@ def local_ray():
     patch.setenv("RAY_AUTH_MODE", "disabled")
     patch.syspath_prepend(str(FAULTS_DIR))
     ray.shutdown()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    start_ray(min_cpus=4)
     yield ray
     ray.shutdown()
     patch.undo()

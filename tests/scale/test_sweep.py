@@ -12,7 +12,8 @@ import yaml
 
 from multiq.cli import main
 from multiq.errors import ConfigError, MultiqError
-from multiq.scale.sweep import check_address, plan_trials, read_sweep, trial_name
+from multiq.scale.cluster import check_address
+from multiq.scale.sweep import plan_trials, read_sweep, trial_name
 
 TINY = {
     "tasks": "gym:CartPole-v1", "total_steps_per_task": 600, "learning_starts": 200,
