@@ -1,8 +1,10 @@
 """Which multi-task method helps? Every sharing scheme and balancer on the five MinAtar games.
 
 Each method trains Asterix, Breakout, Freeway, Seaquest and SpaceInvaders in one run with the
-same env steps per game, for several seeds; the runs are scheduled seed-major (every method's
-seed 0 first) over `--workers` processes with one torch thread each. The report gives, per method:
+same env steps per game, for several seeds; the runs are the trials of one `multiq sweep`
+(`multiq.scale.sweep`: Ray Tune on this machine, `--workers` trials at a time with one torch
+thread each, seed-major: every method's seed 0 first; the sweep folder is `--run-root`).
+The report gives, per method:
 
 - final return per game (mean over seeds and its 95% bootstrap interval),
 - the mean over games of the score normalised by `independent`:
@@ -14,7 +16,7 @@ seed 0 first) over `--workers` processes with one torch thread each. The report 
 and writes `mtl_minatar.md` and `mtl_minatar.png` to `--out-dir`.
 
 Reuse. Each run's JSON (`mtl_minatar_runs/<method>-seed<seed>.json`) stores its spec: the method,
-the seed, the whole multiq config passed to the child (`run_config`), the env steps per game and
+the seed, the whole multiq config of the trial (`run_config`), the env steps per game and
 the games (JSONs written before the spec was stored whole give the last two by
 `env_steps_per_task` and their `tasks`). A finished run is reused only when its spec equals the
 one this invocation would run, so an interrupted benchmark resumes where it stopped and a run of
@@ -44,11 +46,9 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ OVERHEAD_METHODS = (
 )
 BOOTSTRAP_RESAMPLES = 10_000
 HASH_CHARS = 10
-SCRIPT = Path(__file__).resolve()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -108,7 +107,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="only time updates and env steps/s (on a quiet machine), then rebuild the report",
     )
-    parser.add_argument("--run-one", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -184,13 +182,6 @@ def results_dir(args: argparse.Namespace) -> Path:
     return args.out_dir if tag is None else args.out_dir / f"mtl_minatar_config-{tag}"
 
 
-def run_folder(args: argparse.Namespace, method: str, seed: int) -> Path:
-    """One run's folder (checkpoints, logs) under `--run-root`, keyed by the settings too."""
-    tag = settings_tag(args)
-    root = args.run_root if tag is None else args.run_root / tag
-    return root / f"{method}-seed{seed}"
-
-
 def runs_dir(args: argparse.Namespace) -> Path:
     """The folder of the result JSONs of this invocation's settings."""
     return results_dir(args) / "mtl_minatar_runs"
@@ -231,7 +222,7 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[str, int]], list[tuple[st
     return reused, [pair for pair in pairs if pair not in reused]
 
 
-# --- one run (in a child process) -----------------------------------------------------------
+# --- the runs: trials of one `multiq sweep` --------------------------------------------------
 
 
 def write_result(method: str, seed: int, args: argparse.Namespace, summary: dict[str, Any]) -> None:
@@ -243,42 +234,34 @@ def write_result(method: str, seed: int, args: argparse.Namespace, summary: dict
     tmp.replace(path)
 
 
-def run_one(method: str, seed: int, args: argparse.Namespace) -> None:
-    """Train one method for one seed and write its result JSON (called in a child process)."""
-    import torch
-
-    torch.set_num_threads(1)
-    from multiq import MultiTaskDQN
-
-    cfg = run_config(method, seed, args)
-    model = MultiTaskDQN(run_dir=run_folder(args, method, seed), **cfg)
-    model.learn(total_steps_per_task=args.steps_per_game)
-    write_result(method, seed, args, model.summary)
+def trial_overrides(method: str, seed: int) -> dict[str, Any]:
+    """The sweep trial of one (method, seed): the method's config keys and the seed."""
+    return {**METHODS[method], "seed": seed}
 
 
-def child_command(method: str, seed: int, args: argparse.Namespace) -> list[str]:
-    """The command line of the child process that trains one run."""
-    return [
-        sys.executable,
-        str(SCRIPT),
-        "--run-one",
-        method,
-        str(seed),
-        "--steps-per-game",
-        str(args.steps_per_game),
-        "--train-freq",
-        str(args.train_freq),
-        "--eval-episodes",
-        str(args.eval_episodes),
-        "--out-dir",
-        str(args.out_dir),
-        "--run-root",
-        str(args.run_root),
-    ]
+def sweep_file(args: argparse.Namespace, todo: list[tuple[str, int]]) -> dict[str, Any]:
+    """The `multiq sweep` file of the runs to do: the shared config and one trial per run."""
+    return {
+        "name": "mtl_minatar",
+        "config": {**base_config(args), "total_steps_per_task": args.steps_per_game},
+        "trials": [trial_overrides(m, s) for m, s in todo],
+    }
+
+
+def sweep_dir(args: argparse.Namespace) -> Path:
+    """The sweep folder (a run folder per trial) under `--run-root`, keyed by the settings."""
+    tag = settings_tag(args)
+    return args.run_root if tag is None else args.run_root / tag
 
 
 def run_all(args: argparse.Namespace) -> None:
-    """Run every (method, seed) without a finished run of this configuration, seed-major."""
+    """Runs every (method, seed) without a finished run of this configuration as trials of one
+    `multiq sweep` (Ray Tune, `--workers` at a time, one torch thread each; a trial's run folder
+    that finished is kept, an interrupted one resumes), then writes their result JSONs."""
+    import yaml
+
+    from multiq.scale.sweep import run_sweep, trial_name
+
     reused, todo = plan(args)
     stale = sum(run_file(args, m, s).exists() for m, s in todo)
     print(
@@ -287,21 +270,23 @@ def run_all(args: argparse.Namespace) -> None:
         f"runs in {runs_dir(args)}",
         flush=True,
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-    def launch(job: tuple[str, int]) -> None:
-        method, seed = job
-        start = time.perf_counter()
-        folder = run_folder(args, method, seed)
-        log = folder.with_name(f"{folder.name}.log")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "w") as f:
-            proc = subprocess.run(child_command(method, seed, args), env=env, stdout=f, stderr=f)
-        status = "ok" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {log})"
-        print(f"{method} seed {seed}: {status} in {time.perf_counter() - start:.0f} s", flush=True)
-
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(launch, todo))
+    if not todo:
+        return
+    folder = sweep_dir(args)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mtl_minatar.sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep_file(args, todo), sort_keys=False))
+    started = time.perf_counter()
+    _, states = run_sweep(path, folder, max_concurrent=args.workers)
+    for method, seed in todo:
+        name = trial_name(trial_overrides(method, seed))
+        state = states.get(name, {})
+        if state.get("state") == "finished":
+            write_result(
+                method, seed, args, json.loads((folder / name / "summary.json").read_text())
+            )
+        print(f"{method} seed {seed}: {state.get('state')} {state.get('error') or ''}", flush=True)
+    print(f"sweep of {len(todo)} runs: {time.perf_counter() - started:.0f} s", flush=True)
 
 
 # --- update-time overhead (quiet, one thread) -----------------------------------------------
@@ -642,9 +627,6 @@ def report(args: argparse.Namespace, overhead: dict[str, Any], load: float) -> N
 def main(argv: list[str] | None = None) -> None:
     """Run (or resume) the benchmark, time the updates, and write the report."""
     args = parse_args(argv)
-    if args.run_one:
-        run_one(args.run_one[0], int(args.run_one[1]), args)
-        return
     load = os.getloadavg()[0]
     overhead_file = output_file(args, "_update_ms.json")
     if not args.report_only:

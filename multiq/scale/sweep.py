@@ -101,8 +101,8 @@ def plan_trials(sweep: Mapping[str, Any], root: Path = Path(".")) -> list[Trial]
         reject_unknown({key: None}, CONFIG_KEYS, "config key in the sweep")
     base = base_config(sweep, root)
     keys = list(sweep["grid"])
-    overrides = [dict(zip(keys, values, strict=True))
-                 for values in itertools.product(*sweep["grid"].values())]  # fmt: skip
+    combinations = itertools.product(*sweep["grid"].values()) if keys else ()  # no grid: none
+    overrides = [dict(zip(keys, values, strict=True)) for values in combinations]
     overrides += [dict(t) for t in sweep["trials"]]
     trials, names = [], set()
     for change in overrides:

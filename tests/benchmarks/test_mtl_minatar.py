@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "mtl_minatar.py"
@@ -237,3 +238,23 @@ def test_the_configuration_hash_is_stable_across_processes_and_dict_orders(bench
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
         assert out.stdout.strip() == here, out.stderr
+
+
+def test_the_runs_to_do_are_trials_of_one_valid_sweep(bench, tmp_path):
+    from multiq.config import Config
+    from multiq.scale.sweep import plan_trials, read_sweep, trial_name
+
+    args = flags_args(bench, tmp_path, "--steps-per-game", "5000")
+    todo = [("routed-gumbel", 1), ("shared+popart", 0)]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(bench.sweep_file(args, todo), sort_keys=False))  # as run_all writes it
+    trials = plan_trials(read_sweep(path))
+    assert (
+        [t.name for t in trials]
+        == [trial_name(bench.trial_overrides(m, s)) for m, s in todo]
+        == ["scheme=routed,routing=gumbel,seed=1", "scheme=shared,popart=True,seed=0"]
+    )
+    config = trials[0].config
+    assert (config.total_steps_per_task, config.train_freq, config.eval_freq) == (5000, 8, 0)
+    expected = Config(**bench.run_config("routed-gumbel", 1, args), total_steps_per_task=5000)
+    assert config == expected

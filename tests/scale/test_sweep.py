@@ -42,6 +42,11 @@ def test_plan_is_the_grid_product_then_the_listed_trials(tmp_path):
     assert trial_name({"tasks": ["a", "b"]}) == "tasks=-a-,-b-"
 
 
+def test_a_sweep_of_listed_trials_alone_has_no_extra_base_trial(tmp_path):
+    sweep = read_sweep(write_sweep(tmp_path / "s.yaml", {}, trials=[{"seed": 1}, {"seed": 2}]))
+    assert [t.name for t in plan_trials(sweep, tmp_path)] == ["seed=1", "seed=2"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
