@@ -40,6 +40,7 @@ from multiq.report.meta import write_adapt_report
 from multiq.rundir import ADAPT_FILE, claim_run_dir
 from multiq.tasks.families import check_family, resolve_options
 from multiq.tasks.spec import TaskSpec
+from multiq.threads import torch_threads
 from multiq.train.inner import InnerLoop
 from multiq.transfer import load_source
 
@@ -236,7 +237,8 @@ def run_adapt(
     def write(rows: list[dict[str, Any]]) -> None:
         atomic_write_text(folder / ADAPT_FILE, json.dumps({**header, "rows": rows}, indent=1))
 
-    write(adapt_runs(inits, tasks, ks, seeds, cfg, done, write))
+    with torch_threads(cfg.torch_threads):
+        write(adapt_runs(inits, tasks, ks, seeds, cfg, done, write))
     write_adapt_report(folder)
     return folder
 

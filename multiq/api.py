@@ -21,6 +21,7 @@ from multiq.runfolder import RunFolder, run_id, write_run_record
 from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
+from multiq.threads import torch_threads
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
@@ -201,7 +202,7 @@ class MultiTaskDQN:
         """
         self._plan_phase(total_steps_per_task, tasks)
         self.config = self.config.replace(total_steps_per_task=self.phases[-1].steps_per_task)
-        with RunFolder(self.run_dir):  # one writer per run folder
+        with RunFolder(self.run_dir), torch_threads(self.config.torch_threads):
             write_run_record(self.run_dir, self._session_record())
             summary = self._trainer(callbacks).run(evaluate=evaluate)
             self.save(self.run_dir / ckpt.MODEL_FILE)
@@ -337,7 +338,8 @@ class MultiTaskDQN:
         seed = self.config.seed + EVAL_SEED_OFFSET + self.state.env_steps
         names = tasks if tasks is not None else self.task_names
         specs = [self.learner.specs[n] for n in names]
-        return evaluate_summary(self.policy, specs, episodes, eps, seed)
+        with torch_threads(self.config.torch_threads):
+            return evaluate_summary(self.policy, specs, episodes, eps, seed)
 
     # --- persistence -------------------------------------------------------------------------
 

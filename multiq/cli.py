@@ -146,6 +146,7 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     train.add_argument("--seed", type=int, help="random seed")
+    _add_threads_option(train)
     train.add_argument(
         "--add-tasks",
         metavar="ID[,ID]",
@@ -240,6 +241,7 @@ def _adapt_arguments(adapt: argparse.ArgumentParser) -> None:
         help="a family option (default: the options the models were trained with)",
     )  # fmt: skip
     adapt.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
+    _add_threads_option(adapt)
     adapt.set_defaults(func=cmd_adapt)
 
 
@@ -248,6 +250,7 @@ def _eval_arguments(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--episodes", type=int, help="episodes per task")
     evaluate.add_argument("--epsilon", type=float, help="exploration rate while evaluating")
     evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
+    _add_threads_option(evaluate)
     evaluate.add_argument(
         "--json",
         action="store_true",
@@ -353,6 +356,15 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
 """Subcommand -> (one-line help, function adding its arguments), in the order help lists them."""
 
 
+def _add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        metavar="N",
+        help="torch intra-op threads (config key torch_threads; default 1, 0 = one per core)",
+    )
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="env steps per task of the new phase")
     parser.add_argument(
@@ -361,6 +373,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", help="output folder (default runs/<date-time>-<mode>)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     parser.add_argument("--seed", type=int, help="random seed")
+    _add_threads_option(parser)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -369,7 +382,12 @@ def _overrides(args: argparse.Namespace) -> dict:
     from multiq.config import parse_overrides
 
     changes = parse_overrides(args.set)
-    flags = {"total_steps_per_task": args.steps, "device": args.device, "seed": args.seed}
+    flags = {
+        "total_steps_per_task": args.steps,
+        "device": args.device,
+        "seed": args.seed,
+        "torch_threads": args.torch_threads,
+    }
     changes.update({key: value for key, value in flags.items() if value is not None})
     return changes
 
@@ -411,6 +429,7 @@ def _config_from_args(args: argparse.Namespace):
         "total_steps_per_task": args.steps,
         "device": args.device,
         "seed": args.seed,
+        "torch_threads": args.torch_threads,
     }
     changes = {key: value for key, value in flags.items() if value is not None}
     return cfg.with_overrides(args.set, **changes)
@@ -489,8 +508,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     inits = load_inits(MultiTaskDQN, args.models)
     # the adaptation's settings: a YAML of them, or the defaults with head_init mean
     base = Config.from_yaml(args.adapt_config) if args.adapt_config else Config(head_init="mean")
-    device = {"device": args.device} if args.device else {}
-    cfg = base.with_overrides(args.set, **device)
+    flags = {"device": args.device, "torch_threads": args.torch_threads}
+    cfg = base.with_overrides(args.set, **{k: v for k, v in flags.items() if v is not None})
     options = {**family_options(inits, args.family), **_family_overrides(args.family_set)}
     count = f":{args.n_tasks}" if args.n_tasks else ""
     entry = {"id": f"family:{args.family}:{args.split}{count}", "kwargs": options}
@@ -557,8 +576,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config or args.tasks or args.set or args.seed is not None:
             raise MultiqError(
-                "--resume continues a run with its own config; give only --steps or "
-                "--device with it"
+                "--resume continues a run with its own config; give only --steps, "
+                "--device or --torch-threads with it"
             )
         if args.run_dir:
             raise MultiqError(
@@ -566,6 +585,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "folder (copy the folder first to branch it)"
             )
         steps = {"total_steps_per_task": args.steps} if args.steps and not args.add_tasks else {}
+        if args.torch_threads is not None:
+            steps["torch_threads"] = args.torch_threads
         model = MultiTaskDQN.resume(args.resume, device=args.device, **steps)
         print(f"resuming {args.resume} at {model.state.env_steps} env steps per task")
         if args.add_tasks:
@@ -595,6 +616,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     path = Path(args.run_dir)
     model = MultiTaskDQN.load(path / MODEL_FILE if path.is_dir() else path, device=args.device)
+    if args.torch_threads is not None:
+        model.config = model.config.replace(torch_threads=args.torch_threads)
     results = model.evaluate(episodes=args.episodes, epsilon=args.epsilon)
     if args.json:
         print(json.dumps(results))

@@ -202,6 +202,9 @@ class Config:
         wandb_project: the W&B project of ``wandb`` logging; a non-empty name.
         wandb_group: the W&B group of ``wandb`` logging (e.g. a sweep's name); "" for none.
         progress_bar: show a progress bar while training.
+        torch_threads: intra-op threads of torch's CPU ops while multiq trains or evaluates
+            (`multiq.threads`; the previous setting is restored after); 0 keeps torch's own
+            (one per core); in [0, 1024].
         collectors: Ray actors that step the envs (`multiq.scale.collectors`), each a block
             of the active tasks, sending their transitions to the training process's replay;
             0 steps them in the training process; in [0, 1024]. Ray starts on this machine
@@ -294,6 +297,7 @@ class Config:
     wandb_project: str = "multiq"  # loggers with wandb: the W&B project
     wandb_group: str = ""  # loggers with wandb: the W&B group ("" = none)
     progress_bar: bool = True  # show a progress bar
+    torch_threads: int = 1  # torch intra-op threads while training / evaluating; 0 = torch's
     collectors: int = 0  # Ray actors stepping the envs; 0 = in the training process
     collector_chunk: int = 64  # collectors: vector steps per task per request
     broadcast_interval: int = 100  # collectors: updates between weight snapshots to the actors
@@ -550,8 +554,8 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
 
 # How a run is executed, not what it learns: a resume may change them.
 KEYS_A_RESUME_CHANGES = (
-    "total_steps_per_task", "device", "collectors", "collector_chunk", "broadcast_interval",
-    "ray_address",
+    "total_steps_per_task", "device", "torch_threads", "collectors", "collector_chunk",
+    "broadcast_interval", "ray_address",
 )  # fmt: skip
 
 
@@ -901,6 +905,7 @@ _RULES: dict[str, _Rule] = {
     "checkpoint_freq": _at_least(0),
     "log_interval": _at_least(1),
     "on_env_error": _one_of("stop", "restart"),
+    "torch_threads": _between(0, 1024),
     "collectors": _between(0, 1024),
     "collector_chunk": _between(1, 1_000_000),
     "broadcast_interval": _at_least(1),

@@ -52,6 +52,7 @@ from multiq.runfolder import RunFolder, write_run_record
 from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
+from multiq.threads import torch_threads
 from multiq.train import checkpoint as ckpt
 from multiq.train.inner import InnerLoop, InnerResult, clone_weights
 from multiq.train.stop import Interrupted, StopRequests
@@ -246,7 +247,7 @@ class MetaRun:
     def run(self) -> dict[str, Any]:
         """Runs the remaining outer iterations; returns the summary. SIGINT/SIGTERM stop it
         after a checkpoint of the last whole iteration (`Interrupted`)."""
-        with RunFolder(self.run_dir):
+        with RunFolder(self.run_dir), torch_threads(self.cfg.torch_threads):
             write_run_record(self.run_dir, self.model._session_record())
             self.cfg.to_yaml(self.run_dir / CONFIG_FILE)
             with self._stop:

@@ -247,7 +247,8 @@ def test_the_runs_to_do_are_trials_of_one_valid_sweep(bench, tmp_path):
     args = flags_args(bench, tmp_path, "--steps-per-game", "5000")
     todo = [("routed-gumbel", 1), ("shared+popart", 0)]
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(bench.sweep_file(args, todo), sort_keys=False))  # as run_all writes it
+    # as run_all writes it
+    path.write_text(yaml.safe_dump(bench.sweep_file(args, todo), sort_keys=False))
     trials = plan_trials(read_sweep(path))
     assert (
         [t.name for t in trials]
