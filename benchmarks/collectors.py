@@ -20,17 +20,11 @@ the actors and the learner share them and no gain is expected.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import shlex
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+import speed_common as common
 
 GAMES = "minatar"
 SETTINGS = (
@@ -51,25 +45,13 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def multiq_command() -> list[str]:
-    beside = Path(sys.executable).with_name("multiq")
-    return [str(beside)] if beside.exists() else [sys.executable, "-m", "multiq.cli"]
-
-
 def run(args: argparse.Namespace, collectors: int, run_dir: Path) -> float:
     """One training run; its env steps/s of all games together."""
     sets = [*SETTINGS, f"collectors={collectors}", f"n_envs={args.n_envs}"]
-    command = [
-        *multiq_command(), "train", "--tasks", GAMES, "--steps", str(args.steps_per_game),
-        "--device", args.device, "--run-dir", str(run_dir),
-        *[a for s in sets for a in ("--set", s)],
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{shlex.join(command)} failed:\n{done.stderr[-2000:]}")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return float(summary["env_steps_per_s"]) * len(summary["task_env_steps"])
+    command = common.train_command(
+        GAMES, args.steps_per_game, run_dir, sets, "--device", args.device, "--torch-threads", "1"
+    )
+    return common.train_sps(command, run_dir)
 
 
 def main() -> None:
@@ -94,28 +76,22 @@ def main() -> None:
 
 
 def render(args, figures, ratios, wall_s: float) -> str:
+    title = "Ray collectors vs in-process collection (five MinAtar games)"
     lines = [
-        "# Ray collectors vs in-process collection (five MinAtar games)",
-        "",
-        f"Command: `python benchmarks/collectors.py {shlex.join(sys.argv[1:])}`".rstrip() + "  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}, "
-        f"device {args.device}  ",
-        f"Date: {datetime.date.today().isoformat()}; {wall_s / 60:.1f} min in all  ",
-        f"Load average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}",
-        "",
+        *common.header(title, wall_s, args.device),
         f"{args.steps_per_game:,} env steps per game, {args.n_envs} envs per game, train_freq 4, "
-        f"batch 32 per game (8 replay samples per env step), scheme shared; settings "
-        f"`{' '.join(SETTINGS)}`. Median over {args.rounds} interleaved rounds; the ratio is "
-        "to in-process collection of the same round (median of the rounds' ratios).",
+        f"batch 32 per game (8 replay samples per env step), scheme shared, one torch thread; "
+        f"settings `{' '.join(SETTINGS)}`. Median over {args.rounds} interleaved rounds; the "
+        "ratio is to in-process collection of the same round (median of the rounds' ratios).",
         "",
         "| collection | env steps/s (all games) | ratio to in-process |",
         "|---|---:|---:|",
-        f"| in-process | {statistics.median(figures[0]):,.0f} | 1.00 |",
+        f"| in-process | {common.median(figures[0]):,.0f} | 1.00 |",
     ]
     for n in args.collectors:
         lines.append(
-            f"| {n} Ray actor{'s' if n > 1 else ''} | {statistics.median(figures[n]):,.0f} | "
-            f"{statistics.median(ratios[n]):.2f} |"
+            f"| {n} Ray actor{'s' if n > 1 else ''} | {common.median(figures[n]):,.0f} | "
+            f"{common.median(ratios[n]):.2f} |"
         )
     return "\n".join(lines) + "\n"
 
