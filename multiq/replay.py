@@ -44,7 +44,13 @@ class NStepSample:
 
 
 class TaskReplay:
-    """Circular storage of one task's transitions, with n-step sampling."""
+    """Circular storage of one task's transitions, with n-step sampling.
+
+    Observations are stored whole, `obs` and `next_obs` of every transition
+    (`multiq.replay_frames.FrameStackReplay` stores stacked frames once instead).
+    """
+
+    state_names = STATE_NAMES
 
     def __init__(
         self,
@@ -60,8 +66,7 @@ class TaskReplay:
         self.n_step = n_step
         self.gamma = gamma
         shape = (self.length, n_envs)
-        self.obs = np.zeros(shape + tuple(obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros_like(self.obs)
+        self._make_obs_storage(tuple(obs_shape), np.dtype(obs_dtype))
         self.actions = np.zeros(shape, dtype=np.int64)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=bool)
@@ -70,11 +75,25 @@ class TaskReplay:
         self.size = np.zeros(n_envs, dtype=np.int64)
         self._discount_powers = gamma ** np.arange(n_step + 1, dtype=np.float64)
 
+    def _make_obs_storage(self, obs_shape: tuple[int, ...], obs_dtype: np.dtype) -> None:
+        self.obs = np.zeros((self.length, self.n_envs, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros_like(self.obs)
+
     @staticmethod
     def bytes_needed(obs_shape, obs_dtype, capacity: int) -> int:
         """Bytes a buffer of `capacity` transitions takes (two observations + scalars each)."""
         per_obs = int(np.prod(obs_shape)) * np.dtype(obs_dtype).itemsize
         return capacity * (2 * per_obs + 8 + 4 + 1 + 1)
+
+    @classmethod
+    def for_task(cls, spec: TaskSpec, capacity: int, n_envs: int, n_step: int, gamma: float):
+        """The buffer of a task's observations."""
+        return cls(spec.obs_shape, spec.obs_dtype, capacity, n_envs, n_step, gamma)
+
+    @classmethod
+    def bytes_for_task(cls, spec: TaskSpec, capacity: int) -> int:
+        """Bytes the buffer of a task with `capacity` transitions takes."""
+        return cls.bytes_needed(spec.obs_shape, spec.obs_dtype, capacity)
 
     def __len__(self) -> int:
         return int(self.size.sum())
@@ -99,8 +118,7 @@ class TaskReplay:
         if envs.size == 0:
             return
         rows = self.pos[envs]
-        self.obs[rows, envs] = obs[envs]
-        self.next_obs[rows, envs] = next_obs[envs]
+        self._write_obs(rows, envs, obs, next_obs, np.logical_or(terminated, truncated))
         self.actions[rows, envs] = actions[envs]
         self.rewards[rows, envs] = rewards[envs]
         self.terminated[rows, envs] = terminated[envs]
@@ -108,14 +126,33 @@ class TaskReplay:
         self.pos[envs] = (rows + 1) % self.length
         self.size[envs] = np.minimum(self.size[envs] + 1, self.length)
 
+    def _write_obs(self, rows, envs, obs, next_obs, done) -> None:
+        """Stores the observations of one vector step's valid envs `envs` at `rows`."""
+        self.obs[rows, envs] = obs[envs]
+        self.next_obs[rows, envs] = next_obs[envs]
+
+    def _obs_at(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """[B, *obs_shape] the observations of transitions (rows, envs)."""
+        return self.obs[rows, envs]
+
+    def _next_obs_at(self, rows: np.ndarray, envs: np.ndarray) -> np.ndarray:
+        """[B, *obs_shape] the next observations of transitions (rows, envs)."""
+        return self.next_obs[rows, envs]
+
+    def _sampleable(self) -> tuple[np.ndarray, np.ndarray]:
+        """([n_envs] oldest entries per env that cannot be sampled, [n_envs] entries that can)."""
+        return np.zeros_like(self.size), self.size
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> NStepSample:
         """Uniformly samples stored transitions and builds their n-step returns."""
-        if len(self) == 0:
+        skip, count = self._sampleable()
+        total = int(count.sum())
+        if total == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        flat = rng.integers(0, len(self), size=batch_size)
-        bounds = np.cumsum(self.size)
+        flat = rng.integers(0, total, size=batch_size)
+        bounds = np.cumsum(count)
         envs = np.searchsorted(bounds, flat, side="right")
-        offset = flat - (bounds[envs] - self.size[envs])
+        offset = flat - (bounds[envs] - count[envs]) + skip[envs]
         full = self.size[envs] == self.length
         # Oldest entry sits at `pos` once the column is full, at 0 before.
         rows = np.where(full, (self.pos[envs] + offset) % self.length, offset)
@@ -136,16 +173,16 @@ class TaskReplay:
         terminal = self.terminated[last, envs]
         discounts = np.where(terminal, 0.0, self._discount_powers[k])
         return NStepSample(
-            obs=self.obs[rows, envs],
+            obs=self._obs_at(rows, envs),
             actions=self.actions[rows, envs],
             returns=returns.astype(np.float32),
-            next_obs=self.next_obs[last, envs],
+            next_obs=self._next_obs_at(last, envs),
             discounts=discounts.astype(np.float32),
         )
 
     def state(self) -> dict[str, np.ndarray]:
-        """All arrays (`STATE_NAMES`), for saving with `np.savez` (no pickled objects)."""
-        return {name: getattr(self, name) for name in STATE_NAMES}
+        """All arrays (`state_names`), for saving with `np.savez` (no pickled objects)."""
+        return {name: getattr(self, name) for name in self.state_names}
 
     def check_state(self, arrays: Mapping[str, np.ndarray], prefix: str = "") -> None:
         """Checks that `arrays` is a `state()` of a buffer shaped like this one.
@@ -158,10 +195,10 @@ class TaskReplay:
             CheckpointError: an array is missing, unknown, of another shape or dtype, or the
                 write positions and sizes do not fit the buffer.
         """
-        unknown = sorted(set(arrays) - set(STATE_NAMES))
+        unknown = sorted(set(arrays) - set(self.state_names))
         if unknown:
             raise _replay_error(f"{prefix + unknown[0]!r} is not a replay array")
-        for name in STATE_NAMES:
+        for name in self.state_names:
             target, value = getattr(self, name), arrays.get(name)
             if value is None:
                 raise _replay_error(f"replay array {prefix + name!r} is missing")
@@ -180,7 +217,7 @@ class TaskReplay:
     def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Copies a `state()` into the buffer (after `check_state`)."""
         self.check_state(arrays)
-        for name in STATE_NAMES:
+        for name in self.state_names:
             getattr(self, name)[...] = arrays[name]
 
 
@@ -232,10 +269,9 @@ class MultiTaskReplay:
             self._make(spec)
 
     def _make(self, spec: TaskSpec) -> None:
-        self.buffers[spec.name] = TaskReplay(
-            spec.obs_shape, spec.obs_dtype, self.capacity_per_task, self.n_envs, self.n_step,
-            self.gamma,
-        )  # fmt: skip
+        self.buffers[spec.name] = replay_class(spec).for_task(
+            spec, self.capacity_per_task, self.n_envs, self.n_step, self.gamma
+        )
 
     def sample(self, counts: Mapping[str, int], rng: np.random.Generator) -> dict[str, NStepSample]:
         """`counts[name]` samples from each named task's buffer, in `counts` order."""
@@ -258,12 +294,23 @@ class MultiTaskReplay:
         found = {}
         for name, buf in self.buffers.items():
             prefix = f"{name}/"
-            task_arrays = {k: arrays[prefix + k] for k in STATE_NAMES if prefix + k in arrays}
+            names = buf.state_names
+            task_arrays = {k: arrays[prefix + k] for k in names if prefix + k in arrays}
             if task_arrays:
                 buf.check_state(task_arrays, prefix)
                 found[name] = task_arrays
         for name, task_arrays in found.items():
             self.buffers[name].load_state(task_arrays)
+
+
+def replay_class(spec: TaskSpec) -> type[TaskReplay]:
+    """The buffer layout of a task: each stacked frame once for frame-stacked observations
+    (`spec.frame_stack > 1`, e.g. Atari), whole observations otherwise."""
+    if spec.frame_stack > 1:
+        from multiq.replay_frames import FrameStackReplay  # a subclass: imported when needed
+
+        return FrameStackReplay
+    return TaskReplay
 
 
 def _positions_fit(pos: np.ndarray, size: np.ndarray, length: int) -> bool:
@@ -305,9 +352,7 @@ def check_memory(
         held_bytes: size of the buffers the replay holds already; they must fit too.
         filled_bytes: the part of those already written (no longer in the OS's free memory).
     """
-    needed = {
-        t.name: TaskReplay.bytes_needed(t.obs_shape, t.obs_dtype, capacity_per_task) for t in tasks
-    }
+    needed = {t.name: replay_class(t).bytes_for_task(t, capacity_per_task) for t in tasks}
     total = sum(needed.values())
     if not needed:
         return 0

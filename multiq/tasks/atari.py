@@ -9,6 +9,7 @@ evaluation variant does neither.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, SupportsFloat
 
@@ -27,6 +28,7 @@ OPTIONS: dict[str, Any] = {
     "clip_rewards": True,
     "full_action_space": False,
 }
+FRAME_STACK = 4
 SUMMARY = "ALE Atari games, 4 stacked 84x84 grayscale uint8 frames"
 
 
@@ -71,7 +73,7 @@ def make_atari(
         raise TaskError(f"task {name!r} ({game_id}) cannot be built: {exc}") from exc
     if options["clip_rewards"] and not evaluation:
         env = TransformReward(env, sign)
-    return FrameStackObservation(env, stack_size=4)
+    return FrameStackObservation(env, stack_size=FRAME_STACK)  # padding: the first frame
 
 
 def build(game: str, name: str | None, options: dict[str, Any]) -> TaskSpec:
@@ -87,4 +89,5 @@ def build(game: str, name: str | None, options: dict[str, Any]) -> TaskSpec:
     """
     game_id = f"ALE/{game}-v5"
     name = name or game
-    return build_spec(name, game_id, functools.partial(make_atari, game_id, name, dict(options)))
+    spec = build_spec(name, game_id, functools.partial(make_atari, game_id, name, dict(options)))
+    return dataclasses.replace(spec, frame_stack=FRAME_STACK)

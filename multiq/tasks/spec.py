@@ -24,6 +24,9 @@ class TaskSpec:
         observation_space: the Box the env's observations live in (after wrappers).
         action_space: a Discrete action space.
         source: the task entry this spec was built from (for configs and saved models).
+        frame_stack: frames the env stacks along the observation's first axis, newest last,
+            the first stack of an episode repeating its first frame (Gymnasium's
+            `FrameStackObservation`; Atari: 4). Above 1 the replay stores each frame once.
     """
 
     name: str
@@ -32,6 +35,7 @@ class TaskSpec:
     observation_space: gym.spaces.Box
     action_space: gym.spaces.Discrete
     source: dict[str, Any] = field(default_factory=dict)
+    frame_stack: int = 1
 
     @property
     def obs_shape(self) -> tuple[int, ...]:

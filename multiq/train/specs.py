@@ -30,6 +30,7 @@ def spec_record(spec: TaskSpec) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         "obs_shape": list(spec.obs_shape),
         "obs_dtype": spec.obs_dtype.name,
         "num_actions": spec.num_actions,
+        "frame_stack": spec.frame_stack,
     }
     bounds = {
         "low": torch.from_numpy(np.array(space.low)),
@@ -53,7 +54,8 @@ def spec_from_record(info: Mapping[str, Any], bounds: Mapping[str, torch.Tensor]
         actions = gym.spaces.Discrete(int(info["num_actions"]))
         source = dict(info.get("source") or {})
         make_env = functools.partial(_make_saved_env, json.dumps(source, sort_keys=True), info)
-        return TaskSpec(info["name"], info["env_id"], make_env, space, actions, source)
+        frames = int(info.get("frame_stack", 1))  # saved before frame_stack: 1
+        return TaskSpec(info["name"], info["env_id"], make_env, space, actions, source, frames)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"a saved task record is malformed ({error}): {dict(info)}"
