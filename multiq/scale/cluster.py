@@ -51,8 +51,13 @@ def start_ray(address: str | None = None, min_cpus: int = 1) -> None:
     Raises:
         MultiqError: an address nothing answers at.
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError as error:
+        raise MultiqError(
+            f"Ray is not installed ({error}): pip install 'multiq[ray]' (collectors and sweeps "
+            "run on it), or set collectors: 0"
+        ) from error
     if ray.is_initialized():
         return
     init: dict[str, Any] = {"runtime_env": {"env_vars": dict(WORKER_ENV)}}

@@ -29,6 +29,7 @@ from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
 from multiq.runfolder import run_id
+from multiq.scale.cluster import start_ray
 from multiq.scale.collectors import RayCollector
 from multiq.tracking import Tracker, WandbSettings
 from multiq.train import checkpoint as ckpt
@@ -248,6 +249,8 @@ class Trainer:
         )  # fmt: skip
         self.recorder = Recorder(tracker, state, cfg.seed + EVAL_SEED_OFFSET)
         try:
+            if cfg.collectors:  # before the stop handlers: Ray's start puts in its own SIGTERM
+                start_ray(cfg.ray_address, cfg.collectors)
             with self._stop:
                 if self._checkpoint_is_stale():
                     self.checkpoint()  # a run stopped at any point leaves a usable checkpoint

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +17,7 @@ from multiq.agents.policy import Policy
 from multiq.api import MultiTaskDQN
 from multiq.config import Config
 from multiq.errors import EnvError
-from multiq.rundir import CHECKPOINT_FILE
+from multiq.rundir import CHECKPOINT_FILE, METRICS_FILE
 from multiq.scale.cluster import start_ray
 from multiq.scale.collectors import CollectorWorker, blocks
 from multiq.tasks.suites import make_taskset
@@ -126,3 +130,26 @@ def test_an_env_error_in_an_actor_names_it_and_leaves_a_checkpoint(tmp_path, loc
     assert (tmp_path / "run" / CHECKPOINT_FILE).is_file()
     steps = model.state.task_env_steps
     assert steps["Faulty"] < 2000 and not math.isnan(steps["Faulty"])
+
+
+def test_sigterm_during_a_ray_run_saves_a_checkpoint_that_resumes(tmp_path):
+    """Ray's start installs its own SIGTERM handler; multiq's must win (exit 143, checkpoint)."""
+    run = tmp_path / "run"
+    sets = [a for s in ("collectors=2", "progress_bar=false", "log_interval=200",
+                        "learning_starts=200", "eval_freq=0", "eval_episodes=2",
+                        "tensorboard=false") for a in ("--set", s)]  # fmt: skip
+    command = [sys.executable, "-m", "multiq.cli", "train", "--tasks",
+               "gym:CartPole-v1,gym:Acrobot-v1", "--steps", "500000", "--run-dir", str(run),
+               *sets]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / METRICS_FILE).is_file() or len((run / METRICS_FILE).read_text()) < 2000:
+        assert time.monotonic() < deadline and process.poll() is None, "no training rows"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "a checkpoint was saved" in stderr
+    resumed = MultiTaskDQN.resume(run, collectors=0)
+    assert resumed.state.env_steps > 0
