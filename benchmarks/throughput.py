@@ -136,6 +136,7 @@ def multiq_steps_per_sec(steps: int, train_freq: int, seed: int, device: str) ->
         progress_bar=False,
         seed=seed,
         device=device,
+        torch_threads=usable_cores(),  # the threads SB3 gets (`pin_threads`), not multiq's 1
         run_dir=tempfile.mkdtemp(prefix="multiq-throughput-"),
     )
     start = time.perf_counter()
