@@ -116,6 +116,10 @@ INT_KEYS: dict[str, Invalid] = {
     "inner_buffer_size": _int_key(1, 100_000_000),
     "inner_target_update": _int_key(1),
     "seed": _int_key(0, MAX_SEED),
+    "torch_threads": _int_key(0, 1024),
+    "collectors": _int_key(0, 1024),
+    "collector_chunk": _int_key(1, 1_000_000),
+    "broadcast_interval": _int_key(1),
 }
 
 # --- float keys: by range ------------------------------------------------------------------------
@@ -224,6 +228,7 @@ STR_KEYS: dict[str, Invalid] = {
     "meta_algo": NAME,
     "wandb_project": NAME,
     "wandb_group": Invalid(NOT_STR, CONTAINER_TEXTS),  # any plain text is a group ("" = none)
+    "ray_address": Invalid(NOT_STR, CONTAINER_TEXTS),  # checked when Ray connects ("" = here)
     "device": _choice_key(r"auto|cpu|mps|cuda(?::\d+)?"),
 }
 
