@@ -307,7 +307,7 @@ def replay_class(spec: TaskSpec) -> type[TaskReplay]:
     """The buffer layout of a task: each stacked frame once for frame-stacked observations
     (`spec.frame_stack > 1`, e.g. Atari), whole observations otherwise."""
     if spec.frame_stack > 1:
-        from multiq.replay_frames import FrameStackReplay  # a subclass: imported when needed
+        from multiq.replay_frames import FrameStackReplay  # it imports this module: no cycle
 
         return FrameStackReplay
     return TaskReplay
