@@ -1,0 +1,197 @@
+"""Does one multi-task agent reach the MinAtar paper's single-task DQN scores at 1M frames?
+
+`configs/minatar-paper.yaml` (the paper's env settings: all 6 actions, sticky actions 0.1,
+difficulty ramping; its DQN settings) trains a `shared` agent on the five games for
+`--steps-per-game` env steps per game, for each of `--seeds`, and multiq `independent` (five
+separate nets, `--set scheme=independent`) for each of `--independent-seeds`. Each run is a
+`multiq train` child with one torch thread, `--workers` at a time, in `--run-root/<scheme>-seed<S>`;
+a run with a checkpoint is resumed (`multiq train --resume`), a finished one is kept, so the
+benchmark goes on across sessions (a 1M-step run takes hours on a CPU).
+
+The report (`minatar_paper.md` in `--out-dir`) gives per game the paper's DQN return at 1M
+frames (read from its curves, DESIGN.md), each scheme's final evaluation return (mean over
+finished seeds with a 95% bootstrap interval; the latest evaluation of runs still going, with
+their step), and whether the multi-task agent reaches the paper's figure: yes when its mean
+does, within the interval when only the interval's upper end does, no otherwise.
+
+    python benchmarks/minatar_paper.py [--seeds 0 1 2] [--independent-seeds 0]
+        [--steps-per-game 1000000] [--workers 2] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
+            "SpaceInvaders": 33.0}  # fmt: skip
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "minatar-paper.yaml"
+SCHEMES = ("shared", "independent")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--independent-seeds", type=int, nargs="*", default=[0])
+    parser.add_argument("--steps-per-game", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--run-root", type=Path, default=Path("runs/minatar-paper"))
+    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--report-only", action="store_true")
+    return parser.parse_args(argv)
+
+
+def runs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(scheme, seed) of every run, seed-major."""
+    pairs = [("shared", s) for s in args.seeds] + [
+        ("independent", s) for s in args.independent_seeds
+    ]
+    return sorted(pairs, key=lambda pair: (pair[1], SCHEMES.index(pair[0])))
+
+
+def run_dir(args: argparse.Namespace, scheme: str, seed: int) -> Path:
+    return args.run_root / f"{scheme}-seed{seed}"
+
+
+def finished(folder: Path, steps: int) -> bool:
+    summary = folder / "summary.json"
+    if not summary.is_file() or not (folder / "model.pt").is_file():
+        return False
+    return json.loads(summary.read_text()).get("env_steps_per_task", 0) >= steps
+
+
+def command(args: argparse.Namespace, scheme: str, seed: int) -> list[str] | None:
+    """The child that runs (or resumes) one run; None when it is finished."""
+    folder = run_dir(args, scheme, seed)
+    multiq = [sys.executable, "-m", "multiq.cli", "train"]
+    steps = ["--steps", str(args.steps_per_game)]
+    if finished(folder, args.steps_per_game):
+        return None
+    if (folder / "checkpoint.pt").is_file():
+        return [*multiq, "--resume", str(folder), *steps, "--torch-threads", "1"]
+    sets = ["--set", "progress_bar=false", "--set", f"scheme={scheme}"]
+    return [*multiq, str(CONFIG), "--seed", str(seed), "--run-dir", str(folder), *steps,
+            "--torch-threads", "1", *sets]  # fmt: skip
+
+
+def run_all(args: argparse.Namespace) -> None:
+    todo = [(p, c) for p in runs(args) if (c := command(args, *p)) is not None]
+    print(f"{len(runs(args)) - len(todo)} finished, {len(todo)} to run or resume", flush=True)
+
+    def launch(job) -> None:
+        (scheme, seed), argv = job
+        folder = run_dir(args, scheme, seed)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.with_name(folder.name + ".log"), "a") as log:
+            done = subprocess.run(argv, stdout=log, stderr=log, env={**os.environ,
+                                  "OMP_NUM_THREADS": "1"})  # fmt: skip
+        print(f"{scheme} seed {seed}: exit {done.returncode}", flush=True)
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(launch, todo))
+
+
+def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:
+    """(step, game -> return) of a run's latest evaluation; None before the first."""
+    from multiq.report.metrics import read_metrics
+    from multiq.rundir import return_key
+
+    if not (folder / "metrics.csv").is_file():
+        return None
+    series = read_metrics(folder)
+    points = {g: series.get(return_key(g), []) for g in GAMES}
+    if not all(points.values()):
+        return None
+    step = min(p[-1][0] for p in points.values())
+    return step, {g: p[-1][1] for g, p in points.items()}
+
+
+def collect(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Scheme -> {"final": game -> [final returns of finished seeds],
+    "going": [(seed, step, game -> latest return) of unfinished runs]}."""
+    table: dict[str, dict[str, Any]] = {s: {"final": {g: [] for g in GAMES}, "going": []}
+                                        for s in SCHEMES}  # fmt: skip
+    for scheme, seed in runs(args):
+        folder = run_dir(args, scheme, seed)
+        if finished(folder, args.steps_per_game):
+            tasks = json.loads((folder / "summary.json").read_text())["tasks"]
+            for game in GAMES:
+                table[scheme]["final"][game].append(float(tasks[game]["return_mean"]))
+        elif (latest := latest_returns(folder)) is not None:
+            table[scheme]["going"].append((seed, *latest))
+    return table
+
+
+def verdict(mean: float, high: float, paper: float) -> str:
+    """Whether a mean (and its interval's upper end) reaches the paper's figure."""
+    if mean != mean:  # NaN: no finished seed
+        return "not yet measured"
+    if mean >= paper:
+        return "yes"
+    return "within the interval" if high >= paper else "no"
+
+
+def cell(values: list[float]) -> tuple[str, float, float]:
+    from multiq.report.stats import bootstrap_ci
+
+    if not values:
+        return "-", float("nan"), float("nan")
+    mean, low, high = bootstrap_ci(values)
+    return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n={len(values)})", mean, high
+
+
+def report(args: argparse.Namespace) -> str:
+    table = collect(args)
+    lines = [
+        "# One multi-task agent against the MinAtar paper's DQN at 1M frames",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; command: "
+        f"`python {shlex.join(sys.argv)}`",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs; each run one torch thread",
+        f"- config: `configs/minatar-paper.yaml` (all 6 actions, sticky actions 0.1, difficulty "
+        f"ramping; replay 100k, batch 32, an update per env step, epsilon 1 -> 0.1 over 100k, "
+        f"Adam 2.5e-4 where the paper has RMSProp); {args.steps_per_game:,} env steps per game; "
+        f"seeds: shared {args.seeds}, independent {args.independent_seeds}",
+        "- paper: Young & Tian 2019, DQN, return at 1M frames read from its curves",
+        "",
+        "| game | paper DQN (1M) | multiq shared | multiq independent | shared reaches the paper |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for game in GAMES:
+        shared, mean, high = cell(table["shared"]["final"][game])
+        independent, _, _ = cell(table["independent"]["final"][game])
+        lines.append(f"| {game} | {PAPER_1M[game]:g} | {shared} | {independent} | "
+                     f"{verdict(mean, high, PAPER_1M[game])} |")  # fmt: skip
+    going = [(s, seed, step, r) for s in SCHEMES for seed, step, r in table[s]["going"]]
+    if going:
+        lines += ["", "Runs still going (their latest evaluation):", "",
+                  "| run | step | " + " | ".join(GAMES) + " |",
+                  "|---|---:|" + "---:|" * len(GAMES)]  # fmt: skip
+        for scheme, seed, step, returns in going:
+            values = " | ".join(f"{returns[g]:.2f}" for g in GAMES)
+            lines.append(f"| {scheme} seed {seed} | {step:,} | {values} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not args.report_only:
+        run_all(args)
+    text = report(args)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "minatar_paper.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The MinAtar-paper benchmark: which child each run gets, the verdicts and the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import load_benchmarks
+
+from multiq.rundir import CSV_HEADER
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmarks(paper="minatar_paper").paper
+
+
+def test_the_verdict_reads_the_mean_then_the_interval(bench):
+    assert bench.verdict(10.0, 12.0, 9.5) == "yes"
+    assert bench.verdict(8.0, 9.6, 9.5) == "within the interval"
+    assert bench.verdict(8.0, 9.0, 9.5) == "no"
+    assert bench.verdict(float("nan"), float("nan"), 9.5) == "not yet measured"
+
+
+def finish_run(folder, returns, steps=1000):
+    folder.mkdir(parents=True)
+    tasks = {g: {"return_mean": r} for g, r in returns.items()}
+    (folder / "summary.json").write_text(json.dumps({"tasks": tasks, "env_steps_per_task": steps}))
+    (folder / "model.pt").write_bytes(b"")
+
+
+def test_each_run_is_started_resumed_or_kept(bench, tmp_path):
+    args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000"])
+    assert bench.runs(args) == [("shared", 0), ("independent", 0), ("shared", 1), ("shared", 2)]
+    new = bench.command(args, "independent", 0)
+    assert "--seed" in new and "scheme=independent" in new and str(bench.CONFIG) in new
+    (tmp_path / "shared-seed1").mkdir()
+    (tmp_path / "shared-seed1" / "checkpoint.pt").write_bytes(b"")
+    resume = bench.command(args, "shared", 1)
+    assert resume[resume.index("--resume") + 1] == str(tmp_path / "shared-seed1")
+    finish_run(tmp_path / "shared-seed0", dict.fromkeys(bench.GAMES, 1.0))
+    assert bench.command(args, "shared", 0) is None
+
+
+def test_the_report_gives_finished_seeds_and_runs_still_going(bench, tmp_path):
+    args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000",
+                             "--seeds", "0", "1", "--independent-seeds"])  # fmt: skip
+    finish_run(tmp_path / "shared-seed0", {**dict.fromkeys(bench.GAMES, 1.0), "Breakout": 10.0})
+    going = tmp_path / "shared-seed1"
+    going.mkdir()
+    rows = [",".join(CSV_HEADER)] + [f"500,1.0,task/{g}/return,2.5" for g in bench.GAMES]
+    (going / "metrics.csv").write_text("\n".join(rows) + "\n")
+    text = bench.report(args)
+    assert "| Breakout | 9.5 | 10.00 [10.00, 10.00] (n=1) | - | yes |" in text
+    assert "| Freeway | 48 | 1.00 [1.00, 1.00] (n=1) | - | no |" in text
+    assert "| shared seed 1 | 500 | 2.50 | 2.50 | 2.50 | 2.50 | 2.50 |" in text
