@@ -70,9 +70,7 @@ def main() -> None:
             for n in args.collectors:
                 ratios[n].append(figures[n][-1] / figures[0][-1])
     report = render(args, figures, ratios, time.monotonic() - started)
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
+    common.publish(report, args.out)
 
 
 def render(args, figures, ratios, wall_s: float) -> str:

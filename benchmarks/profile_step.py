@@ -140,9 +140,7 @@ def main() -> None:
         print(f"train_freq {train_freq}: {profiles[train_freq]['loop']:.3f} ms per vector step",
               flush=True)  # fmt: skip
     report = render(args, profiles, time.monotonic() - started)
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
+    common.publish(report, args.out)
 
 
 if __name__ == "__main__":

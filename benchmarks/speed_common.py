@@ -54,3 +54,10 @@ def header(title: str, wall_s: float, device: str = "cpu") -> list[str]:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def publish(report: str, path: Path) -> None:
+    """Prints the report and writes it to `path`."""
+    print(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report)

@@ -109,9 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         figures = measure(args, Path(tmp))
     report = render(args, figures, time.monotonic() - started)
-    print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
+    common.publish(report, args.out)
 
 
 if __name__ == "__main__":
