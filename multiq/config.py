@@ -215,6 +215,11 @@ class Config:
             actors (their policy is at most this many updates plus one chunk behind); >= 1.
         ray_address: collectors: the Ray cluster's HOST:PORT (or ``auto``); "" starts Ray on
             this machine.
+        async_updates: act and learn side by side (`multiq.train.async_collector`): a child
+            process steps the envs one vector step ahead while the learner updates, with the
+            sequential loop's replay ratio and acting one vector step behind it; false steps
+            the envs in the training process between updates (bit-exact with earlier
+            versions). No effect with `collectors` (Ray actors already act side by side).
         env_imports: Python modules imported before the tasks are built, so that the envs they
             register exist (e.g. ``[my_package.envs]``); `gym:<module>:<EnvId>` does the same
             for one id.
@@ -302,6 +307,7 @@ class Config:
     collector_chunk: int = 64  # collectors: vector steps per task per request
     broadcast_interval: int = 100  # collectors: updates between weight snapshots to the actors
     ray_address: str = ""  # collectors: a Ray cluster's HOST:PORT; "" = Ray on this machine
+    async_updates: bool = False  # a child process steps the envs while the learner updates
 
     def __post_init__(self) -> None:
         errors, invalid = [], set()
@@ -555,7 +561,7 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
 # How a run is executed, not what it learns: a resume may change them.
 KEYS_A_RESUME_CHANGES = (
     "total_steps_per_task", "device", "torch_threads", "collectors", "collector_chunk",
-    "broadcast_interval", "ray_address",
+    "broadcast_interval", "ray_address", "async_updates",
 )  # fmt: skip
 
 
