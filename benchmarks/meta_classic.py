@@ -49,9 +49,10 @@ ALGOS = ("reptile", "fomaml")
 MULTITASK, SCRATCH = "multitask", "scratch"
 MAX_RETURN = 1 / (1 - 0.99)  # gamma 0.99, |reward| <= 1 per step
 INITS = (*ALGOS, MULTITASK, SCRATCH)
-# shared by pretraining and adaptation (the adapt config), CartPole-sized
+# shared by pretraining and adaptation (the adapt config), CartPole-sized; n_step 1 for all
+# inits alike (the multitask pretraining would otherwise take the vector defaults' 3)
 SETTINGS: dict[str, Any] = {
-    "hidden_size": 64, "learning_rate": 1e-3, "batch_size": 64, "train_freq": 1,
+    "hidden_size": 64, "learning_rate": 1e-3, "batch_size": 64, "train_freq": 1, "n_step": 1,
     "exploration_fraction": 0.2, "exploration_final_eps": 0.05, "eval_episodes": 10,
     "inner_learning_starts": 200, "inner_buffer_size": 10_000, "inner_target_update": 250,
     "device": "cpu", "tensorboard": False, "progress_bar": False,

@@ -15,6 +15,7 @@ from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config, config_changes
 from multiq.continual import PHASE_END_ACTIONS, prepare_sequence
+from multiq.defaults import apply_task_defaults
 from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
@@ -74,6 +75,9 @@ class MultiTaskDQN:
         config: a ready Config; keyword hyperparameters override its values.
         task_specs: ready task specs (e.g. of a saved model) instead of building `tasks`.
         **hyperparameters: any Config key (`learning_rate`, `buffer_size`, `scheme`, ...).
+
+    Keys neither `config` nor `hyperparameters` set take the defaults of the tasks' observation
+    family (`multiq.defaults`; `task_defaults` says which, and the run's config.yaml holds them).
     """
 
     def __init__(
@@ -94,6 +98,9 @@ class MultiTaskDQN:
         specs = (
             list(task_specs) if task_specs is not None else list(make_taskset(self.config.tasks))
         )
+        self.config, self.task_defaults = apply_task_defaults(self.config, specs)
+        if self.task_defaults.applied:
+            log.debug(self.task_defaults.describe())  # `multiq train` prints it
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.rng = np.random.default_rng(self.config.seed)

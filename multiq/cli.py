@@ -443,13 +443,15 @@ def cmd_continual(args: argparse.Namespace) -> int:
     sequence = args.sequence or (base.tasks if args.config else None)
     if not sequence:
         raise MultiqError("give the tasks in order: --sequence ID,ID,... (or a YAML's `tasks`)")
-    hyperparameters = {**(base.to_dict() if base else {}), **_overrides(args)}
+    # the keys the file sets, so that the others can follow the tasks (multiq.defaults)
+    hyperparameters = {**(base.given_values() if base else {}), **_overrides(args)}
     hyperparameters.pop("tasks", None)
     model = MultiTaskDQN.continual(
         sequence, args.method, args.cycles, args.run_dir, **hyperparameters
     )
     names = model.run_info["continual"]["sequence"]
     print(f"continual ({args.method}) over {' -> '.join(names)} x {args.cycles}")
+    print(model.task_defaults.describe())
     print(f"run folder: {model.run_dir}")
     model.learn()
     _print_results(model.run_dir)
@@ -593,6 +595,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             _add_tasks(args, model)
     else:
         model = MultiTaskDQN(config=_config_from_args(args), run_dir=args.run_dir)
+        print(model.task_defaults.describe())
     print(f"run folder: {model.run_dir}")
     model.learn()
     _print_results(model.run_dir)

@@ -5,6 +5,11 @@ Every run writes its resolved `Config` to ``RUN_DIR/config.yaml`` (see `CONFIG_F
 `Config.from_yaml`, `Config.with_overrides` (CLI ``--set key=value``) or `Config.replace`: all of
 them validate and raise `multiq.errors.ConfigError` with a message that names the offending key.
 
+Some defaults follow the tasks: `FAMILY_DEFAULTS` holds, per observation family of the tasks
+(`multiq.tasks.obs_family`), the values of the keys whose good settings differ between, say,
+CartPole and Atari. A config remembers which keys were set explicitly (`Config.given_keys`);
+`multiq.defaults` fills the others from the table once the run's tasks are known.
+
 Besides its per-key types and ranges, a config obeys cross-key rules (`_CROSS_RULES`, e.g.
 ``batch_size <= buffer_size``), and upper limits (the ``MAX_*`` constants) keep a typo such as an
 extra zero from exhausting memory or time before training starts.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import os
@@ -38,6 +44,7 @@ from multiq.rundir import CONFIG_FILE
 __all__ = [
     "CONFIG_FILE",
     "CONFIG_KEYS",
+    "FAMILY_DEFAULTS",
     "MAX_EVAL_EPISODES",
     "MAX_GRADIENT_STEPS",
     "MAX_HIDDEN_SIZE",
@@ -76,6 +83,17 @@ class Config:
     Step counts ending in "per task" or "env steps per task" count environment steps of one task
     (summed over its `n_envs` copies); when a task schedule steps tasks unequally, they count the
     mean over tasks (the run's budget is `T * total_steps_per_task` env steps in all).
+
+    Defaults that follow the tasks: the keys of `FAMILY_DEFAULTS` (budget, learning rate, replay,
+    exploration, ...) take the row of the tasks' observation family, e.g. ``vector`` for
+    CartPole, when a run starts (`MultiTaskDQN` applies it; `multiq train` prints it). The
+    values below are the ``minatar`` row; tasks of several families, or of a family without a
+    row, keep them. Only keys not set explicitly follow the tasks: a key given to the
+    constructor, `from_dict`, `replace` or `with_overrides` (a YAML file's keys, ``--set``, CLI
+    flags, keyword arguments) keeps its value (`given_keys` lists them). Equal configs may
+    differ there: ``Config() == Config(learning_rate=2.5e-4)``, but only the first lets CartPole
+    change the learning rate. A run's config.yaml holds the resolved values, and reading it back
+    sets every key, so a resume changes nothing.
 
     Attributes:
         tasks: which tasks to learn. A string: a suite name (``"minatar"``) or comma-separated
@@ -333,6 +351,22 @@ class Config:
         """Returns the valid config keys, in declaration order."""
         return CONFIG_KEYS
 
+    @property
+    def given_keys(self) -> frozenset[str]:
+        """The keys set explicitly: passed to the constructor or `from_dict` (a YAML file's
+        keys), changed by `replace` or `with_overrides`. The others hold their defaults, which
+        the tasks' observation family may change (`FAMILY_DEFAULTS`)."""
+        return self._given
+
+    def given_values(self) -> dict[str, Any]:
+        """The keys of `given_keys` with their values (plain, as in `to_dict`)."""
+        return {k: v for k, v in self.to_dict().items() if k in self._given}
+
+    def settled(self) -> Config:
+        """An equal config whose every key counts as set, so that no default changes it (as a
+        config read back from a run folder)."""
+        return type(self).from_dict(self.to_dict())
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Builds a validated config; keys left out take their defaults.
@@ -378,13 +412,18 @@ class Config:
         if isinstance(overrides, str):
             overrides = [overrides]
         data = self.to_dict()
-        for item in overrides:
-            _apply_override(data, item)
-        return type(self).from_dict({**data, **changes})
+        names = [_apply_override(data, item) for item in overrides]
+        return self._derive({**data, **changes}, [*names, *changes])
 
     def replace(self, **changes: Any) -> Config:
         """Returns a validated copy with the given keys changed, e.g. ``cfg.replace(seed=1)``."""
-        return type(self).from_dict({**self.to_dict(), **changes})
+        return self._derive({**self.to_dict(), **changes}, changes.keys())
+
+    def _derive(self, data: Mapping[str, Any], changed: Iterable[str]) -> Config:
+        """A validated config of `data` whose given keys are this one's and `changed`."""
+        derived = type(self).from_dict(data)
+        object.__setattr__(derived, "_given", self._given | frozenset(changed))
+        return derived
 
     def to_dict(self) -> dict[str, Any]:
         """Returns all keys as plain, YAML/JSON-safe values (a deep copy)."""
@@ -412,6 +451,72 @@ class Config:
 
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 """Valid config keys, in declaration order."""
+
+
+def _recording_given_keys(init: Callable[..., None]) -> Callable[..., None]:
+    """Wraps the dataclass's `__init__` so that a config remembers the keys it was given
+    (`Config.given_keys`); a copy or an unpickled config keeps them in its `__dict__`."""
+
+    @functools.wraps(init)
+    def __init__(self: Config, *args: Any, **kwargs: Any) -> None:
+        object.__setattr__(self, "_given", frozenset([*CONFIG_KEYS[: len(args)], *kwargs]))
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+Config.__init__ = _recording_given_keys(Config.__init__)  # type: ignore[method-assign]
+
+
+# --- defaults by observation family -------------------------------------------------------------
+
+# The tasks' observation family (`multiq.tasks.obs_family`) -> values of the keys whose good
+# settings differ between families, as rl-zoo keeps hyperparameters per env. A run whose tasks
+# all share a family with a row takes it for every key not set explicitly (`multiq.defaults`).
+# Families without a row (minigrid: no measured evidence yet) keep the Config defaults.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # MinAtar's 10x10 grids: the MinAtar paper's DQN (Young & Tian 2019); the Config defaults.
+    "minatar": {
+        "total_steps_per_task": 80_000,
+        "learning_rate": 2.5e-4,
+        "buffer_size": 100_000,
+        "learning_starts": 1_000,
+        "batch_size": 32,
+        "train_freq": 4,
+        "target_update_interval": 1_000,
+        "exploration_fraction": 0.1,
+        "n_step": 1,
+        "eval_freq": 10_000,
+    },
+    # Vector observations (classic control): configs/classic.yaml, at the train_freq 4 that
+    # tests/test_learning.py calibrated (CartPole and Acrobot far above random in 20k steps).
+    "vector": {
+        "total_steps_per_task": 100_000,
+        "learning_rate": 1e-3,
+        "buffer_size": 50_000,
+        "learning_starts": 1_000,
+        "batch_size": 64,
+        "train_freq": 4,
+        "target_update_interval": 500,
+        "exploration_fraction": 0.2,
+        "n_step": 3,
+        "eval_freq": 10_000,
+    },
+    # Atari's 4x84x84 frame stacks: rl-zoo's Atari DQN (10M steps, 100k replay and learning
+    # starts, Adam 1e-4, target copy every 1k steps); evaluation every 100k as configs/atari.yaml.
+    "atari": {
+        "total_steps_per_task": 10_000_000,
+        "learning_rate": 1e-4,
+        "buffer_size": 100_000,
+        "learning_starts": 100_000,
+        "batch_size": 32,
+        "train_freq": 4,
+        "target_update_interval": 1_000,
+        "exploration_fraction": 0.1,
+        "n_step": 1,
+        "eval_freq": 100_000,
+    },
+}
 
 
 # --- YAML ---------------------------------------------------------------------------------------
@@ -591,8 +696,9 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def _apply_override(data: dict[str, Any], item: str) -> None:
-    """Applies one ``key=value`` or ``mapping_key.entry=value`` override to `data` in place."""
+def _apply_override(data: dict[str, Any], item: str) -> str:
+    """Applies one ``key=value`` or ``mapping_key.entry=value`` override to `data` in place;
+    returns the config key it sets."""
     key, sep, raw = str(item).partition("=")
     key = key.strip()
     if not sep or not key:
@@ -601,7 +707,7 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     reject_unknown({name: None}, CONFIG_KEYS, "config key")
     if not dot:
         data[name] = _override_value(name, key, raw)
-        return
+        return name
     entry = entry.strip()
     if name not in _MAPPING_KEYS or not entry:
         raise ConfigError(
@@ -610,6 +716,7 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         )
     current = data.get(name)
     data[name] = {**(current if isinstance(current, Mapping) else {}), entry: _parse(key, raw)}
+    return name
 
 
 def _override_value(name: str, key: str, raw: str) -> Any:

@@ -4,6 +4,7 @@ Nothing here is written by hand a second time; every part comes from the one pla
 
 - names, types and defaults: the fields of `multiq.config.Config`;
 - meanings: the ``Attributes:`` section of its docstring;
+- defaults by observation family: `multiq.config.FAMILY_DEFAULTS`;
 - allowed values: the registry the key is looked up in (`REGISTRIES`), else the key's range
   rule in `multiq.config`, asked for its requirement with a value that breaks every rule.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from multiq.config import _RULES, CONFIG_KEYS, Config
+from multiq.config import _RULES, CONFIG_KEYS, FAMILY_DEFAULTS, Config
 from multiq.errors import ConfigError
 
 # Keys whose value names a registry entry: key -> (module, registry). The modules import torch,
@@ -60,6 +61,8 @@ class KeyHelp:
         default: its default value.
         allowed: the allowed values in words (empty when only the type constrains it).
         meaning: what the key does, from `Config`'s docstring.
+        by_family: observation family -> its default, for a key whose default follows the
+            tasks (`FAMILY_DEFAULTS`); empty for the others.
     """
 
     name: str
@@ -67,6 +70,7 @@ class KeyHelp:
     default: Any
     allowed: str
     meaning: str
+    by_family: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def registry_names(key: str) -> list[str]:
@@ -94,6 +98,7 @@ def key_help(keys: Sequence[str] = ()) -> list[KeyHelp]:
             default=_default(by_name[name]),
             allowed=_allowed(name, str(by_name[name].type)),
             meaning=meanings.get(name, ""),
+            by_family={f: row[name] for f, row in FAMILY_DEFAULTS.items() if name in row},
         )
         for name in dict.fromkeys(keys or CONFIG_KEYS)
     ]
@@ -106,9 +111,13 @@ def format_keys(helps: Sequence[KeyHelp]) -> str:
 
 def format_yaml(helps: Sequence[KeyHelp]) -> str:
     """A config file of the keys' defaults, each key under a comment with its meaning and
-    allowed values; `multiq train FILE` (and `Config.from_yaml`) reads it back."""
+    allowed values; `multiq train FILE` (and `Config.from_yaml`) reads it back.
+
+    Keys whose defaults follow the tasks are commented out, so that they still do; a key
+    uncommented is set, and keeps its value whatever the tasks."""
     header = (
         "# multiq config: every key at its default (`multiq config` explains them).\n"
+        "# Keys left commented out follow the tasks' observation family; uncomment one to set it.\n"
         "# Edit, then run: multiq train THIS_FILE\n"
     )
     return header + "".join(f"\n{_yaml_entry(h)}" for h in helps).rstrip("\n")
@@ -165,9 +174,18 @@ def _docstring_meanings() -> dict[str, str]:
     return {key: " ".join(words).replace("``", "`") for key, words in meanings.items()}
 
 
+def _by_family(h: KeyHelp) -> str:
+    """``by observation family: vector 0.001, atari 0.0001 (unless set)``, or '' if none."""
+    if not h.by_family:
+        return ""
+    values = ", ".join(f"{f} {flow_yaml(v)}" for f, v in h.by_family.items())
+    return f"by observation family: {values} (unless set)"
+
+
 def _format_key(h: KeyHelp) -> str:
     kind = f"type: {h.type}" + (f"; allowed: {h.allowed}" if h.allowed else "")
     lines = [f"{h.name} = {flow_yaml(h.default)}", _indent(kind), _indent(h.meaning)]
+    lines.append(_indent(_by_family(h)))
     return "\n".join(line for line in lines if line.strip())
 
 
@@ -185,4 +203,7 @@ def _fill(text: str, prefix: str) -> str:
 def _yaml_entry(h: KeyHelp) -> str:
     comment = _fill(h.meaning, "# ") + (f"\n# allowed: {h.allowed}" if h.allowed else "")
     body = yaml.safe_dump({h.name: h.default}, default_flow_style=False)
+    if h.by_family:  # left commented out: the default follows the tasks
+        comment += "\n" + _fill(_by_family(h), "# ")
+        body = "".join(f"# {line}\n" for line in body.splitlines())
     return f"{comment}\n{body}"

@@ -384,7 +384,8 @@ def prepare_meta(cls, run_dir: str | Path | None, config: Config) -> MetaRun:
     import_env_modules(config.env_imports)
     pool = build_pool(config.meta_tasks)
     slot = as_meta_task(pool[0])
-    config = config.replace(tasks=task_entries([slot]), head_init="mean")
+    # settled: the inner loops keep the Config defaults, with which the inner_* keys were tuned
+    config = config.replace(tasks=task_entries([slot]), head_init="mean").settled()
     run_dir = run_dir if run_dir is not None else claim_run_dir(f"meta-{config.meta_algo}")
     model = cls(config=config, task_specs=[slot], run_dir=run_dir)
     return MetaRun(model, pool)

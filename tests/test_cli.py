@@ -33,6 +33,10 @@ TINY_SETS = [
 ]  # fmt: skip
 
 
+# The family-default keys TINY_SETS and --steps set, in the table's order.
+KEPT = "total_steps_per_task, buffer_size, learning_starts, batch_size, eval_freq"
+
+
 def multiq(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
@@ -86,6 +90,10 @@ def test_train(trained):
     for name in ("summary.json", "curves.png", "model.pt", "checkpoint.pt", "metrics.csv"):
         assert (run_dir / name).is_file(), name
     assert f"run folder: {run_dir}" in result.stdout
+    # the defaults of the tasks' observation family, first, without the keys the command sets
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("defaults for vector tasks: learning_rate=0.001, "), first
+    assert first.endswith("(set any of them to override; kept as set: " + KEPT + ")"), first
     # the results table
     assert "random return" in result.stdout
     assert "final return" in result.stdout
@@ -99,6 +107,7 @@ def test_train(trained):
     config = (run_dir / "config.yaml").read_text()
     assert "learning_starts: 100" in config
     assert "tensorboard: false" in config
+    assert "learning_rate: 0.001" in config  # the vector family's
 
 
 def test_train_resume(run_copy):
@@ -106,8 +115,26 @@ def test_train_resume(run_copy):
     assert result.returncode == 0, result.stderr
     assert "resuming" in result.stdout
     assert "at 300 env steps per task" in result.stdout
+    assert "defaults for" not in result.stdout  # the run keeps its saved config
     assert "env steps per task: 500" in result.stdout
     assert summary_of(run_copy)["env_steps_per_task"] == 500
+
+
+def test_train_keys_of_the_file_and_of_set_win_over_the_family_defaults(tmp_path, capsys):
+    path = tmp_path / "mine.yaml"
+    path.write_text("tasks: classic:CartPole\nn_step: 1\n")
+    run_dir = tmp_path / "run"
+    code, stdout, _ = in_process(
+        capsys, "train", path, "--steps", 300, *TINY_SETS, "--set", "learning_rate=5e-4",
+        "--run-dir", run_dir,
+    )  # fmt: skip
+    assert code == 0
+    first = stdout.splitlines()[0]
+    assert first.startswith("defaults for vector tasks: ")
+    assert "target_update_interval=500" in first
+    assert "learning_rate=" not in first and "n_step=" not in first
+    saved = Config.from_yaml(run_dir / "config.yaml")
+    assert (saved.learning_rate, saved.n_step, saved.target_update_interval) == (5e-4, 1, 500)
 
 
 def test_train_resume_refuses_a_new_config(run_copy, capsys):
@@ -282,6 +309,7 @@ def test_config_of_one_key(capsys):
         "learning_rate = 0.00025",
         "    type: float; allowed: > 0",
         "    Adam learning rate; > 0.",
+        "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001 (unless set)",
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from multiq.config import CONFIG_KEYS, MAX_HIDDEN_SIZE, Config
+from multiq.config import CONFIG_KEYS, FAMILY_DEFAULTS, MAX_HIDDEN_SIZE, Config
 from multiq.config_help import flow_yaml, format_keys, format_yaml, key_help, registry_names
 from multiq.errors import ConfigError
 from multiq.meta import ALGORITHMS
@@ -90,6 +90,7 @@ def test_format_keys_gives_one_block_per_key():
         "learning_rate = 0.00025",
         "    type: float; allowed: > 0",
         "    Adam learning rate; > 0.",
+        "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001 (unless set)",
     ]
     assert blocks[1].startswith("balancer = fixed\n")
     assert "pcgrad" in blocks[1]
@@ -104,12 +105,23 @@ def test_yaml_of_the_defaults_reads_back_as_the_defaults(tmp_path):
 def test_yaml_comments_every_key():
     lines = format_yaml(key_help()).splitlines()
     for key in CONFIG_KEYS:
-        at = next(i for i, line in enumerate(lines) if line.startswith(f"{key}:"))
+        entry = f"# {key}:" if key in FAMILY_DEFAULTS["minatar"] else f"{key}:"
+        at = next(i for i, line in enumerate(lines) if line.startswith(entry))
         assert lines[at - 1].startswith("#"), key
     assert "# allowed: one of " + ", ".join(sorted(BALANCERS)) in lines
 
 
-def test_yaml_of_some_keys_overrides_only_them(tmp_path):
+def test_yaml_leaves_the_keys_that_follow_the_tasks_commented_out(tmp_path):
+    text = format_yaml(key_help(["balancer", "learning_rate"]))
+    assert "# by observation family: minatar 0.00025, vector 0.001, atari 0.0001" in text
+    assert "\n# learning_rate: 0.00025" in text
     path = tmp_path / "config.yaml"
-    path.write_text(format_yaml(key_help(["balancer", "learning_rate"])))
-    assert yaml.safe_load(path.read_text()) == {"balancer": "fixed", "learning_rate": 0.00025}
+    path.write_text(text)
+    assert yaml.safe_load(path.read_text()) == {"balancer": "fixed"}
+    assert Config.from_yaml(path).given_keys == {"balancer"}  # learning_rate follows the tasks
+
+
+def test_family_defaults_of_each_key():
+    (n_step, seed) = key_help(["n_step", "seed"])
+    assert n_step.by_family == {"minatar": 1, "vector": 3, "atari": 1}
+    assert seed.by_family == {}

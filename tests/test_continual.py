@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
-from multiq.config import Config
+from multiq.config import FAMILY_DEFAULTS, Config
 from multiq.continual import METHODS, PREVIOUS_TEACHER, SequenceSetup, sequence_phases
 from multiq.errors import ConfigError
 from multiq.train.callbacks import Callback
@@ -110,6 +111,18 @@ def test_every_method_runs_a_tiny_sequence_through_the_cli(tmp_path, capsys, met
     assert resumed.state.task_env_steps == {"CartPole": 300, "Acrobot": 300}
     if method == "ewc":
         assert len(resumed.learner.ewc.fisher) > 0  # consolidated and saved
+
+
+def test_a_yaml_sequence_sets_its_keys_and_the_others_follow_the_tasks(tmp_path, capsys):
+    path = tmp_path / "sequence.yaml"
+    path.write_text(yaml.safe_dump({"tasks": SEQUENCE, "n_step": 1, **SETTINGS}))
+    run_dir = tmp_path / "run"
+    argv = ["continual", str(path), "--steps-per-task", "200", "--run-dir", str(run_dir)]
+    assert main(argv) == 0
+    assert "defaults for vector tasks: " in capsys.readouterr().out
+    saved = Config.from_yaml(run_dir / "config.yaml")
+    assert (saved.n_step, saved.learning_starts) == (1, 50)  # the file's
+    assert saved.learning_rate == FAMILY_DEFAULTS["vector"]["learning_rate"]
 
 
 def test_a_new_task_training_alone_leaves_the_old_weights_untouched(tmp_path):

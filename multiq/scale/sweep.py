@@ -184,7 +184,8 @@ def run_sweep(
     trials = plan_trials(sweep, root)
     folder = Path(sweep_dir) if sweep_dir is not None else RUNS_DIR / "sweeps" / sweep["name"]
     make_folder(folder)
-    saved = {**sweep, "base": None, "config": base_config(sweep, root).to_dict()}  # no paths
+    # no paths; only the keys set, so that a resumed sweep's trials follow their tasks as well
+    saved = {**sweep, "base": None, "config": base_config(sweep, root).given_values()}
     atomic_write_text(folder / SWEEP_FILE, yaml.safe_dump(saved, sort_keys=False))
     if address is not None:
         check_address(address)

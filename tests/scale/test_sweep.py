@@ -104,10 +104,12 @@ def test_the_saved_sweep_needs_no_base_file(tmp_path):
     from multiq.scale.sweep import base_config
 
     sweep = read_sweep(path)
-    saved = {**sweep, "base": None, "config": base_config(sweep, tmp_path).to_dict()}
+    saved = {**sweep, "base": None, "config": base_config(sweep, tmp_path).given_values()}
     again = tmp_path / "elsewhere" / "sweep.yaml"
     again.parent.mkdir()
     again.write_text(yaml.safe_dump(saved))
     trials = plan_trials(read_sweep(again), again.parent)
     assert [t.config.hidden_size for t in trials] == [16, 16]  # `config` wins over the base
     assert [t.config.seed for t in trials] == [0, 1]
+    # only the keys set are saved: the others still follow the trials' tasks (multiq.defaults)
+    assert trials[0].config.given_keys == {*TINY, "seed"}
