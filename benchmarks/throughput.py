@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from sb3_minatar import run_sb3
 
+from multiq.threads import usable_cores
+
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 SETTINGS = (
     "MinAtar/<Game>-v1 (minimal action sets); net: 3x3 conv 16 filters stride 1 no padding, ReLU "
@@ -77,13 +79,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (respects taskset and cgroup CPU sets)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def pin_threads() -> None:

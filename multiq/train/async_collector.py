@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -303,6 +305,17 @@ class AsyncCollector(ChunkStore):
             self._process.terminate()
             self._process.join(timeout=5)
         self._conn.close()
+
+
+def main_is_multiq_command() -> bool:
+    """True when the main module is the `multiq` command (``multiq ...`` or ``python -m
+    multiq.cli``), whose `main()` is guarded by ``__main__``: a spawned child imports it without
+    training again. A user's script may not be guarded."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name.split(".")[0] == "multiq"
+    return Path(getattr(main, "__file__", "") or "").name == "multiq"
 
 
 def start_failure(error: Exception) -> str:

@@ -194,9 +194,15 @@ BOOL_KEYS: dict[str, Invalid] = {
         "save_replay",
         "tensorboard",
         "progress_bar",
-        "async_updates",
     )
 }
+# true, false or auto
+BOOL_KEYS["async_updates"] = Invalid(
+    st.one_of(
+        st.integers(), st.floats(), st.text().filter(lambda t: t != "auto"), st.none(), LISTS
+    ),  # fmt: skip
+    st.one_of(st.integers().map(str), st.sampled_from(["null", "'true'", "abc", "[auto]"])),
+)
 
 # --- text keys: --set keeps their text verbatim unless it is a YAML list or mapping --------------
 

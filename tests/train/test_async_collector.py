@@ -205,3 +205,49 @@ def test_no_child_process_outlives_a_run(tmp_path):
 
     train(tmp_path, steps=300, async_updates=True)
     assert not multiprocessing.active_children()
+
+
+def phase_of(steps: int, tasks: int):
+    from multiq.train.phase import Phase
+
+    return Phase(name="p", tasks=tuple(f"T{i}" for i in range(tasks)), steps_per_task=steps)
+
+
+@pytest.mark.parametrize(
+    ("setting", "steps", "command", "cores", "kind"),
+    [
+        ("auto", 20_000, True, 2, "async"),  # 5 x 20k = 100k env steps: it pays
+        ("auto", 19_999, True, 2, "local"),  # too short: the child's start would show
+        ("auto", 80_000, False, 2, "local"),  # a user's script: maybe no __main__ guard
+        ("auto", 80_000, True, 1, "local"),  # no core for the child
+        (True, 10, False, 1, "async"),
+        (False, 80_000, True, 2, "local"),
+    ],
+)
+def test_auto_steps_the_envs_side_by_side_where_it_pays(
+    monkeypatch, setting, steps, command, cores, kind
+):
+    from multiq import config
+    from multiq.train import loop
+
+    monkeypatch.setattr(loop, "main_is_multiq_command", lambda: command)
+    monkeypatch.setattr(loop, "usable_cores", lambda: cores)
+    cfg = config.Config(async_updates=setting)
+    assert loop.collector_kind(cfg, phase_of(steps, 5)) == kind
+    assert loop.collector_kind(cfg.replace(collectors=2), phase_of(steps, 5)) == "ray"
+
+
+def test_the_multiq_command_is_told_from_a_users_script(monkeypatch):
+    import types
+
+    from multiq.train.async_collector import main_is_multiq_command
+
+    script = types.ModuleType("__main__")
+    script.__file__, script.__spec__ = "/home/me/train.py", None
+    command = types.ModuleType("__main__")
+    command.__file__, command.__spec__ = "/venv/bin/multiq", None
+    module = types.ModuleType("__main__")
+    module.__spec__ = types.SimpleNamespace(name="multiq.cli")
+    for main, expected in ((script, False), (command, True), (module, True)):
+        monkeypatch.setitem(sys.modules, "__main__", main)
+        assert main_is_multiq_command() is expected
