@@ -1,6 +1,7 @@
 """Acting and learning side by side: a child process steps the envs while the learner updates.
 
-With `async_updates: true` the in-process `Collector` is replaced by an `AsyncCollector`: one
+With `async_updates: true` (or ``auto`` where it pays, `multiq.train.loop.collector_kind`) the
+in-process `Collector` is replaced by an `AsyncCollector`: one
 child process (started with ``spawn``, one torch thread) holds the phase's envs and a copy of
 the policy whose weights live in shared memory; the training process keeps the replay, the
 learner and everything else. Each call of `step`:
@@ -17,8 +18,8 @@ The child then acts and steps the envs while the training loop runs the updates 
   exactly those of the sequential loop: the same number of samples per env step.
 - **Staleness.** Vector step k + 1 acts with the weights from before the updates of vector step
   k (those run while it steps): one vector step behind the sequential loop, i.e. at most
-  `gradient_steps * ceil(1 / train_freq)` updates. Its epsilon and task-schedule shares are
-  those of step k.
+  `gradient_steps` updates (one update round is due per vector step at most, train_freq >= 1).
+  Its epsilon and task-schedule shares are those of step k.
 - **Reproducible.** The exchange is in lock step and the child's exploration noise has its own
   seed, so a run is bit-identical run to run (for given thread counts). It differs from the
   sequential loop's run, whose acting sees one vector step more of learning.
