@@ -32,7 +32,6 @@ import logging
 import multiprocessing
 import pickle
 import signal
-import sys
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection
@@ -43,14 +42,15 @@ import gymnasium as gym
 import numpy as np
 
 from multiq.errors import EnvError
-from multiq.task_envs import EnvHistory, TaskEnvs
+from multiq.task_envs import RESTART_MESSAGE, EnvHistory, TaskEnvs
 from multiq.tasks.gym_ids import import_env_modules
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often a parent waiting for a reply checks that the worker lives
 JOIN_S = 2.0  # how long `close` waits for a worker to leave before terminating it
-ENV_PACKAGES = ("minatar.gym", "ale_py", "minigrid")  # preloaded by the fork server if imported
+# Imported once by the fork server, before it forks any worker (see `_context`).
+PRELOAD = ("multiq.api", "minatar.gym", "ale_py", "minigrid")
 
 
 # --- the worker process ---------------------------------------------------------------------
@@ -122,6 +122,7 @@ def _serve(
     try:
         import_env_modules(imports)
         envs = TaskEnvs(name, pickle.loads(make_env), n_envs, first_env=first_env)
+        envs.log_restarts = False  # the parent logs them, counting the task's whole budget
     except BaseException as error:
         conn.send(("error", _describe(error), logs.take()))
         return
@@ -149,14 +150,18 @@ def _serve(
 def _context() -> multiprocessing.context.BaseContext:
     """``forkserver`` where the platform has it, else ``spawn``.
 
-    The fork server (one per training process, started with the first worker) preloads this
-    module and the env packages this process has imported, so a worker starts without
-    importing them again (MinAtar's import alone takes seconds: it pulls in seaborn).
+    The fork server (one per training process, started with the first worker, in seconds)
+    preloads this module and `PRELOAD` (those installed), so a worker starts in milliseconds:
+    a worker runs the main script's imports again (the script needs its
+    ``if __name__ == "__main__":`` guard) and its env package's, and torch's import takes
+    seconds, MinAtar's too (it pulls in seaborn). The fork server is started once, so it
+    preloads every env package, not only those of the first task. Python 3.11's fork server
+    ignores its ``__main__`` preload.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, *(m for m in ENV_PACKAGES if m in sys.modules)])
+    context.set_forkserver_preload(["__main__", __name__, *PRELOAD])
     return context
 
 
@@ -182,14 +187,20 @@ class _Worker:
         self.process.start()
         child.close()  # so that a dead worker's pipe reads as closed
         self.waiting = True  # for the "ready" reply
+        self.ready = False
 
     def died(self) -> EnvError:
         with contextlib.suppress(Exception):
             self.process.join(timeout=POLL_S)
+        hint = (
+            "env_backend inprocess shows the env's own error"
+            if self.ready
+            else "it failed to start: its error is printed above (a script that starts env "
+            "workers needs the `if __name__ == '__main__':` guard)"
+        )
         return EnvError(
             f"task {self.name!r}: the worker process of envs {self.first}-{self.stop - 1} "
-            f"died ({_exit_text(self.process.exitcode)}); env_backend inprocess shows the "
-            "env's own error"
+            f"died ({_exit_text(self.process.exitcode)}); {hint}"
         )
 
     def send(self, command: str, payload: Any) -> None:
@@ -209,6 +220,7 @@ class _Worker:
             status, payload, records = self.conn.recv()
         except (EOFError, OSError) as error:
             raise self.died() from error
+        self.ready = True
         for logger, level, message in records:
             logging.getLogger(logger).log(level, "%s", message)
         if status == "error":
@@ -354,18 +366,18 @@ class SubprocessTaskEnvs:
         return obs, rewards, terminated, truncated, failed
 
     def _check_restarts(self, replies: Sequence[tuple]) -> None:
-        """Spends the restart budget on the step's env errors in env order, as `TaskEnvs` does;
-        raises the error of the first env past the budget, or of a worker that gave up."""
-        budget = self.restarts_left
+        """Spends the restart budget on the step's env errors in env order, as `TaskEnvs` does
+        (and logs each restart as it does); raises the error of the first env past the budget,
+        or of a worker that gave up."""
         for reply in replies:
             for message in reply[5]:
-                if budget == 0:
+                if self.restarts_left == 0:
                     raise EnvError(message)
-                budget -= 1
+                self.restarts_left -= 1
+                self.restarted += 1
+                log.warning(RESTART_MESSAGE, message, self.restarts_left)
             if reply[6] is not None:
                 raise EnvError(reply[6])
-        self.restarted += self.restarts_left - budget
-        self.restarts_left = budget
 
     def mark(self) -> tuple:
         """What `rollback` needs to undo the records of one `step` call."""

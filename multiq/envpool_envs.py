@@ -36,6 +36,7 @@ import numpy as np
 from multiq.errors import ConfigError, EnvError
 from multiq.task_envs import EnvHistory
 from multiq.tasks.spec import TaskSpec
+from multiq.tasks.suites import SUITES as TASK_SUITES
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ def envpool_task(spec: TaskSpec, evaluation: bool = False) -> tuple[str, dict] |
     suite, _, member = str(spec.source.get("id", "")).partition(":")
     if suite not in SUITES or not member:
         return None
-    return SUITES[suite](member, spec.source.get("kwargs", {}), evaluation)
+    options = {**(TASK_SUITES[suite].options or {}), **spec.source.get("kwargs", {})}
+    return SUITES[suite](member, options, evaluation)
 
 
 def envpool_installed() -> bool:

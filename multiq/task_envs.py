@@ -25,6 +25,8 @@ from multiq.errors import EnvError
 
 log = logging.getLogger(__name__)
 
+RESTART_MESSAGE = "%s; rebuilding the env (%d restarts left)"  # logged with the error, budget
+
 
 def episode_seed(first_seed: int, episode: int) -> int:
     """The reset seed of an env's `episode`-th episode (0: `first_seed` itself).
@@ -147,6 +149,7 @@ class TaskEnvs:
         self.restarts_left = restarts
         self.restarted = 0
         self.restart_errors: list[str] = []  # the errors that rebuilt an env, in order
+        self.log_restarts = True  # a worker process leaves it to its parent (the whole budget)
         self._actions: np.ndarray | None = None
 
     def _call(self, i: int, what: str, fn: Callable, *args, **kwargs):
@@ -215,7 +218,8 @@ class TaskEnvs:
         self.restarts_left -= 1
         self.restarted += 1
         self.restart_errors.append(str(error))
-        log.warning("%s; rebuilding the env (%d restarts left)", error, self.restarts_left)
+        if self.log_restarts:
+            log.warning(RESTART_MESSAGE, error, self.restarts_left)
         with contextlib.suppress(Exception):
             self.envs[i].close()
         self.envs[i] = self._call(i, "rebuilding", self.make_env)
