@@ -150,9 +150,14 @@ def measure(args: argparse.Namespace) -> dict[Setting, list[float]]:
     return figures
 
 
-def render(args: argparse.Namespace, figures, pipes: dict[int, float], wall_s: float) -> str:
+def render(
+    args: argparse.Namespace, figures, pipes: dict[int, float], wall_s: float, load: str
+) -> str:
     lines = [
         *common.header("Env backends: env steps/s, random actions", wall_s),
+        f"Load average at the start: {load} (the machine is shared: figures under load are "
+        "low, and worker processes suffer most)",
+        "",
         f"Workers (processes or EnvPool threads) per task: min(n_envs, {args.workers}); "
         f"{args.seconds:g} s of stepping per setting, median over {args.rounds} round(s). "
         "Atari: one game per row with the suite's training options; MinAtar: the five games "
@@ -177,10 +182,10 @@ def render(args: argparse.Namespace, figures, pipes: dict[int, float], wall_s: f
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    started = time.monotonic()
+    started, load = time.monotonic(), ", ".join(f"{x:.2f}" for x in os.getloadavg())
     figures = measure(args)
     pipes = {n: pipe_round_trip_us(n) for n in args.n_envs}
-    common.publish(render(args, figures, pipes, time.monotonic() - started), args.out)
+    common.publish(render(args, figures, pipes, time.monotonic() - started, load), args.out)
 
 
 if __name__ == "__main__":
