@@ -222,7 +222,9 @@ class Config:
             training process), ``subprocess`` (split over `env_workers` worker processes per
             task; the same transitions as in process) or ``envpool`` (Atari tasks on EnvPool
             with `env_workers` threads per task, other tasks in process; needs
-            ``pip install 'multiq[envpool]'``). Not with `collectors`.
+            ``pip install 'multiq[envpool]'``). It applies to a run's training and evaluation
+            envs; the inner loops of meta-learning and adapt-k stay in process. Not with
+            `collectors`.
         env_workers: processes (``subprocess``) or EnvPool threads (``envpool``) per task, each
             stepping a slice of the task's `n_envs` envs (at most `n_envs`); in [1, 1024].
         env_imports: Python modules imported before the tasks are built, so that the envs they
