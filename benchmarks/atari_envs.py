@@ -19,7 +19,9 @@ worker sends back per step), to say whether shared memory for observations would
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -150,11 +152,21 @@ def measure(args: argparse.Namespace) -> dict[Setting, list[float]]:
     return figures
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def render(
     args: argparse.Namespace, figures, pipes: dict[int, float], wall_s: float, load: str
 ) -> str:
     lines = [
         *common.header("Env backends: env steps/s, random actions", wall_s),
+        f"CPU: {cpu_model()}  ",
         f"Load average at the start: {load} (the machine is shared: figures under load are "
         "low, and worker processes suffer most)",
         "",
