@@ -71,10 +71,6 @@ class _LogBuffer(logging.Handler):
         return records
 
 
-def _reset(envs: TaskEnvs, seeds: Sequence[int]) -> np.ndarray:
-    return envs.reset(seeds)
-
-
 def _step(envs: TaskEnvs, payload: tuple[np.ndarray, int]) -> tuple:
     """(obs, rewards, terminated, truncated, failed, restart errors, error or None)."""
     actions, envs.restarts_left = payload
@@ -92,16 +88,17 @@ def _restore(envs: TaskEnvs, payload: tuple[Mapping[str, Any], np.ndarray]) -> t
 
 
 _COMMANDS: dict[str, Callable[[TaskEnvs, Any], Any]] = {
-    "reset": _reset,
+    "reset": TaskEnvs.reset,
     "step": _step,
     "restore": _restore,
 }
 
 
-def _describe(error: BaseException) -> str:
+def _describe(error: BaseException, name: str) -> str:
+    """An EnvError's own message (it names task and env), else one naming the task."""
     if isinstance(error, EnvError):
         return str(error)
-    return f"{type(error).__name__}: {error}"
+    return f"task {name!r}: an env worker raised {type(error).__name__}: {error}"
 
 
 def _serve(
@@ -124,7 +121,7 @@ def _serve(
         envs = TaskEnvs(name, pickle.loads(make_env), n_envs, first_env=first_env)
         envs.log_restarts = False  # the parent logs them, counting the task's whole budget
     except BaseException as error:
-        conn.send(("error", _describe(error), logs.take()))
+        conn.send(("error", _describe(error, name), logs.take()))
         return
     conn.send(("ok", (envs.obs_shape, envs.obs_dtype.str), logs.take()))
     try:
@@ -138,7 +135,7 @@ def _serve(
             try:
                 reply = ("ok", _COMMANDS[command](envs, payload))
             except Exception as error:
-                reply = ("error", _describe(error))
+                reply = ("error", _describe(error, name))
             conn.send((*reply, logs.take()))
     finally:
         envs.close()
