@@ -12,10 +12,15 @@ games' envs) and as a share of the profiled wall time:
 - replay sampling: `MultiTaskReplay.sample` (indices, n-step returns, gathers);
 - update: `Learner.update`, and within it the forward and losses (`Learner._losses`), the
   backward pass (`Tensor.backward`), gradient clipping and the optimiser step;
+- waiting for the collector process (`AsyncCollector._take`, async mode only: acting and
+  env steps then run in the child, beside the update, and are not in this process's profile);
 - the rest of the loop (schedules, counters, logging) is the remainder.
 
+Each train_freq is profiled in each of `--modes`: ``sequential`` (`async_updates: false`) and
+``async`` (`async_updates: true`).
+
     python benchmarks/profile_step.py [--steps-per-game 3000] [--train-freqs 1 4]
-        [--threads 1] [--out benchmarks/results/profile-step-cpu.md]
+        [--modes sequential async] [--threads 1] [--out benchmarks/results/profile-step-cpu.md]
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ PARTS = (  # (label, file suffix, function name)
     ("  backward (Tensor.backward)", "torch/_tensor.py", "backward"),
     ("  gradient clipping", "torch/nn/utils/clip_grad.py", "clip_grad_norm_"),
     ("  optimiser step (Adam)", "torch/optim/adam.py", "step"),
+    ("waiting for the collector process", "train/async_collector.py", "_take"),
 )
+MODES = {"sequential": False, "async": True}
 LOOP = ("multiq/train/loop.py", "_train_steps")
 
 
@@ -48,12 +55,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps-per-game", type=int, default=3_000)
     parser.add_argument("--train-freqs", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/profile-step-cpu.md"))
     return parser.parse_args()
 
 
-def model(train_freq: int, threads: int, run_dir: str):
+def model(train_freq: int, threads: int, run_dir: str, async_updates: bool = False):
     from multiq import MultiTaskDQN
 
     return MultiTaskDQN(
@@ -62,7 +70,7 @@ def model(train_freq: int, threads: int, run_dir: str):
         gamma=0.99, train_freq=train_freq, target_update_interval=1_000, tau=1.0,
         exploration_fraction=0.1, exploration_final_eps=0.01, max_grad_norm=10.0, eval_freq=0,
         tensorboard=False, progress_bar=False, seed=0, device="cpu", torch_threads=threads,
-        checkpoint_freq=0, run_dir=run_dir,
+        checkpoint_freq=0, run_dir=run_dir, async_updates=async_updates,
     )  # fmt: skip
 
 
@@ -77,10 +85,10 @@ def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
     return max(times, default=0.0)
 
 
-def profile(train_freq: int, args: argparse.Namespace) -> dict[str, float]:
-    """Part label -> ms per vector step; also "loop" and "vector steps"."""
+def profile(train_freq: int, mode: str, args: argparse.Namespace) -> dict[str, float]:
+    """Part label -> ms per vector step; also "loop", "wall" and "vector steps"."""
     with tempfile.TemporaryDirectory() as tmp:
-        agent = model(train_freq, args.threads, tmp)
+        agent = model(train_freq, args.threads, tmp, MODES[mode])
         warm = WARMUP_STEPS + 100  # the replay filled and the first updates run
         agent.learn(total_steps_per_task=warm, evaluate=False)
         before = agent.state.vector_steps
@@ -99,34 +107,41 @@ def profile(train_freq: int, args: argparse.Namespace) -> dict[str, float]:
     return result
 
 
-def render(args, profiles: dict[int, dict[str, float]], wall_s: float) -> str:
-    freqs = list(profiles)
+def render(args, profiles: dict[tuple[int, str], dict[str, float]], wall_s: float) -> str:
+    keys = list(profiles)
+    names = [f"tf {f} {m}" for f, m in keys]
     lines = [
         *common.header("Where one vector step's time goes (five MinAtar games, CPU)", wall_s),
         f"{args.steps_per_game:,} env steps per game of the learning phase under cProfile (after "
-        f"{WARMUP_STEPS:,} unprofiled), {args.threads} torch thread(s); the throughput "
-        "benchmark's setting (vanilla DQN, batch 32 per game, 5 games: batch 160 per update). "
-        "A vector step steps all five games once; times are ms per vector step (cProfile's "
-        "own overhead included, so the sum runs above an unprofiled run).",
+        f"{WARMUP_STEPS:,} unprofiled), {args.threads} torch thread(s) in the training process; "
+        "the throughput benchmark's setting (vanilla DQN, batch 32 per game, 5 games: batch 160 "
+        "per update). A vector step steps all five games once; times are ms per vector step in "
+        "the training process (cProfile's own overhead included, so the sum runs above an "
+        "unprofiled run). `async` is `async_updates: true`: acting and env steps run in the "
+        "collector process, beside the update; `learn() wall` is the wall time of the "
+        "profiled `learn` call per vector step (in async mode it includes the collector "
+        "process's start, a few seconds).",
         "",
-        "| part | " + " | ".join(f"train_freq {f} (ms)" for f in freqs) + " | "
-        + " | ".join(f"share at {f}" for f in freqs) + " |",
-        "|---|" + "---:|" * (2 * len(freqs)),
+        "| part | " + " | ".join(f"{n} (ms)" for n in names) + " | "
+        + " | ".join(f"share {n}" for n in names) + " |",
+        "|---|" + "---:|" * (2 * len(keys)),
     ]  # fmt: skip
-    rows = [label for label, _, _ in PARTS] + ["training loop (all of it)"]
+    rows = [label for label, _, _ in PARTS] + ["training loop (all of it)", "learn() wall"]
     for label in rows:
-        key = "loop" if label.startswith("training loop") else label
-        ms = [profiles[f][key] for f in freqs]
-        share = [profiles[f][key] / profiles[f]["loop"] for f in freqs]
+        key = {"training loop (all of it)": "loop", "learn() wall": "wall"}.get(label, label)
+        ms = [profiles[k][key] for k in keys]
+        share = [profiles[k][key] / profiles[k]["loop"] for k in keys]
         lines.append(
             f"| {label} | " + " | ".join(f"{v:.3f}" for v in ms) + " | "
             + " | ".join(f"{100 * v:.0f}%" for v in share) + " |"
         )  # fmt: skip
-    rest = [profiles[f]["loop"] - sum(profiles[f][p] for p, _, _ in PARTS[:5]) for f in freqs]
+    top = [p for p, _, _ in PARTS if not p.startswith("  ")]
+    rest = [profiles[k]["loop"] - sum(profiles[k][p] for p in top) for k in keys]
     lines.append("| rest of the loop | " + " | ".join(f"{v:.3f}" for v in rest) + " | "
-                 + " | ".join(f"{100 * r / profiles[f]['loop']:.0f}%"
-                              for r, f in zip(rest, freqs, strict=True)) + " |")  # fmt: skip
-    steps = ", ".join(f"{int(profiles[f]['vector steps']):,} at {f}" for f in freqs)
+                 + " | ".join(f"{100 * r / profiles[k]['loop']:.0f}%"
+                              for r, k in zip(rest, keys, strict=True)) + " |")  # fmt: skip
+    steps = ", ".join(f"{int(profiles[k]['vector steps']):,} ({n})"
+                      for k, n in zip(keys, names, strict=True))  # fmt: skip
     lines += ["", f"Vector steps profiled: {steps}."]
     return "\n".join(lines) + "\n"
 
@@ -136,9 +151,10 @@ def main() -> None:
     started = time.monotonic()
     profiles = {}
     for train_freq in args.train_freqs:
-        profiles[train_freq] = profile(train_freq, args)
-        print(f"train_freq {train_freq}: {profiles[train_freq]['loop']:.3f} ms per vector step",
-              flush=True)  # fmt: skip
+        for mode in args.modes:
+            result = profiles[train_freq, mode] = profile(train_freq, mode, args)
+            print(f"train_freq {train_freq} {mode}: {result['wall']:.3f} ms per vector step",
+                  flush=True)  # fmt: skip
     report = render(args, profiles, time.monotonic() - started)
     common.publish(report, args.out)
 

@@ -4,14 +4,18 @@ multiq trains Asterix, Breakout, Freeway, Seaquest and SpaceInvaders in one run;
 the same five games one after the other with the same per-game steps. Both use the MinAtar paper's
 network, vanilla 1-step DQN and identical hyper-parameters. The figure reported is total env steps
 per second (5 * steps-per-game / wall seconds of training) and the ratio multiq / SB3, for one
-update per env step per task (train_freq=1) and one per four (train_freq=4).
+update per env step per task (train_freq=1) and one per four (train_freq=4). multiq runs in each
+of `--modes`: ``sequential`` (`async_updates: false`: act, step, update in turn, with one torch
+thread per core like SB3) and ``async`` (`async_updates: true`: a child process acts and steps
+the envs on one core while the learner updates with the other cores' threads).
 
 The default of 10,000 steps per game keeps the whole benchmark to a few minutes on two CPU cores;
 longer runs converge to the same ratio (both sides spend nearly all their time in the steady
 learning phase once past the first 1,000 warm-up steps).
 
     python benchmarks/throughput.py [--steps-per-game N] [--train-freqs 1 4]
-        [--device cpu|cuda|auto] [--seed S] [--out benchmarks/results/throughput.md]
+        [--modes sequential async] [--device cpu|cuda|auto] [--seed S]
+        [--out benchmarks/results/throughput.md]
 """
 
 from __future__ import annotations
@@ -39,18 +43,21 @@ SETTINGS = (
 )
 
 
+MODES = {"sequential": False, "async": True}  # --modes -> async_updates
+
+
 @dataclass
 class Row:
-    """One train_freq setting's result: total env steps per second for both libraries."""
+    """One train_freq setting's result: total env steps per second of SB3 and of multiq in
+    each mode."""
 
     train_freq: int
     sb3: float
-    multiq: float
+    multiq: dict[str, float]
 
-    @property
-    def ratio(self) -> float:
-        """multiq throughput divided by SB3 throughput."""
-        return self.multiq / self.sb3
+    def ratio(self, mode: str) -> float:
+        """multiq throughput in `mode` divided by SB3 throughput."""
+        return self.multiq[mode] / self.sb3
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,6 +65,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps-per-game", type=int, default=10_000)
     parser.add_argument("--train-freqs", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--modes", nargs="+", choices=tuple(MODES), default=list(MODES))
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="markdown result file")
@@ -107,11 +115,16 @@ def sb3_steps_per_sec(steps: int, train_freq: int, seed: int) -> float:
     return len(GAMES) * steps / seconds
 
 
-def multiq_steps_per_sec(steps: int, train_freq: int, seed: int, device: str) -> float:
+def multiq_steps_per_sec(
+    steps: int, train_freq: int, seed: int, device: str, mode: str = "sequential"
+) -> float:
     """Train multiq on the five games in one run; return total env steps per second."""
     from multiq import MultiTaskDQN
 
     pin_threads()
+    side_by_side = MODES[mode]
+    # SB3's threads (`pin_threads`), not multiq's default 1; async leaves a core to the child
+    threads = max(1, usable_cores() - 1) if side_by_side else usable_cores()
     model = MultiTaskDQN(
         tasks="minatar",
         scheme="shared",
@@ -136,7 +149,8 @@ def multiq_steps_per_sec(steps: int, train_freq: int, seed: int, device: str) ->
         progress_bar=False,
         seed=seed,
         device=device,
-        torch_threads=usable_cores(),  # the threads SB3 gets (`pin_threads`), not multiq's 1
+        torch_threads=threads,
+        async_updates=side_by_side,
         run_dir=tempfile.mkdtemp(prefix="multiq-throughput-"),
     )
     start = time.perf_counter()
@@ -148,9 +162,16 @@ def measure(train_freq: int, args: argparse.Namespace, device: str) -> Row:
     """Run both libraries for one train_freq and print their throughput."""
     sb3 = sb3_steps_per_sec(args.steps_per_game, train_freq, args.seed)
     print(f"train_freq={train_freq}  SB3:    {sb3:8.1f} env steps/s", flush=True)
-    mq = multiq_steps_per_sec(args.steps_per_game, train_freq, args.seed, device)
-    row = Row(train_freq, sb3, mq)
-    print(f"train_freq={train_freq}  multiq: {mq:8.1f} env steps/s  ratio {row.ratio:.2f}")
+    row = Row(train_freq, sb3, {})
+    for mode in args.modes:
+        row.multiq[mode] = multiq_steps_per_sec(
+            args.steps_per_game, train_freq, args.seed, device, mode
+        )
+        print(
+            f"train_freq={train_freq}  multiq {mode}: {row.multiq[mode]:8.1f} env steps/s  "
+            f"ratio {row.ratio(mode):.2f}",
+            flush=True,
+        )
     return row
 
 
@@ -172,11 +193,20 @@ def markdown(rows: list[Row], args: argparse.Namespace, device: str, load: float
         "- multiq trains the five games in one run; SB3 DQN trains them one after another",
         f"- settings: {SETTINGS}",
         "",
-        "| train_freq | SB3 steps/s | multiq steps/s | ratio |",
-        "|---:|---:|---:|---:|",
-        *(f"| {r.train_freq} | {r.sb3:.1f} | {r.multiq:.1f} | {r.ratio:.2f} |" for r in rows),
+        "- multiq modes: sequential (async_updates false, torch threads = usable cores, as SB3), "
+        "async (async_updates true: a child process acts and steps the envs with one thread, "
+        "the learner has usable cores - 1 threads)",
         "",
-    ]
+        "| train_freq | SB3 steps/s | "
+        + " | ".join(f"multiq {m} steps/s | ratio {m}" for m in args.modes) + " |",
+        "|---:|---:|" + "---:|---:|" * len(args.modes),
+        *(
+            f"| {r.train_freq} | {r.sb3:.1f} | "
+            + " | ".join(f"{r.multiq[m]:.1f} | {r.ratio(m):.2f}" for m in args.modes) + " |"
+            for r in rows
+        ),
+        "",
+    ]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -191,7 +221,9 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown(rows, args, device, load_before))
     print(f"wrote {out}")
-    ratios = ", ".join(f"train_freq={r.train_freq} {r.ratio:.2f}" for r in rows)
+    ratios = ", ".join(
+        f"train_freq={r.train_freq} {m} {r.ratio(m):.2f}" for r in rows for m in args.modes
+    )
     print(f"throughput ratio vs SB3: {ratios}")
 
 

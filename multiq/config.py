@@ -224,9 +224,14 @@ class Config:
             with `env_workers` threads per task, other tasks in process; needs
             ``pip install 'multiq[envpool]'``). It applies to a run's training and evaluation
             envs; the inner loops of meta-learning and adapt-k stay in process. Not with
-            `collectors`.
+            `collectors`; ``subprocess`` not with `async_updates`.
         env_workers: processes (``subprocess``) or EnvPool threads (``envpool``) per task, each
             stepping a slice of the task's `n_envs` envs (at most `n_envs`); in [1, 1024].
+        async_updates: act and learn side by side (`multiq.train.async_collector`): a child
+            process steps the envs one vector step ahead while the learner updates, with the
+            sequential loop's replay ratio and acting one vector step behind it; false steps
+            the envs in the training process between updates (bit-exact with earlier
+            versions). No effect with `collectors` (Ray actors already act side by side).
         env_imports: Python modules imported before the tasks are built, so that the envs they
             register exist (e.g. ``[my_package.envs]``); `gym:<module>:<EnvId>` does the same
             for one id.
@@ -316,6 +321,7 @@ class Config:
     collector_chunk: int = 64  # collectors: vector steps per task per request
     broadcast_interval: int = 100  # collectors: updates between weight snapshots to the actors
     ray_address: str = ""  # collectors: a Ray cluster's HOST:PORT; "" = Ray on this machine
+    async_updates: bool = False  # a child process steps the envs while the learner updates
 
     def __post_init__(self) -> None:
         errors, invalid = [], set()
@@ -569,7 +575,7 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
 # How a run is executed, not what it learns: a resume may change them.
 KEYS_A_RESUME_CHANGES = (
     "total_steps_per_task", "device", "torch_threads", "collectors", "collector_chunk",
-    "broadcast_interval", "ray_address", "env_backend", "env_workers",
+    "broadcast_interval", "ray_address", "env_backend", "env_workers", "async_updates",
 )  # fmt: skip
 
 
@@ -988,6 +994,13 @@ _CROSS_RULES: tuple[_CrossRule, ...] = (
         lambda collectors, backend: collectors == 0 or backend == "inprocess",
         "collectors ({collectors}) step their envs inside Ray actors, so env_backend "
         "({env_backend}) cannot apply; set collectors 0 or env_backend inprocess",
+    ),
+    (
+        ("async_updates", "env_backend"),
+        lambda async_updates, backend: not async_updates or backend != "subprocess",
+        "async_updates steps the envs in a daemon child process, which cannot start the env "
+        "worker processes of env_backend subprocess; set async_updates false or env_backend "
+        "inprocess or envpool",
     ),
     (
         ("learning_starts", "train_freq", "n_envs", "total_steps_per_task"),

@@ -35,6 +35,12 @@ def test_ray_collectors_and_another_backend_are_refused_together():
         Config(collectors=2, env_backend="subprocess")
 
 
+def test_async_updates_take_envpool_but_not_env_worker_processes():
+    assert Config(async_updates=True, env_backend="envpool").env_backend == "envpool"
+    with pytest.raises(ConfigError, match="set async_updates false or env_backend inprocess"):
+        Config(async_updates=True, env_backend="subprocess")
+
+
 def test_an_unknown_backend_name_gets_a_did_you_mean():
     spec = make_taskset("classic:CartPole")[0]
     with pytest.raises(ConfigError, match="did you mean 'subprocess'"):

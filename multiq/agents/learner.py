@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from multiq.agents.ewc import EwcState, EwcTerm
+from multiq.agents.host_batch import HostBatch
 from multiq.agents.losses import per_task_mean, q_target, td_loss
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
@@ -43,6 +44,18 @@ class LearnerSettings(SchemeOptions):
     gradnorm_alpha: float = 1.5
     popart: bool = False
     popart_beta: float = 3e-4
+
+
+@dataclass
+class BatchTensors:
+    """A batch on the learner's device: obs and next_obs task name -> [B_t, *obs_shape_t];
+    actions [B] int64, returns [B] and discounts [B] float32, rows grouped by task."""
+
+    obs: dict[str, torch.Tensor]
+    next_obs: dict[str, torch.Tensor]
+    actions: torch.Tensor
+    returns: torch.Tensor
+    discounts: torch.Tensor
 
 
 @dataclass
@@ -100,6 +113,7 @@ class Learner:
     ):
         self.settings = settings
         self.device = torch.device(device)
+        self._host = HostBatch(self.device)
         self.online = build_qnet(
             settings.scheme, tasks, settings.hidden_size, settings.dueling, settings
         ).to(self.device)
@@ -214,8 +228,20 @@ class Learner:
 
     # --- the update ----------------------------------------------------------------------------
 
-    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
-        return torch.as_tensor(np.concatenate(arrays), device=self.device)
+    def _batch_tensors(self, batch: Mapping[str, NStepSample]) -> BatchTensors:
+        """The batch on the learner's device, in one host-to-device copy (`HostBatch`)."""
+        samples, count = list(batch.values()), len(batch)
+        arrays = [s.obs for s in samples] + [s.next_obs for s in samples]
+        for column in ("actions", "returns", "discounts"):
+            arrays.append(np.concatenate([getattr(s, column) for s in samples]))
+        tensors = self._host.to_device(arrays)
+        return BatchTensors(
+            obs=dict(zip(batch, tensors[:count], strict=True)),
+            next_obs=dict(zip(batch, tensors[count : 2 * count], strict=True)),
+            actions=tensors[-3],
+            returns=tensors[-2],
+            discounts=tensors[-1],
+        )
 
     def _td_mask(self, names: Sequence[str]) -> torch.Tensor:
         key = tuple(names)
@@ -262,13 +288,12 @@ class Learner:
         """The forward pass of an update: (q [B, A], actions [B], task_ids [B], task_losses
         [T_b]: each batch task's TD loss, masked by `td_tasks`, plus the extra terms)."""
         names = list(batch)
-        samples = list(batch.values())
-        obs = self.policy.tensors({n: s.obs for n, s in batch.items()})
-        actions = self._tensor([s.actions for s in samples])
-        task_ids = self.online.task_ids([len(s.actions) for s in samples])
+        tensors = self._batch_tensors(batch)
+        obs, actions = tensors.obs, tensors.actions
+        task_ids = self.online.task_ids([len(s.actions) for s in batch.values()])
         valid = self.policy.valid_actions(names)[task_ids]
         td_mask = self._td_mask(names)
-        targets = self._targets(batch, names, task_ids, valid)
+        targets = self._targets(tensors, names, task_ids, valid)
         q = self.online(obs)
         task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(names)) * td_mask
         if self.training.terms:
@@ -302,17 +327,10 @@ class Learner:
         return result
 
     def _targets(
-        self,
-        batch: Mapping[str, NStepSample],
-        names: list[str],
-        task_ids: torch.Tensor,
-        valid: torch.Tensor,
+        self, tensors: BatchTensors, names: list[str], task_ids: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         """[B] TD targets (PopArt-normalised under PopArt, whose heads move here)."""
-        samples = list(batch.values())
-        next_obs = self.policy.tensors({n: s.next_obs for n, s in batch.items()})
-        returns = self._tensor([s.returns for s in samples])
-        discounts = self._tensor([s.discounts for s in samples])
+        next_obs, returns, discounts = tensors.next_obs, tensors.returns, tensors.discounts
         with torch.no_grad():
             # the online net picks a* (double DQN); an affine map per task leaves argmax alone
             next_online = self.online(next_obs) if self.settings.double_q else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -97,21 +98,34 @@ def _is_image(space: gym.spaces.Box, min_side: int, max_side: int) -> bool:
     return len(space.shape) == 3 and min_side <= min(sides) and max(sides) <= max_side
 
 
+def _is_vector(space: gym.spaces.Box) -> bool:
+    return len(space.shape) == 1
+
+
+def _no_key(space: gym.spaces.Box) -> tuple:
+    return ()
+
+
+def _image_key(space: gym.spaces.Box) -> tuple:
+    return tuple(space.shape[1:])
+
+
+# module-level functions and partials, not lambdas: a network pickles (e.g. to a child process)
 ENCODERS: dict[str, EncoderFamily] = {
-    "mlp": EncoderFamily("mlp", lambda s: len(s.shape) == 1, _mlp_input, _mlp_body, lambda s: ()),
+    "mlp": EncoderFamily("mlp", _is_vector, _mlp_input, _mlp_body, _no_key),
     "minatar": EncoderFamily(
         "minatar",
-        lambda s: _is_image(s, 3, 32),
+        partial(_is_image, min_side=3, max_side=32),
         _minatar_input,
         _minatar_body,
-        lambda s: tuple(s.shape[1:]),
+        _image_key,
     ),
     "nature": EncoderFamily(
         "nature",
-        lambda s: _is_image(s, 36, 10_000),
+        partial(_is_image, min_side=36, max_side=10_000),
         _nature_input,
         _nature_body,
-        lambda s: tuple(s.shape[1:]),
+        _image_key,
     ),
 }
 

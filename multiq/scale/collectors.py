@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from multiq.agents.policy import Policy
+from multiq.env_backends import EnvSettings
 from multiq.envs import RECENT_EPISODES, MultiTaskEnvs
 from multiq.errors import MultiqError
 from multiq.mtl.schedules import StepAllocator, TaskStats
@@ -86,6 +87,7 @@ class CollectorWorker:
         policy: a CPU snapshot of the policy.
         noise_seed: seeds the exploration noise.
         restarts: envs rebuilt per task after raising before an env error stops the run.
+        env_settings: how the envs run (`env_backend`); default in this process.
     """
 
     def __init__(
@@ -96,12 +98,13 @@ class CollectorWorker:
         policy: Policy,
         noise_seed: Sequence[int],
         restarts: int = 0,
+        env_settings: EnvSettings | None = None,
     ):
         torch.set_num_threads(1)  # this process is one collector: one core
         self.names = [t.name for t in tasks]
         self.policy = policy
         self.rng = np.random.default_rng(list(noise_seed))
-        self.envs = MultiTaskEnvs(tasks, n_envs, seed, restarts=restarts)
+        self.envs = MultiTaskEnvs(tasks, n_envs, seed, restarts=restarts, settings=env_settings)
         self.obs = self.envs.reset()
         self._reported = {name: 0 for name in self.names}  # finished episodes sent so far
 
@@ -169,7 +172,74 @@ def cpu_snapshot(policy: Policy) -> Policy:
     return snapshot
 
 
-class RayCollector:
+class ChunkStore:
+    """What a collector whose envs step elsewhere keeps: the replay writes of each chunk, the
+    step counts, the step allocator and the returns of the episodes that ended.
+
+    Args:
+        tasks: the phase's active tasks.
+        n_envs: envs per task.
+        replay: holds a buffer for each active task.
+    """
+
+    def __init__(self, tasks: Sequence[TaskSpec], n_envs: int, replay: MultiTaskReplay):
+        self.names = [t.name for t in tasks]
+        self.n_envs, self.replay = n_envs, replay
+        self.allocator = StepAllocator(len(tasks))
+        self.finished: dict[str, list[float]] = {n: [] for n in self.names}
+        self.recent = {n: deque(maxlen=RECENT_EPISODES) for n in self.names}
+        self._restarts = {n: 0 for n in self.names}
+
+    def _store(self, chunk: Chunk, state: TrainState) -> None:
+        for name, actions in chunk.actions.items():
+            buffer, obs = self.replay.buffers[name], chunk.obs[name]
+            for i in range(len(actions)):
+                buffer.add(
+                    obs[i], actions[i], chunk.rewards[name][i], obs[i + 1],
+                    chunk.terminated[name][i], chunk.truncated[name][i], chunk.valid[name][i],
+                )  # fmt: skip
+            steps = chunk.env_steps(name, self.n_envs)
+            state.task_env_steps[name] = state.task_env_steps.get(name, 0) + steps
+            state.phase_task_env_steps[name] += steps
+        for name, returns in chunk.finished.items():
+            self.finished[name].extend(returns)
+            self.recent[name].extend(returns)
+        self._restarts.update(chunk.restarts)
+        state.vector_steps += chunk.vector_steps
+        phase_steps = sum(state.phase_task_env_steps[n] for n in self.names) // len(self.names)
+        state.env_steps = state.phase_start + phase_steps
+
+    # --- what the loop reads -------------------------------------------------------------------
+
+    def stats(self, state: TrainState, weights: np.ndarray, window: int) -> TaskStats:
+        """What the task schedule looks at, for the active tasks in order."""
+        return TaskStats(
+            env_steps=np.array([state.phase_task_env_steps[n] for n in self.names]),
+            transitions=np.array([len(self.replay.buffers[n]) for n in self.names]),
+            episodes=np.array([len(self.finished[n]) for n in self.names]),
+            recent_returns=[self.finished[n][-window:] for n in self.names],
+            weights=weights,
+        )
+
+    def recent_returns(self) -> dict[str, float]:
+        return {n: float(np.mean(r)) if r else math.nan for n, r in self.recent.items()}
+
+    def restarts(self) -> dict[str, int]:
+        return dict(self._restarts)
+
+    def _restore(self, record: Mapping[str, Any]) -> None:
+        """Keeps a record's credit and episode returns (one of an in-process collector too)."""
+        self.allocator.credit = np.array(record["credit"], dtype=np.float64)
+        finished = record.get("finished") or {
+            name: task["episodes"]["finished"] for name, task in record.get("envs", {}).items()
+        }
+        for name, returns in finished.items():
+            if name in self.finished:
+                self.finished[name] = list(returns)
+                self.recent[name].extend(returns[-RECENT_EPISODES:])
+
+
+class RayCollector(ChunkStore):
     """Collects a phase's transitions with Ray actors; the in-process `Collector`'s interface.
 
     Args:
@@ -209,15 +279,11 @@ class RayCollector:
         import ray
 
         start_ray(address, collectors)
-        self.names = [t.name for t in tasks]
-        self.n_envs, self.chunk, self.budget = n_envs, chunk, budget
-        self.replay, self.policy = replay, policy
+        super().__init__(tasks, n_envs, replay)
+        self.chunk, self.budget = chunk, budget
+        self.policy = policy
         self.broadcast_interval = broadcast_interval
         self.seed = int(record["seed"]) if record is not None else seed
-        self.allocator = StepAllocator(len(tasks))
-        self.finished: dict[str, list[float]] = {n: [] for n in self.names}
-        self.recent = {n: deque(maxlen=RECENT_EPISODES) for n in self.names}
-        self._restarts = {n: 0 for n in self.names}
         if record is not None:
             self._restore(record)
         self.blocks = blocks(len(tasks), collectors)
@@ -314,43 +380,6 @@ class RayCollector:
             self._assigned += self.allocator.active(shares)
         return True
 
-    def _store(self, chunk: Chunk, state: TrainState) -> None:
-        for name, actions in chunk.actions.items():
-            buffer, obs = self.replay.buffers[name], chunk.obs[name]
-            for i in range(len(actions)):
-                buffer.add(
-                    obs[i], actions[i], chunk.rewards[name][i], obs[i + 1],
-                    chunk.terminated[name][i], chunk.truncated[name][i], chunk.valid[name][i],
-                )  # fmt: skip
-            steps = chunk.env_steps(name, self.n_envs)
-            state.task_env_steps[name] = state.task_env_steps.get(name, 0) + steps
-            state.phase_task_env_steps[name] += steps
-        for name, returns in chunk.finished.items():
-            self.finished[name].extend(returns)
-            self.recent[name].extend(returns)
-        self._restarts.update(chunk.restarts)
-        state.vector_steps += chunk.vector_steps
-        phase_steps = sum(state.phase_task_env_steps[n] for n in self.names) // len(self.names)
-        state.env_steps = state.phase_start + phase_steps
-
-    # --- what the loop reads -------------------------------------------------------------------
-
-    def stats(self, state: TrainState, weights: np.ndarray, window: int) -> TaskStats:
-        """What the task schedule looks at, for the active tasks in order."""
-        return TaskStats(
-            env_steps=np.array([state.phase_task_env_steps[n] for n in self.names]),
-            transitions=np.array([len(self.replay.buffers[n]) for n in self.names]),
-            episodes=np.array([len(self.finished[n]) for n in self.names]),
-            recent_returns=[self.finished[n][-window:] for n in self.names],
-            weights=weights,
-        )
-
-    def recent_returns(self) -> dict[str, float]:
-        return {n: float(np.mean(r)) if r else math.nan for n, r in self.recent.items()}
-
-    def restarts(self) -> dict[str, int]:
-        return dict(self._restarts)
-
     # --- state ---------------------------------------------------------------------------------
 
     def record(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -362,17 +391,6 @@ class RayCollector:
             "finished": {n: list(r) for n, r in self.finished.items()},
         }
         return meta, {}
-
-    def _restore(self, record: Mapping[str, Any]) -> None:
-        """Keeps a record's credit and episode returns (one of an in-process collector too)."""
-        self.allocator.credit = np.array(record["credit"], dtype=np.float64)
-        finished = record.get("finished") or {
-            name: task["episodes"]["finished"] for name, task in record.get("envs", {}).items()
-        }
-        for name, returns in finished.items():
-            if name in self.finished:
-                self.finished[name] = list(returns)
-                self.recent[name].extend(returns[-RECENT_EPISODES:])
 
     def close(self) -> None:
         """Kills the actors (Ray stays up for the next phase)."""

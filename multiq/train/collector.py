@@ -12,6 +12,7 @@ reaches the replay.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from multiq.mtl.schedules import StepAllocator, TaskStats
 from multiq.replay import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
 from multiq.train.state import TrainState
+
+log = logging.getLogger(__name__)
 
 
 class Collector:
@@ -134,8 +137,13 @@ class Collector:
         self.allocator.credit = np.array(record["credit"], dtype=np.float64)
         if "envs" not in record:
             return  # saved by Ray collectors (`collectors: N`): the envs start new episodes
-        expected = {name: np.asarray(obs) for name, obs in record["obs"].items()}
+        expected = {name: np.asarray(record["obs"][name]) for name in self.names}
         self.obs = self.envs.restore(record["envs"], expected)
+        if "pending" in record:
+            log.warning(
+                "the checkpoint holds a vector step taken with async_updates and not stored "
+                "yet; without async_updates it is left out (one transition per env)"
+            )
 
     def close(self) -> None:
         self.envs.close()

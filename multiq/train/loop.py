@@ -34,6 +34,7 @@ from multiq.scale.cluster import start_ray
 from multiq.scale.collectors import RayCollector
 from multiq.tracking import Tracker, WandbSettings
 from multiq.train import checkpoint as ckpt
+from multiq.train.async_collector import AsyncCollector
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.collector import Collector
 from multiq.train.phase import Phase
@@ -143,17 +144,31 @@ def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
     )  # fmt: skip
 
 
-COLLECTORS = {"local": _local_collector, "ray": _ray_collector}
+def _async_collector(cfg: Config, phase: Phase, *args) -> AsyncCollector:
+    return AsyncCollector(
+        *args, budget=phase.steps_per_task, env_settings=EnvSettings.from_config(cfg)
+    )
 
 
-def build_collector(cfg: Config, phase: Phase, *args) -> Collector | RayCollector:
-    """The phase's collector: in this process, or Ray actors with `collectors: N` (N >= 1).
+COLLECTORS = {"local": _local_collector, "ray": _ray_collector, "async": _async_collector}
+
+
+def collector_kind(cfg: Config) -> str:
+    """`COLLECTORS` key of a config: Ray actors with `collectors: N` (N >= 1, already side by
+    side with the learner), else a child process with `async_updates`, else this process."""
+    if cfg.collectors:
+        return "ray"
+    return "async" if cfg.async_updates else "local"
+
+
+def build_collector(cfg: Config, phase: Phase, *args) -> Collector | RayCollector | AsyncCollector:
+    """The phase's collector (`collector_kind`).
 
     Args:
         args: `Collector`'s arguments (tasks, n_envs, seed, replay, policy, rng, restarts,
             record).
     """
-    return COLLECTORS["ray" if cfg.collectors else "local"](cfg, phase, *args)
+    return COLLECTORS[collector_kind(cfg)](cfg, phase, *args)
 
 
 def _no_end_actions(action: Mapping[str, Any], trainer: Trainer) -> None:
@@ -211,7 +226,7 @@ class Trainer:
         self.schedule = build_schedule(
             cfg.task_schedule, cfg.schedule_uniform_mix, cfg.schedule_window
         )
-        self.collector: Collector | RayCollector | None = None
+        self.collector: Collector | RayCollector | AsyncCollector | None = None
         self.recorder: Recorder | None = None
         self.shares: np.ndarray | None = None  # the task schedule's current shares
         self._collector_record = collector_record

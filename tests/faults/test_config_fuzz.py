@@ -195,6 +195,7 @@ BOOL_KEYS: dict[str, Invalid] = {
         "save_replay",
         "tensorboard",
         "progress_bar",
+        "async_updates",
     )
 }
 

@@ -163,3 +163,34 @@ def test_a_second_run_on_a_folder_in_use_is_refused_with_the_holders_pid(tmp_pat
     finally:
         first.terminate()
         finish(first)
+
+
+def group_alive(group: int) -> bool:
+    """True while a process of the process group is alive (zombies excepted)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def test_ctrl_c_with_async_updates_checkpoints_and_leaves_no_child(tmp_path):
+    """Ctrl-C reaches the whole process group: the collector process ignores it, the training
+    process checkpoints, stops the child and exits 130; the resume finishes."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(FAULTS_DIR), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", LAUNCH, *train_args(run_dir, 3_000, "async_updates=true")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    wait_for(training(run_dir, 200), "training")
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the group, child too
+    returncode, stderr = finish(process)
+    assert returncode == 130, stderr
+    assert "stopped by SIGINT at env step" in stderr and "Traceback" not in stderr
+    wait_for(lambda: not group_alive(process.pid), "the collector process to end")
+    resume_to_the_end(run_dir, 3_000)

@@ -1,0 +1,207 @@
+"""`async_updates`: a child process steps the envs while the learner updates.
+
+The replay ratio is the sequential loop's exactly (same updates for the same env steps), runs
+are bit-identical run to run, an interrupted run resumes to the weights of an uninterrupted one,
+the child acts with the learner's weights, and its failures are named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from multiq.api import MultiTaskDQN
+from multiq.errors import EnvError, MultiqError
+from multiq.replay import MultiTaskReplay
+from multiq.tasks.suites import make_taskset
+from multiq.train.async_collector import AsyncCollector, pending_chunk, pending_meta
+from multiq.train.callbacks import Callback
+from multiq.train.state import TrainState
+from multiq.train.stop import Interrupted
+
+FAULTS = Path(__file__).resolve().parents[1] / "faults"
+TWO_GAMES = "minatar:Breakout,minatar:Freeway"
+SMALL = {
+    "tensorboard": False, "progress_bar": False, "eval_episodes": 2, "eval_freq": 0,
+    "learning_starts": 200, "buffer_size": 2_000, "target_update_interval": 100,
+    "log_interval": 250, "checkpoint_freq": 0, "seed": 3,
+}  # fmt: skip
+
+
+def train(run_dir: Path, tasks=TWO_GAMES, steps: int = 1_000, **extra) -> MultiTaskDQN:
+    model = MultiTaskDQN(tasks, run_dir=run_dir, **{**SMALL, **extra})
+    model.learn(steps, evaluate=False)
+    return model
+
+
+def weights(model: MultiTaskDQN) -> dict[str, torch.Tensor]:
+    return model.learner.online.state_dict()
+
+
+def same_weights(a: MultiTaskDQN, b: MultiTaskDQN) -> bool:
+    wa, wb = weights(a), weights(b)
+    return all(torch.equal(wa[name], wb[name]) for name in wa)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "train_freq"), [("uniform", 1), ("uniform", 4), ("progress", 2)]
+)
+def test_async_runs_hold_the_sequential_replay_ratio_exactly(tmp_path, schedule, train_freq):
+    """Samples per env step: the same updates for the same env steps (tolerance: none)."""
+    settings = {"task_schedule": schedule, "train_freq": train_freq}
+    sequential = train(tmp_path / "seq", **settings)
+    side_by_side = train(tmp_path / "async", async_updates=True, **settings)
+    for model in (sequential, side_by_side):
+        assert model.state.env_steps == 1_000
+    assert side_by_side.state.updates == sequential.state.updates > 0
+    if schedule == "uniform":
+        assert side_by_side.state.task_env_steps == sequential.state.task_env_steps
+    else:  # the shares follow the returns, which differ; the budget does not
+        total = sum(sequential.state.task_env_steps.values())
+        assert sum(side_by_side.state.task_env_steps.values()) == total
+
+
+@pytest.mark.parametrize("async_updates", [False, True], ids=["sequential", "async"])
+def test_a_run_is_bit_identical_run_to_run(tmp_path, async_updates):
+    first = train(tmp_path / "a", steps=600, async_updates=async_updates)
+    second = train(tmp_path / "b", steps=600, async_updates=async_updates)
+    assert same_weights(first, second)
+
+
+def test_async_acting_differs_from_the_sequential_loop_only_by_its_lag(tmp_path):
+    """Same envs and budget, one vector step of policy lag: the weights differ (if they did
+    not, acting would not be side by side)."""
+    sequential = train(tmp_path / "seq", steps=600)
+    side_by_side = train(tmp_path / "async", steps=600, async_updates=True)
+    assert not same_weights(sequential, side_by_side)
+
+
+class StopAt(Callback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer) -> bool:
+        if trainer.state.env_steps >= self.step and not trainer._stop.requested:
+            trainer._stop.signal_number = signal.SIGINT
+        return True
+
+
+def test_an_interrupted_async_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    settings = {**SMALL, "save_replay": True, "async_updates": True}
+    whole = MultiTaskDQN(TWO_GAMES, run_dir=tmp_path / "whole", **settings)
+    whole.learn(900, evaluate=False)
+    cut = MultiTaskDQN(TWO_GAMES, run_dir=tmp_path / "cut", **settings)
+    with pytest.raises(Interrupted):
+        cut.learn(900, callbacks=StopAt(413), evaluate=False)
+    resumed = MultiTaskDQN.resume(tmp_path / "cut")
+    resumed.learn(evaluate=False)
+    assert resumed.state.updates == whole.state.updates
+    assert resumed.state.task_env_steps == whole.state.task_env_steps
+    assert same_weights(resumed, whole)
+
+
+def test_a_checkpoint_keeps_the_step_in_flight_and_a_sequential_resume_finishes(tmp_path):
+    settings = {**SMALL, "save_replay": True, "async_updates": True}
+    cut = MultiTaskDQN(TWO_GAMES, run_dir=tmp_path, **settings)
+    with pytest.raises(Interrupted):
+        cut.learn(700, callbacks=StopAt(301), evaluate=False)
+    resumed = MultiTaskDQN.resume(tmp_path, async_updates=False)
+    assert resumed._collector_record["pending"]["tasks"] == ["Breakout", "Freeway"]
+    resumed.learn(evaluate=False)
+    assert resumed.state.env_steps == 700
+
+
+def test_the_child_acts_with_the_weights_the_learner_has_when_a_step_is_requested(tmp_path):
+    model = MultiTaskDQN("minatar:Breakout", run_dir=tmp_path, **SMALL)
+    learner, specs = model.learner, list(model.learner.specs.values())
+    replay = MultiTaskReplay(specs, 100, 1, 1, 0.99)
+    state = TrainState(phase_task_env_steps={"Breakout": 0})
+    rng = np.random.default_rng(0)
+    collector = AsyncCollector(specs, 1, 0, replay, learner.policy, rng, budget=100)
+    try:
+        collector.step(0.0, np.ones(1), state)  # step 1 stored, step 2 requested
+        with torch.no_grad():
+            head = learner.online.heads.heads["Breakout"].advantage
+            head.bias.copy_(torch.tensor([0.0, 0.0, 1e6]))  # greedy action 2 everywhere
+        state.updates += 1  # the learner moved: the next request carries its weights
+        collector.step(0.0, np.ones(1), state)  # step 2 (old weights) stored, step 3 asked
+        collector.step(0.0, np.ones(1), state)  # step 3 stored
+    finally:
+        collector.close()
+    actions = replay.buffers["Breakout"].actions[:3, 0].tolist()
+    assert actions[2] == 2 and len(replay.buffers["Breakout"]) == 3
+
+
+def test_a_kept_step_round_trips_through_its_record():
+    specs = make_taskset(TWO_GAMES)
+    names = [s.name for s in specs]
+    rng = np.random.default_rng(1)
+    chunk_obs = {n: rng.integers(0, 2, (2, 1, *s.obs_shape)).astype(bool)
+                 for n, s in zip(names, specs, strict=True)}  # fmt: skip
+    from multiq.scale.collectors import Chunk
+
+    chunk = Chunk(
+        obs=chunk_obs,
+        actions={n: np.array([[1]]) for n in names},
+        rewards={n: np.array([[0.5]], dtype=np.float32) for n in names},
+        terminated={n: np.array([[False]]) for n in names},
+        truncated={n: np.array([[True]]) for n in names},
+        valid={n: np.array([[True]]) for n in names},
+        finished={"Breakout": [2.0], "Freeway": []},
+        restarts={"Breakout": 0, "Freeway": 1},
+        vector_steps=1,
+    )
+    from multiq.train.async_collector import pending_tensors
+
+    back = pending_chunk(pending_meta(chunk), pending_tensors(chunk))
+    assert back.finished == chunk.finished and back.restarts == chunk.restarts
+    for field in ("obs", "actions", "rewards", "terminated", "truncated", "valid"):
+        for name in names:
+            assert np.array_equal(getattr(back, field)[name], getattr(chunk, field)[name])
+
+
+def test_an_env_error_in_the_child_names_task_and_step_and_the_resume_finishes(tmp_path):
+    sys.path.insert(0, str(FAULTS))
+    task = [{"id": "gym:faulty_envs:FaultyCartPole-v0", "name": "Faulty",
+             "kwargs": {"fault": "raise", "at_step": 400}}]  # fmt: skip
+    model = MultiTaskDQN(task, run_dir=tmp_path, async_updates=True, **SMALL)
+    with pytest.raises(EnvError) as info:
+        model.learn(500, evaluate=False)
+    message = str(info.value)
+    assert "task 'Faulty': env 0 raised while stepping: RuntimeError: injected" in message
+    step = int(re.search(r"at env step (\d+)", message).group(1))
+    # the child counts env.step calls (not the reset steps): the fault comes at step >= 400
+    assert 400 <= step < 500 and "--resume" in message
+    resumed = MultiTaskDQN.resume(tmp_path)
+    assert resumed.state.env_steps == step
+    resumed.learn(evaluate=False)  # a new child counts < 400 steps: no fault this time
+    assert resumed.state.env_steps == 500
+
+
+class KillChild(Callback):
+    def on_step(self, trainer) -> bool:
+        if trainer.state.env_steps == 50:
+            os.kill(trainer.collector._process.pid, signal.SIGKILL)
+        return True
+
+
+def test_a_collector_process_that_dies_is_named_and_leaves_a_checkpoint(tmp_path):
+    model = MultiTaskDQN("minatar:Breakout", run_dir=tmp_path, async_updates=True, **SMALL)
+    with pytest.raises(MultiqError, match=r"collector process .*died with exit code -9"):
+        model.learn(500, callbacks=KillChild(), evaluate=False)
+    assert MultiTaskDQN.resume(tmp_path).state.env_steps >= 50
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="signals to a process group")
+def test_no_child_process_outlives_a_run(tmp_path):
+    import multiprocessing
+
+    train(tmp_path, steps=300, async_updates=True)
+    assert not multiprocessing.active_children()
