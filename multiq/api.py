@@ -16,6 +16,7 @@ from multiq.agents.policy import Policy
 from multiq.config import Config, config_changes
 from multiq.continual import PHASE_END_ACTIONS, prepare_sequence
 from multiq.defaults import apply_task_defaults
+from multiq.env_backends import EnvSettings
 from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
@@ -346,7 +347,8 @@ class MultiTaskDQN:
         names = tasks if tasks is not None else self.task_names
         specs = [self.learner.specs[n] for n in names]
         with torch_threads(self.config.torch_threads):
-            return evaluate_summary(self.policy, specs, episodes, eps, seed)
+            settings = EnvSettings.from_config(self.config)
+            return evaluate_summary(self.policy, specs, episodes, eps, seed, settings)
 
     # --- persistence -------------------------------------------------------------------------
 

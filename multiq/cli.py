@@ -147,6 +147,7 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     train.add_argument("--seed", type=int, help="random seed")
     _add_threads_option(train)
+    _add_env_options(train)
     train.add_argument(
         "--add-tasks",
         metavar="ID[,ID]",
@@ -365,6 +366,28 @@ def _add_threads_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_env_options(parser: argparse.ArgumentParser) -> None:
+    from multiq.config import ENV_BACKEND_NAMES
+
+    parser.add_argument(
+        "--env-backend",
+        choices=ENV_BACKEND_NAMES,
+        help="how each task's envs run (config key env_backend; default inprocess)",
+    )
+    parser.add_argument(
+        "--env-workers",
+        type=int,
+        metavar="N",
+        help="subprocess: processes per task; envpool: threads per task (config key env_workers)",
+    )
+
+
+def _env_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config changes of `--env-backend` and `--env-workers` that were given."""
+    flags = {"env_backend": args.env_backend, "env_workers": args.env_workers}
+    return {key: value for key, value in flags.items() if value is not None}
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="env steps per task of the new phase")
     parser.add_argument(
@@ -374,6 +397,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     parser.add_argument("--seed", type=int, help="random seed")
     _add_threads_option(parser)
+    _add_env_options(parser)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -389,6 +413,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         "torch_threads": args.torch_threads,
     }
     changes.update({key: value for key, value in flags.items() if value is not None})
+    changes.update(_env_flags(args))
     return changes
 
 
@@ -432,7 +457,7 @@ def _config_from_args(args: argparse.Namespace):
         "torch_threads": args.torch_threads,
     }
     changes = {key: value for key, value in flags.items() if value is not None}
-    return cfg.with_overrides(args.set, **changes)
+    return cfg.with_overrides(args.set, **changes, **_env_flags(args))
 
 
 def cmd_continual(args: argparse.Namespace) -> int:
@@ -579,7 +604,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config or args.tasks or args.set or args.seed is not None:
             raise MultiqError(
                 "--resume continues a run with its own config; give only --steps, "
-                "--device or --torch-threads with it"
+                "--device, --torch-threads, --env-backend or --env-workers with it"
             )
         if args.run_dir:
             raise MultiqError(
@@ -589,6 +614,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps = {"total_steps_per_task": args.steps} if args.steps and not args.add_tasks else {}
         if args.torch_threads is not None:
             steps["torch_threads"] = args.torch_threads
+        steps.update(_env_flags(args))
         model = MultiTaskDQN.resume(args.resume, device=args.device, **steps)
         print(f"resuming {args.resume} at {model.state.env_steps} env steps per task")
         if args.add_tasks:

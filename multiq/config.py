@@ -71,6 +71,9 @@ MAX_EVAL_EPISODES = 10_000
 MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded
 MAX_NESTING_DEPTH = 64  # levels of a YAML document or of a task's kwargs
 
+# `env_backend` values: the keys of `multiq.env_backends.ENV_BACKENDS` (a test keeps them equal;
+# config stays free of the env modules' imports).
+ENV_BACKEND_NAMES = ("inprocess", "subprocess", "envpool")
 LOGGERS = ("csv", "tensorboard", "wandb")  # `loggers` entries (multiq.tracking writes them)
 _OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
 
@@ -233,6 +236,16 @@ class Config:
             actors (their policy is at most this many updates plus one chunk behind); >= 1.
         ray_address: collectors: the Ray cluster's HOST:PORT (or ``auto``); "" starts Ray on
             this machine.
+        env_backend: how each task's envs run (`multiq.env_backends`): ``inprocess`` (in the
+            training process), ``subprocess`` (split over `env_workers` worker processes per
+            task; the same transitions as in process) or ``envpool`` (Atari tasks on EnvPool
+            with `env_workers` threads per task, other tasks in process; needs
+            ``pip install 'multiq[envpool]'``). It applies to a run's training and evaluation
+            envs; the inner loops of meta-learning and adapt-k stay in process. Not with
+            `collectors`; ``subprocess`` not with `async_updates: true` (``auto`` then steps
+            them from the training process).
+        env_workers: processes (``subprocess``) or EnvPool threads (``envpool``) per task, each
+            stepping a slice of the task's `n_envs` envs (at most `n_envs`); in [1, 1024].
         async_updates: act and learn side by side (`multiq.train.async_collector`): a child
             process steps the envs one vector step ahead while the learner updates, with the
             sequential loop's replay ratio and acting one vector step behind it. ``true``
@@ -318,6 +331,8 @@ class Config:
     env_restarts: int = 3  # on_env_error restart: rebuilds per task before stopping anyway
     seed: int = 0  # random seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    env_backend: str = "inprocess"  # inprocess | subprocess | envpool (multiq.env_backends)
+    env_workers: int = 1  # subprocess: processes per task; envpool: threads per task
     env_imports: list[str] = dataclasses.field(default_factory=list)  # modules that register envs
     tensorboard: bool = True  # write TensorBoard logs
     loggers: list[str] = dataclasses.field(default_factory=lambda: ["csv", "tensorboard"])
@@ -670,7 +685,7 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
 # How a run is executed, not what it learns: a resume may change them.
 KEYS_A_RESUME_CHANGES = (
     "total_steps_per_task", "device", "torch_threads", "collectors", "collector_chunk",
-    "broadcast_interval", "ray_address", "async_updates",
+    "broadcast_interval", "ray_address", "env_backend", "env_workers", "async_updates",
 )  # fmt: skip
 
 
@@ -1032,6 +1047,8 @@ _RULES: dict[str, _Rule] = {
     "on_env_error": _one_of("stop", "restart"),
     "torch_threads": _between(0, 1024),
     "collectors": _between(0, 1024),
+    "env_backend": _one_of(*ENV_BACKEND_NAMES),
+    "env_workers": _between(1, 1024),
     "collector_chunk": _between(1, 1_000_000),
     "broadcast_interval": _at_least(1),
     "env_restarts": _between(0, 1000),
@@ -1091,6 +1108,19 @@ _CROSS_RULES: tuple[_CrossRule, ...] = (
         lambda batch_size, buffer_size: batch_size <= buffer_size,
         "batch_size ({batch_size}) > buffer_size ({buffer_size}): a batch would be larger than "
         "the replay buffer; lower batch_size or raise buffer_size",
+    ),
+    (
+        ("collectors", "env_backend"),
+        lambda collectors, backend: collectors == 0 or backend == "inprocess",
+        "collectors ({collectors}) step their envs inside Ray actors, so env_backend "
+        "({env_backend}) cannot apply; set collectors 0 or env_backend inprocess",
+    ),
+    (
+        ("async_updates", "env_backend"),
+        lambda async_updates, backend: async_updates is not True or backend != "subprocess",
+        "async_updates steps the envs in a daemon child process, which cannot start the env "
+        "worker processes of env_backend subprocess; set async_updates false or auto (auto "
+        "keeps subprocess envs in the training process), or env_backend inprocess or envpool",
     ),
     (
         ("learning_starts", "train_freq", "n_envs", "total_steps_per_task"),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from multiq import make_taskset
-from multiq.envs import EpisodeTracker, MultiTaskEnvs, TaskEnvs
+from multiq.envs import EpisodeTracker, MultiTaskEnvs
+from multiq.task_envs import TaskEnvs
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_recorded_envs_are_restored_exactly_and_continue_identically(entry):
         expected, got = envs.step(actions), restored.step(actions)
         for a, b in zip(expected, got, strict=True):
             assert np.array_equal(a, b)
-    assert max(restored.episode_index) >= 1  # episodes ended and were reseeded
+    assert max(restored.history.episode_index) >= 1  # episodes ended and were reseeded
 
 
 def test_an_env_that_cannot_be_restored_starts_a_new_episode(caplog):
@@ -156,5 +157,5 @@ def test_an_env_that_cannot_be_restored_starts_a_new_episode(caplog):
     with caplog.at_level("WARNING", logger="multiq"):
         got = restored.restore(record, obs + 1.0)  # not what the replay gives
     assert "could not be restored exactly" in caplog.text
-    assert restored.episode_index == [1] and restored.actions == [[]]
+    assert restored.history.episode_index == [1] and restored.history.actions == [[]]
     assert got.shape == obs.shape

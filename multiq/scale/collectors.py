@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from multiq.agents.policy import Policy
+from multiq.env_backends import EnvSettings
 from multiq.envs import RECENT_EPISODES, MultiTaskEnvs
 from multiq.errors import MultiqError
 from multiq.mtl.schedules import StepAllocator, TaskStats
@@ -86,6 +87,7 @@ class CollectorWorker:
         policy: a CPU snapshot of the policy.
         noise_seed: seeds the exploration noise.
         restarts: envs rebuilt per task after raising before an env error stops the run.
+        env_settings: how the envs run (`env_backend`); default in this process.
     """
 
     def __init__(
@@ -96,12 +98,13 @@ class CollectorWorker:
         policy: Policy,
         noise_seed: Sequence[int],
         restarts: int = 0,
+        env_settings: EnvSettings | None = None,
     ):
         torch.set_num_threads(1)  # this process is one collector: one core
         self.names = [t.name for t in tasks]
         self.policy = policy
         self.rng = np.random.default_rng(list(noise_seed))
-        self.envs = MultiTaskEnvs(tasks, n_envs, seed, restarts=restarts)
+        self.envs = MultiTaskEnvs(tasks, n_envs, seed, restarts=restarts, settings=env_settings)
         self.obs = self.envs.reset()
         self._reported = {name: 0 for name in self.names}  # finished episodes sent so far
 

@@ -1,7 +1,8 @@
 """The `atari` suite: ALE games with the standard DQN preprocessing.
 
-Each env is `ALE/<Game>-v5` made with `frameskip=1`, then `AtariPreprocessing` (30 no-op
-starts, frame skip 4, 84x84 grayscale, uint8) and `FrameStackObservation(4)`, giving
+Each env is `ALE/<Game>-v5` made with `frameskip=1`, then `AtariPreprocessing` (up to
+`noop_max` no-op starts, default 30; frame skip 4, 84x84 grayscale, uint8) and
+`FrameStackObservation(4)`, giving
 (4, 84, 84) uint8 observations. Training envs clip rewards to their sign (option
 `clip_rewards`) and may end episodes on life loss (option `terminal_on_life_loss`); the
 evaluation variant does neither.
@@ -27,6 +28,7 @@ OPTIONS: dict[str, Any] = {
     "terminal_on_life_loss": False,
     "clip_rewards": True,
     "full_action_space": False,
+    "noop_max": 30,
 }
 FRAME_STACK = 4
 SUMMARY = "ALE Atari games, 4 stacked 84x84 grayscale uint8 frames"
@@ -51,6 +53,10 @@ def make_atari(
     Returns:
         The wrapped env.
     """
+    if options["noop_max"] < 0:
+        raise TaskError(
+            f"task {name!r}: the atari option noop_max must be >= 0, got {options['noop_max']}"
+        )
     register_ale()
     ale_kwargs = {
         "frameskip": 1,
@@ -61,7 +67,7 @@ def make_atari(
     try:
         env = AtariPreprocessing(
             env,
-            noop_max=30,
+            noop_max=options["noop_max"],
             frame_skip=4,
             screen_size=84,
             grayscale_obs=True,

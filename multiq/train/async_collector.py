@@ -46,6 +46,7 @@ import torch
 import torch.multiprocessing as mp
 
 from multiq.agents.policy import Policy
+from multiq.env_backends import EnvSettings
 from multiq.errors import ConfigError, EnvError, MultiqError, NonFiniteError
 from multiq.replay import MultiTaskReplay
 from multiq.scale.collectors import Chunk, ChunkStore, CollectorWorker, cpu_snapshot
@@ -123,6 +124,8 @@ class AsyncCollector(ChunkStore):
         restarts: envs rebuilt per task after raising before an env error stops the run.
         record: a saved `record()` (of this or the in-process collector) to continue from.
         budget: the phase's env steps per task (no request goes past it).
+        env_settings: how the child's envs run (``inprocess`` or ``envpool``: the child is a
+            daemon process, which cannot start env workers).
     """
 
     def __init__(
@@ -137,6 +140,7 @@ class AsyncCollector(ChunkStore):
         record: Mapping[str, Any] | None = None,
         *,
         budget: int,
+        env_settings: EnvSettings | None = None,
     ):
         super().__init__(tasks, n_envs, replay)
         self.policy, self.budget = policy, budget
@@ -152,7 +156,9 @@ class AsyncCollector(ChunkStore):
         # a resumed child takes its noise state from the record: the run's rng is not drawn
         resumed = child_record is not None and child_record["noise"] is not None
         noise_seed = (0, 0) if resumed else (int(rng.integers(2**31)), 0)
-        worker_args = (list(tasks), n_envs, self.seed, snapshot, noise_seed, restarts)
+        worker_args = (
+            list(tasks), n_envs, self.seed, snapshot, noise_seed, restarts, env_settings
+        )  # fmt: skip
         self._start(worker_args, child_record)
 
     # --- the child -----------------------------------------------------------------------------

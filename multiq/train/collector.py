@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from multiq.agents.policy import Policy
+from multiq.env_backends import EnvSettings
 from multiq.envs import MultiTaskEnvs
 from multiq.errors import EnvError, NonFiniteError
 from multiq.mtl.schedules import StepAllocator, TaskStats
@@ -42,6 +43,7 @@ class Collector:
         rng: exploration noise.
         restarts: envs rebuilt per task after raising before an env error stops the run.
         record: a saved `record()` to continue from instead of resetting the envs.
+        env_settings: how the envs run (`env_backend`, `env_workers`); default in this process.
     """
 
     def __init__(
@@ -54,16 +56,23 @@ class Collector:
         rng: np.random.Generator,
         restarts: int = 0,
         record: Mapping[str, Any] | None = None,
+        env_settings: EnvSettings | None = None,
     ):
         self.names = [t.name for t in tasks]
         self.n_envs = n_envs
         self.replay, self.policy, self.rng = replay, policy, rng
         self.seed = int(record["seed"]) if record is not None else seed
-        self.envs = MultiTaskEnvs(tasks, n_envs, self.seed, restarts=restarts)
-        self.allocator = StepAllocator(len(tasks))
-        self.obs = self.envs.reset()
-        if record is not None:
-            self._restore(record)
+        self.envs = MultiTaskEnvs(
+            tasks, n_envs, self.seed, restarts=restarts, settings=env_settings
+        )
+        try:
+            self.allocator = StepAllocator(len(tasks))
+            self.obs = self.envs.reset()
+            if record is not None:
+                self._restore(record)
+        except BaseException:
+            self.envs.close()  # worker processes must not outlive a collector that never was
+            raise
 
     def step(self, epsilon: float, shares: np.ndarray, state: TrainState) -> None:
         """One vector step of the tasks the shares pick; counts their env steps in `state`.

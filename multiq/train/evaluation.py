@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from multiq.agents.policy import Policy
+from multiq.env_backends import EnvSettings
 from multiq.envs import MultiTaskEnvs
 from multiq.tasks.spec import TaskSpec
 
@@ -22,16 +23,18 @@ def evaluate_policy(
     epsilon: float,
     seed: int,
     max_steps: int = EVAL_MAX_STEPS,
+    settings: EnvSettings | None = None,
 ) -> dict[str, np.ndarray]:
     """Returns of `episodes` episodes per task, played with an epsilon-greedy policy.
 
     Each of the `episodes` envs of a task plays exactly one episode, so short episodes are not
-    over-represented. `epsilon=1` measures the uniformly random policy.
+    over-represented. `epsilon=1` measures the uniformly random policy. `settings`: how the
+    envs run (default in this process).
 
     Returns:
         task name -> [episodes] float array of undiscounted returns.
     """
-    envs = MultiTaskEnvs(tasks, episodes, seed, evaluation=True)
+    envs = MultiTaskEnvs(tasks, episodes, seed, evaluation=True, settings=settings)
     rng = np.random.default_rng(seed)
     totals = {t.name: np.zeros(episodes) for t in tasks}
     ended = {t.name: np.zeros(episodes, dtype=bool) for t in tasks}
@@ -53,10 +56,15 @@ def evaluate_policy(
 
 
 def evaluate_summary(
-    policy: Policy, tasks: Sequence[TaskSpec], episodes: int, epsilon: float, seed: int
+    policy: Policy,
+    tasks: Sequence[TaskSpec],
+    episodes: int,
+    epsilon: float,
+    seed: int,
+    settings: EnvSettings | None = None,
 ) -> dict[str, dict[str, float]]:
     """Task name -> {return_mean, return_std, episodes} of an epsilon-greedy policy."""
-    returns = evaluate_policy(policy, tasks, episodes, epsilon, seed)
+    returns = evaluate_policy(policy, tasks, episodes, epsilon, seed, settings=settings)
     return {name: summarise(r) for name, r in returns.items()}
 
 

@@ -24,6 +24,7 @@ from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
 from multiq.config import Config, config_changes
+from multiq.env_backends import EnvSettings
 from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_memory
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
@@ -134,7 +135,7 @@ def wandb_settings(cfg: Config, run_dir: Path) -> WandbSettings | None:
 
 
 def _local_collector(cfg: Config, phase: Phase, *args) -> Collector:
-    return Collector(*args)
+    return Collector(*args, env_settings=EnvSettings.from_config(cfg))
 
 
 def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
@@ -146,7 +147,9 @@ def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
 
 
 def _async_collector(cfg: Config, phase: Phase, *args) -> AsyncCollector:
-    return AsyncCollector(*args, budget=phase.steps_per_task)
+    return AsyncCollector(
+        *args, budget=phase.steps_per_task, env_settings=EnvSettings.from_config(cfg)
+    )
 
 
 COLLECTORS = {"local": _local_collector, "ray": _ray_collector, "async": _async_collector}
@@ -159,8 +162,9 @@ def collector_kind(cfg: Config, phase: Phase) -> str:
     if cfg.collectors:
         return "ray"
     wanted = cfg.async_updates
-    if wanted == "auto":
-        wanted = async_pays(phase.steps_per_task * len(phase.tasks))
+    if wanted == "auto":  # a daemon child cannot start subprocess envs' workers
+        in_child = cfg.env_backend != "subprocess"
+        wanted = in_child and async_pays(phase.steps_per_task * len(phase.tasks))
     return "async" if wanted else "local"
 
 
@@ -276,7 +280,9 @@ class Trainer:
             progress_bar=cfg.progress_bar, start_step=state.env_steps,
             start_wall_s=state.wall_time_s, wandb=wandb_settings(cfg, self.run_dir),
         )  # fmt: skip
-        self.recorder = Recorder(tracker, state, cfg.seed + EVAL_SEED_OFFSET)
+        self.recorder = Recorder(
+            tracker, state, cfg.seed + EVAL_SEED_OFFSET, EnvSettings.from_config(cfg)
+        )
         try:
             if cfg.collectors:  # before the stop handlers: Ray's start puts in its own SIGTERM
                 start_ray(cfg.ray_address, cfg.collectors)

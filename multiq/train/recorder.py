@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from multiq.agents.policy import Policy
+from multiq.env_backends import EnvSettings
 from multiq.rundir import random_return_key, return_key
 from multiq.tasks.spec import TaskSpec
 from multiq.tracking import Tracker
@@ -29,10 +30,18 @@ class Recorder:
         tracker: where rows go.
         state: the run's counters (evaluations are kept there).
         eval_seed: base seed of evaluation envs (the step is added, so evaluations differ).
+        env_settings: how the evaluation envs run (default in this process).
     """
 
-    def __init__(self, tracker: Tracker, state: TrainState, eval_seed: int):
+    def __init__(
+        self,
+        tracker: Tracker,
+        state: TrainState,
+        eval_seed: int,
+        env_settings: EnvSettings | None = None,
+    ):
         self.tracker, self.state, self.eval_seed = tracker, state, eval_seed
+        self.env_settings = env_settings
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
         self._names: list[str] = []
@@ -104,7 +113,7 @@ class Recorder:
     ) -> dict[str, dict[str, Any]]:
         """Task name -> {return_mean, return_std, episodes} of the policy on `tasks`."""
         seed = self.eval_seed + self.state.env_steps
-        return evaluate_summary(policy, tasks, episodes, epsilon, seed)
+        return evaluate_summary(policy, tasks, episodes, epsilon, seed, self.env_settings)
 
     def record_evaluation(
         self, policy: Policy, tasks: Sequence[TaskSpec], episodes: int, epsilon: float

@@ -118,6 +118,7 @@ INT_KEYS: dict[str, Invalid] = {
     "seed": _int_key(0, MAX_SEED),
     "torch_threads": _int_key(0, 1024),
     "collectors": _int_key(0, 1024),
+    "env_workers": _int_key(1, 1024),
     "collector_chunk": _int_key(1, 1_000_000),
     "broadcast_interval": _int_key(1),
 }
@@ -231,6 +232,7 @@ STR_KEYS: dict[str, Invalid] = {
     "balancer": NAME,
     "task_schedule": NAME,
     "on_env_error": _choice_key("stop|restart"),
+    "env_backend": _choice_key("inprocess|subprocess|envpool"),
     "head_init": _choice_key("fresh|mean"),
     "meta_algo": NAME,
     "wandb_project": NAME,

@@ -61,13 +61,22 @@ def test_life_loss_terminal_only_in_training():
 
 
 def test_ale_options_are_passed_on():
-    kwargs = {"repeat_action_probability": 0.0, "full_action_space": True, "clip_rewards": False}
+    kwargs = {
+        "repeat_action_probability": 0.0, "full_action_space": True, "clip_rewards": False,
+        "noop_max": 1,
+    }  # fmt: skip
     task = make_taskset([{"id": "atari:Tetris", "kwargs": kwargs}])[0]
     env = task.make_env()
     assert task.num_actions == 18
     assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
     assert find_wrapper(env, TransformReward) is None
+    assert find_wrapper(env, AtariPreprocessing).noop_max == 1
     assert task.source["kwargs"] == {**kwargs, "terminal_on_life_loss": False}
+
+
+def test_a_negative_noop_max_is_refused():
+    with pytest.raises(TaskError, match="noop_max must be >= 0, got -1"):
+        make_taskset([{"id": "atari:Tetris", "kwargs": {"noop_max": -1}}])
 
 
 def test_missing_ale_py_is_a_task_error(monkeypatch):

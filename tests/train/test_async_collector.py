@@ -235,6 +235,9 @@ def test_auto_steps_the_envs_side_by_side_where_it_pays(
     cfg = config.Config(async_updates=setting)
     assert loop.collector_kind(cfg, phase_of(steps, 5)) == kind
     assert loop.collector_kind(cfg.replace(collectors=2), phase_of(steps, 5)) == "ray"
+    if setting == "auto":
+        workers = cfg.replace(env_backend="subprocess")
+        assert loop.collector_kind(workers, phase_of(steps, 5)) == "local"
 
 
 def test_the_multiq_command_is_told_from_a_users_script(monkeypatch):
