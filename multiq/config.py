@@ -255,6 +255,9 @@ class Config:
             it is measured faster: runs started by the `multiq` command, on >= 2 cores, for a
             phase of >= 100,000 env steps of all tasks (`multiq.train.loop.collector_kind`).
             No effect with `collectors` (Ray actors already act side by side).
+        async_chunk: async_updates: vector steps per request to the collector process (its
+            policy is at most 2 * async_chunk - 1 vector steps behind the learner); in
+            [1, 1000000].
         env_imports: Python modules imported before the tasks are built, so that the envs they
             register exist (e.g. ``[my_package.envs]``); `gym:<module>:<EnvId>` does the same
             for one id.
@@ -345,6 +348,7 @@ class Config:
     broadcast_interval: int = 100  # collectors: updates between weight snapshots to the actors
     ray_address: str = ""  # collectors: a Ray cluster's HOST:PORT; "" = Ray on this machine
     async_updates: bool | str = "auto"  # true | false | auto: a child process steps the envs
+    async_chunk: int = 8  # async_updates: vector steps per request to the collector process
 
     def __post_init__(self) -> None:
         errors, invalid = [], set()
@@ -686,6 +690,7 @@ def _yaml_error(source: Path | str, error: yaml.YAMLError) -> str:
 KEYS_A_RESUME_CHANGES = (
     "total_steps_per_task", "device", "torch_threads", "collectors", "collector_chunk",
     "broadcast_interval", "ray_address", "env_backend", "env_workers", "async_updates",
+    "async_chunk",
 )  # fmt: skip
 
 
@@ -1050,6 +1055,7 @@ _RULES: dict[str, _Rule] = {
     "env_backend": _one_of(*ENV_BACKEND_NAMES),
     "env_workers": _between(1, 1024),
     "collector_chunk": _between(1, 1_000_000),
+    "async_chunk": _between(1, 1_000_000),
     "broadcast_interval": _at_least(1),
     "env_restarts": _between(0, 1000),
     "seed": _between(0, MAX_SEED),

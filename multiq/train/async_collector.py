@@ -6,20 +6,25 @@ child process (started with ``spawn``, one torch thread) holds the phase's envs 
 the policy whose weights live in shared memory; the training process keeps the replay, the
 learner and everything else. Each call of `step`:
 
-1. takes the child's answer to the request sent by the previous call (one vector step of the
-   tasks the step allocator picked: actions, rewards, next observations, flags, finished
-   episodes) and puts it in the replay and the step counts, as the sequential loop does;
+1. takes the child's answer to the request sent by the previous call (`async_chunk` vector
+   steps of the tasks the step allocator picked: actions, rewards, next observations, flags,
+   finished episodes) and puts it in the replay and the step counts, as the sequential loop
+   does;
 2. copies the learner's current weights into the shared memory (when updates have run since the
    last copy) and sends the next request, unless the phase's budget is reached.
 
 The child then acts and steps the envs while the training loop runs the updates that are due.
+A chunk of several vector steps keeps the child busy between the updates (at `train_freq` 4
+only one vector step in four has an update) and spreads a request's cost over its steps.
 
 - **Replay ratio.** The env steps that reach the replay, and so the updates that are due, are
-  exactly those of the sequential loop: the same number of samples per env step.
-- **Staleness.** Vector step k + 1 acts with the weights from before the updates of vector step
-  k (those run while it steps): one vector step behind the sequential loop, i.e. at most
-  `gradient_steps` updates (one update round is due per vector step at most, train_freq >= 1).
-  Its epsilon and task-schedule shares are those of step k.
+  exactly those of the sequential loop over a phase (each task the same env steps, the run the
+  same updates): the same number of samples per env step. Within a chunk the updates run after
+  its steps are stored, and a target update due inside it comes after them.
+- **Staleness.** A chunk acts with the weights from before the updates of the previous chunk
+  (those run while it steps): with chunks of K vector steps, at most 2K - 1 vector steps (and
+  their updates, `gradient_steps` per update round) behind the sequential loop. Its epsilon and
+  task-schedule shares are those at its request.
 - **Reproducible.** The exchange is in lock step and the child's exploration noise has its own
   seed, so a run is bit-identical run to run (for given thread counts). It differs from the
   sequential loop's run, whose acting sees one vector step more of learning.
@@ -124,6 +129,7 @@ class AsyncCollector(ChunkStore):
         restarts: envs rebuilt per task after raising before an env error stops the run.
         record: a saved `record()` (of this or the in-process collector) to continue from.
         budget: the phase's env steps per task (no request goes past it).
+        chunk: vector steps per request (`async_chunk`).
         env_settings: how the child's envs run (``inprocess`` or ``envpool``: the child is a
             daemon process, which cannot start env workers).
     """
@@ -140,10 +146,11 @@ class AsyncCollector(ChunkStore):
         record: Mapping[str, Any] | None = None,
         *,
         budget: int,
+        chunk: int = 1,
         env_settings: EnvSettings | None = None,
     ):
         super().__init__(tasks, n_envs, replay)
-        self.policy, self.budget = policy, budget
+        self.policy, self.budget, self.chunk = policy, budget, chunk
         self.seed = int(record["seed"]) if record is not None else seed
         self._pending: Chunk | None = None  # an answer taken in but not stored yet
         self._in_flight = False
@@ -240,12 +247,23 @@ class AsyncCollector(ChunkStore):
 
     def _request(self, epsilon: float, shares: np.ndarray, state: TrainState) -> None:
         self._credit_before = self.allocator.credit.copy()
-        active = self.allocator.active(shares)
-        counts = {n: 1 for n, a in zip(self.names, active, strict=True) if a}
+        counts = self._counts(shares, state)
         popart = self._sync_weights(state.updates)
         progress = state.phase_env_steps / max(self.budget, 1)
         self._send(("step", counts, float(epsilon), progress, popart))
         self._in_flight = True
+
+    def _counts(self, shares: np.ndarray, state: TrainState) -> dict[str, int]:
+        """Task name -> vector steps of the next request: `chunk` runs of the step allocator,
+        stopping where the sequential loop would (the phase's env steps of all tasks reach
+        `budget * T`)."""
+        total = sum(state.phase_task_env_steps[n] for n in self.names)
+        limit, counts = self.budget * len(self.names), np.zeros(len(self.names), dtype=np.int64)
+        for _ in range(self.chunk):
+            if total + counts.sum() * self.n_envs >= limit:
+                break
+            counts += self.allocator.active(shares)
+        return {n: int(c) for n, c in zip(self.names, counts, strict=True) if c}
 
     def _sync_weights(self, updates: int) -> dict | None:
         """Copies the learner's weights to the child's when updates ran since the last copy;

@@ -148,8 +148,9 @@ def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
 
 def _async_collector(cfg: Config, phase: Phase, *args) -> AsyncCollector:
     return AsyncCollector(
-        *args, budget=phase.steps_per_task, env_settings=EnvSettings.from_config(cfg)
-    )
+        *args, budget=phase.steps_per_task, chunk=cfg.async_chunk,
+        env_settings=EnvSettings.from_config(cfg),
+    )  # fmt: skip
 
 
 COLLECTORS = {"local": _local_collector, "ray": _ray_collector, "async": _async_collector}

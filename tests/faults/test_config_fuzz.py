@@ -118,6 +118,7 @@ INT_KEYS: dict[str, Invalid] = {
     "seed": _int_key(0, MAX_SEED),
     "torch_threads": _int_key(0, 1024),
     "collectors": _int_key(0, 1024),
+    "async_chunk": _int_key(1, 1_000_000),
     "env_workers": _int_key(1, 1024),
     "collector_chunk": _int_key(1, 1_000_000),
     "broadcast_interval": _int_key(1),
