@@ -183,10 +183,18 @@ class AsyncCollector(ChunkStore):
             raise ConfigError(start_failure(error)) from None
         finally:
             child_conn.close()
-        self._receive(START_TIMEOUT_S)
+        self._starting = True  # its first answer says it is ready: not waited for here
 
     def _receive(self, timeout_s: float | None = None) -> Any:
-        """The child's next answer; raises what it raised, or MultiqError if it died."""
+        """The child's next answer (after its ready message, the first time); raises what it
+        raised, or MultiqError if it died."""
+        if self._starting:
+            self._starting = False
+            self._answer(START_TIMEOUT_S)
+        return self._answer(timeout_s)
+
+    def _answer(self, timeout_s: float | None = None) -> Any:
+        """One answer of the child; raises what it raised, or MultiqError if it died."""
         waited = 0.0
         while not self._conn.poll(POLL_S):
             waited += POLL_S

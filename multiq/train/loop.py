@@ -357,17 +357,18 @@ class Trainer:
         cfg, state, learner = self.cfg, self.state, self.learner
         specs = [learner.specs[n] for n in phase.tasks]
         self.recorder.tracker.task_names = list(phase.tasks)  # the progress bar shows these
-        self._start_phase(phase, specs, evaluate)
         record, self._collector_record = self._collector_record, None
         if record is not None and list(record["tasks"]) != list(phase.tasks):
             record = None  # saved in another phase
         restarts = cfg.env_restarts if cfg.on_env_error == "restart" else 0
+        # built first: a collector process starts (seconds) while the phase's evaluations run
         self.collector = build_collector(
             cfg, phase, specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay,
             learner.policy, self.rng, restarts, record,
         )  # fmt: skip
         self.shares = np.array(record["shares"]) if record and "shares" in record else None
         try:
+            self._start_phase(phase, specs, evaluate)
             finished = self._train(phase, evaluate)
         finally:
             self.collector.close()
