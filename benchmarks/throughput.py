@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from sb3_minatar import run_sb3
-
 from multiq.threads import usable_cores
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
@@ -103,6 +101,10 @@ def warn_if_busy(load: float) -> None:
 
 def sb3_steps_per_sec(steps: int, train_freq: int, seed: int) -> float:
     """Train SB3 DQN on the five games one after another; return total env steps per second."""
+    # imported here: async_updates' child process imports this script again (spawn), and SB3
+    # would add 2 s to its start that no multiq run pays
+    from sb3_minatar import run_sb3
+
     seconds = 0.0
     for game in GAMES:
         pin_threads()
