@@ -190,6 +190,19 @@ class ChunkStore:
         self.recent = {n: deque(maxlen=RECENT_EPISODES) for n in self.names}
         self._restarts = {n: 0 for n in self.names}
 
+    def _allocate(
+        self, shares: np.ndarray, taken: int, budget: int, vector_steps: int
+    ) -> np.ndarray:
+        """[T] vector steps per task of the next `vector_steps` runs of the step allocator,
+        stopping where the sequential loop would: when the phase's env steps of all tasks
+        (`taken` so far) reach `budget * T`."""
+        limit, counts = budget * len(self.names), np.zeros(len(self.names), dtype=np.int64)
+        for _ in range(vector_steps):
+            if taken + int(counts.sum()) * self.n_envs >= limit:
+                break
+            counts += self.allocator.active(shares)
+        return counts
+
     def _store(self, chunk: Chunk, state: TrainState) -> None:
         for name, actions in chunk.actions.items():
             buffer, obs = self.replay.buffers[name], chunk.obs[name]
@@ -371,13 +384,10 @@ class RayCollector(ChunkStore):
         """Runs the step allocator `chunk` vector steps further while the phase's budget
         (`budget * T` env steps of all tasks, as in the sequential loop) lasts; False when it
         is given out."""
-        budget = self.budget * len(self.names)
-        if self._assigned.sum() * self.n_envs >= budget:
+        taken = int(self._assigned.sum()) * self.n_envs
+        if taken >= self.budget * len(self.names):
             return False
-        for _ in range(self.chunk):
-            if self._assigned.sum() * self.n_envs >= budget:
-                break
-            self._assigned += self.allocator.active(shares)
+        self._assigned += self._allocate(shares, taken, self.budget, self.chunk)
         return True
 
     # --- state ---------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def _step(worker: StepWorker, counts, epsilon: float, progress: float, popart_st
 
 
 class AsyncCollector(ChunkStore):
-    """Steps a phase's envs in a child process, one vector step ahead of the learner.
+    """Steps a phase's envs in a child process, one chunk ahead of the learner.
 
     The in-process `Collector`'s interface (see the module docstring for the rules).
 
@@ -262,15 +262,9 @@ class AsyncCollector(ChunkStore):
         self._in_flight = True
 
     def _counts(self, shares: np.ndarray, state: TrainState) -> dict[str, int]:
-        """Task name -> vector steps of the next request: `chunk` runs of the step allocator,
-        stopping where the sequential loop would (the phase's env steps of all tasks reach
-        `budget * T`)."""
-        total = sum(state.phase_task_env_steps[n] for n in self.names)
-        limit, counts = self.budget * len(self.names), np.zeros(len(self.names), dtype=np.int64)
-        for _ in range(self.chunk):
-            if total + counts.sum() * self.n_envs >= limit:
-                break
-            counts += self.allocator.active(shares)
+        """Task name -> vector steps of the next request (`chunk` runs of the allocator)."""
+        taken = sum(state.phase_task_env_steps[n] for n in self.names)
+        counts = self._allocate(shares, taken, self.budget, self.chunk)
         return {n: int(c) for n, c in zip(self.names, counts, strict=True) if c}
 
     def _sync_weights(self, updates: int) -> dict | None:

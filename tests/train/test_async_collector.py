@@ -7,22 +7,34 @@ the child acts with the learner's weights, and its failures are named.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import signal
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from multiq import config
 from multiq.api import MultiTaskDQN
 from multiq.errors import EnvError, MultiqError
 from multiq.replay import MultiTaskReplay
+from multiq.scale.collectors import Chunk
 from multiq.tasks.suites import make_taskset
-from multiq.train.async_collector import AsyncCollector, pending_chunk, pending_meta
+from multiq.train import loop
+from multiq.train.async_collector import (
+    AsyncCollector,
+    main_is_multiq_command,
+    pending_chunk,
+    pending_meta,
+    pending_tensors,
+)
 from multiq.train.callbacks import Callback
+from multiq.train.phase import Phase
 from multiq.train.state import TrainState
 from multiq.train.stop import Interrupted
 
@@ -152,8 +164,6 @@ def test_a_kept_step_round_trips_through_its_record():
     rng = np.random.default_rng(1)
     chunk_obs = {n: rng.integers(0, 2, (2, 1, *s.obs_shape)).astype(bool)
                  for n, s in zip(names, specs, strict=True)}  # fmt: skip
-    from multiq.scale.collectors import Chunk
-
     chunk = Chunk(
         obs=chunk_obs,
         actions={n: np.array([[1]]) for n in names},
@@ -165,8 +175,6 @@ def test_a_kept_step_round_trips_through_its_record():
         restarts={"Breakout": 0, "Freeway": 1},
         vector_steps=1,
     )
-    from multiq.train.async_collector import pending_tensors
-
     back = pending_chunk(pending_meta(chunk), pending_tensors(chunk))
     assert back.finished == chunk.finished and back.restarts == chunk.restarts
     for field in ("obs", "actions", "rewards", "terminated", "truncated", "valid"):
@@ -211,15 +219,11 @@ def test_a_collector_process_that_dies_is_named_and_leaves_a_checkpoint(tmp_path
 
 @pytest.mark.skipif(sys.platform != "linux", reason="signals to a process group")
 def test_no_child_process_outlives_a_run(tmp_path):
-    import multiprocessing
-
     train(tmp_path, steps=300, async_updates=True)
     assert not multiprocessing.active_children()
 
 
 def phase_of(steps: int, tasks: int):
-    from multiq.train.phase import Phase
-
     return Phase(name="p", tasks=tuple(f"T{i}" for i in range(tasks)), steps_per_task=steps)
 
 
@@ -237,9 +241,6 @@ def phase_of(steps: int, tasks: int):
 def test_auto_steps_the_envs_side_by_side_where_it_pays(
     monkeypatch, setting, steps, command, cores, kind
 ):
-    from multiq import config
-    from multiq.train import loop
-
     monkeypatch.setattr(loop, "main_is_multiq_command", lambda: command)
     monkeypatch.setattr(loop, "usable_cores", lambda: cores)
     cfg = config.Config(async_updates=setting)
@@ -251,10 +252,6 @@ def test_auto_steps_the_envs_side_by_side_where_it_pays(
 
 
 def test_the_multiq_command_is_told_from_a_users_script(monkeypatch):
-    import types
-
-    from multiq.train.async_collector import main_is_multiq_command
-
     script = types.ModuleType("__main__")
     script.__file__, script.__spec__ = "/home/me/train.py", None
     command = types.ModuleType("__main__")
