@@ -380,11 +380,21 @@ def _add_env_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="subprocess: processes per task; envpool: threads per task (config key env_workers)",
     )
+    parser.add_argument(
+        "--async-updates",
+        choices=["auto", "true", "false"],
+        help="act in a child process while learning (config key async_updates; default auto)",
+    )
+
+
+_SWITCHES = {"true": True, "false": False}
+"""`--async-updates` words -> config values (``auto`` stays a word)."""
 
 
 def _env_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The config changes of `--env-backend` and `--env-workers` that were given."""
-    flags = {"env_backend": args.env_backend, "env_workers": args.env_workers}
+    """The config changes of `--env-backend`, `--env-workers` and `--async-updates` given."""
+    flags = {"env_backend": args.env_backend, "env_workers": args.env_workers,
+             "async_updates": _SWITCHES.get(args.async_updates, args.async_updates)}  # fmt: skip
     return {key: value for key, value in flags.items() if value is not None}
 
 
@@ -604,7 +614,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config or args.tasks or args.set or args.seed is not None:
             raise MultiqError(
                 "--resume continues a run with its own config; give only --steps, "
-                "--device, --torch-threads, --env-backend or --env-workers with it"
+                "--device, --torch-threads, --env-backend, --env-workers or --async-updates with it"
             )
         if args.run_dir:
             raise MultiqError(

@@ -38,6 +38,10 @@ def test_each_run_is_started_resumed_or_kept(bench, tmp_path):
     (tmp_path / "shared-seed1" / "checkpoint.pt").write_bytes(b"")
     resume = bench.command(args, "shared", 1)
     assert resume[resume.index("--resume") + 1] == str(tmp_path / "shared-seed1")
+    assert new[new.index("--async-updates") + 1] == resume[resume.index("--async-updates") + 1]
+    sequential = bench.parse_args(["--run-root", str(tmp_path), "--async-updates", "false"])
+    resume = bench.command(sequential, "shared", 1)
+    assert resume[resume.index("--async-updates") + 1] == "false"
     finish_run(tmp_path / "shared-seed0", dict.fromkeys(bench.GAMES, 1.0))
     assert bench.command(args, "shared", 0) is None
 

@@ -21,6 +21,7 @@ import torch
 
 from multiq import config
 from multiq.api import MultiTaskDQN
+from multiq.cli import main as cli_main
 from multiq.errors import EnvError, MultiqError
 from multiq.replay import MultiTaskReplay
 from multiq.scale.collectors import Chunk
@@ -261,3 +262,17 @@ def test_the_multiq_command_is_told_from_a_users_script(monkeypatch):
     for main, expected in ((script, False), (command, True), (module, True)):
         monkeypatch.setitem(sys.modules, "__main__", main)
         assert main_is_multiq_command() is expected
+
+
+def test_the_async_updates_flag_sets_the_key_on_a_new_run_and_on_a_resume(tmp_path):
+    run = tmp_path / "r"
+    sets = [a for k, v in SMALL.items() if k != "seed" for a in ("--set", f"{k}={v}")]
+    assert cli_main(["train", "--tasks", "gym:CartPole-v1", "--steps", "300", "--run-dir",
+                     str(run), "--async-updates", "false", *sets]) == 0  # fmt: skip
+    assert "async_updates: false" in (run / "config.yaml").read_text()
+    assert cli_main(["train", "--resume", str(run), "--steps", "400", "--async-updates",
+                     "auto"]) == 0  # fmt: skip
+    assert "async_updates: auto" in (run / "config.yaml").read_text()
+    with pytest.raises(SystemExit) as bad:
+        cli_main(["train", "--tasks", "gym:CartPole-v1", "--async-updates", "yes"])
+    assert bad.value.code == 2
