@@ -78,6 +78,23 @@ LOGGERS = ("csv", "tensorboard", "wandb")  # `loggers` entries (multiq.tracking 
 _OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
 
 
+def _records_given_keys(cls: type) -> type:
+    """Class decorator (outside `dataclass`): the generated `__init__` also stores the keys it
+    was given, positional or by name, as `_given` (`Config.given_keys`); a copy or an
+    unpickled config keeps them in its `__dict__`."""
+    init = cls.__init__
+    names = tuple(f.name for f in fields(cls))
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        object.__setattr__(self, "_given", frozenset([*names[: len(args)], *kwargs]))
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+@_records_given_keys
 @dataclass(frozen=True)
 class Config:
     """Everything that defines a run. Instances are validated on construction and immutable.
@@ -474,21 +491,6 @@ class Config:
 
 CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 """Valid config keys, in declaration order."""
-
-
-def _recording_given_keys(init: Callable[..., None]) -> Callable[..., None]:
-    """Wraps the dataclass's `__init__` so that a config remembers the keys it was given
-    (`Config.given_keys`); a copy or an unpickled config keeps them in its `__dict__`."""
-
-    @functools.wraps(init)
-    def __init__(self: Config, *args: Any, **kwargs: Any) -> None:
-        object.__setattr__(self, "_given", frozenset([*CONFIG_KEYS[: len(args)], *kwargs]))
-        init(self, *args, **kwargs)
-
-    return __init__
-
-
-Config.__init__ = _recording_given_keys(Config.__init__)  # type: ignore[method-assign]
 
 
 # --- defaults by observation family -------------------------------------------------------------
