@@ -14,7 +14,9 @@ moments). Then:
 
 Only parameters move (buffers keep theta's values). The outer loop's env steps (inner loops and
 queries; evaluations excluded) are counted, so pretraining budgets can be matched.
-The run folder gets config.yaml, run.json, meta.csv (one row per iteration, `rundir.META_KEYS`),
+The run folder gets config.yaml, run.json, meta.csv (one row per iteration, `rundir.META_KEYS`;
+the same values go to TensorBoard and W&B as `meta/<key>` at the iterations done, as `loggers`
+asks),
 checkpoint.pt (kind ``meta``, written after every iteration), model.pt (a `MultiTaskDQN` holding
 `META_TASK` with theta, which `multiq transfer` and `multiq adapt` start from; its config has
 `head_init: mean`, so a task added to it starts from the meta-learned head) and summary.json.
@@ -53,6 +55,7 @@ from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
+from multiq.tracking import ScalarViews, tensorboard_wanted, wandb_settings
 from multiq.train import checkpoint as ckpt
 from multiq.train.inner import InnerLoop, InnerResult, clone_weights
 from multiq.train.stop import Interrupted, StopRequests
@@ -250,12 +253,19 @@ class MetaRun:
         with RunFolder(self.run_dir), torch_threads(self.cfg.torch_threads):
             write_run_record(self.run_dir, self.model._session_record())
             self.cfg.to_yaml(self.run_dir / CONFIG_FILE)
-            with self._stop:
-                if not (self.run_dir / CHECKPOINT_FILE).is_file():
-                    self.checkpoint()
-                while self.state.iteration < self.cfg.meta_iterations:
-                    self._iteration()
-            summary = self._finish()
+            self._views = ScalarViews(
+                self.run_dir, tensorboard_wanted(self.cfg), self.state.iteration,
+                wandb_settings(self.cfg, self.run_dir),
+            )  # fmt: skip
+            try:
+                with self._stop:
+                    if not (self.run_dir / CHECKPOINT_FILE).is_file():
+                        self.checkpoint()
+                    while self.state.iteration < self.cfg.meta_iterations:
+                        self._iteration()
+                summary = self._finish()
+            finally:
+                self._views.close()
         return summary
 
     def _iteration(self) -> None:
@@ -289,6 +299,7 @@ class MetaRun:
         state.wall_time_s += time.perf_counter() - started
         state.rows.append(self._row(outcomes, evaluate))
         state.iteration += 1
+        self._views.log(state.iteration, view_scalars(state.rows[-1]))
         self.checkpoint()
 
     def _evaluates(self, iteration: int) -> bool:
@@ -356,6 +367,12 @@ class MetaRun:
 
         plot_meta(self.run_dir)
         return summary
+
+
+def view_scalars(row: Mapping[str, float]) -> dict[str, float]:
+    """A meta.csv row as TensorBoard/W&B scalars, `meta/<key>` (logged at the iterations done;
+    the returns before and after adaptation only on evaluated iterations)."""
+    return {f"meta/{k}": v for k, v in row.items() if k != "iteration" and math.isfinite(v)}
 
 
 def _mean(values: Sequence[float]) -> float:

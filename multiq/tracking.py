@@ -20,17 +20,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from multiq.config import Config
 from multiq.errors import ConfigError
 from multiq.fileio import make_folder, open_append_nofollow, run_dir_error
 from multiq.rundir import CSV_HEADER, METRICS_FILE, TENSORBOARD_DIR
+from multiq.runfolder import run_id
 
 __all__ = [
     "CSV_HEADER",
     "METRICS_FILE",
     "TENSORBOARD_DIR",
+    "ScalarViews",
     "Tracker",
     "WandbSettings",
     "format_postfix",
+    "tensorboard_wanted",
+    "wandb_settings",
 ]
 
 
@@ -63,6 +68,62 @@ def _make_wandb_run(run_dir: Path, settings: WandbSettings):
         dir=str(run_dir), config=dict(settings.config),
         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
     )  # fmt: skip
+
+
+def wandb_settings(cfg: Config, run_dir: Path) -> WandbSettings | None:
+    """The W&B run of a run folder when `loggers` lists wandb (id: the folder's run_id)."""
+    if "wandb" not in cfg.loggers:
+        return None
+    group = cfg.wandb_group or None
+    return WandbSettings(cfg.wandb_project, group, run_id(run_dir), cfg.to_dict())
+
+
+def tensorboard_wanted(cfg: Config) -> bool:
+    """Whether a run writes TensorBoard events: `tensorboard` on and listed in `loggers`."""
+    return cfg.tensorboard and "tensorboard" in cfg.loggers
+
+
+class ScalarViews:
+    """The optional views of a run's scalars: TensorBoard (RUN_DIR/tb) and W&B.
+
+    Args:
+        run_dir: the run folder.
+        tensorboard: write each scalar to `RUN_DIR/tb`.
+        start_step: the step a resumed run starts from: TensorBoard drops events an earlier
+            session logged after it (those at the step stay).
+        wandb: settings of a W&B run to log the same scalars to, or None.
+
+    Raises:
+        ConfigError: W&B is asked for and the wandb package is missing.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        tensorboard: bool,
+        start_step: int = 0,
+        wandb: WandbSettings | None = None,
+    ) -> None:
+        tb_dir = run_dir / TENSORBOARD_DIR
+        self._tb = _make_summary_writer(tb_dir, start_step) if tensorboard else None
+        self._wandb = _make_wandb_run(run_dir, wandb) if wandb is not None else None
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Logs each scalar at `step` (flushed)."""
+        if self._tb is not None:
+            for key, value in metrics.items():
+                self._tb.add_scalar(key, float(value), int(step))
+            self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log({key: float(value) for key, value in metrics.items()}, step=int(step))
+
+    def close(self) -> None:
+        """Closes the TensorBoard writer and finishes the W&B run (once)."""
+        tb, wandb_run, self._tb, self._wandb = self._tb, self._wandb, None, None
+        if tb is not None:
+            tb.close()
+        if wandb_run is not None:
+            wandb_run.finish()
 
 
 class Tracker:
@@ -106,10 +167,8 @@ class Tracker:
         self._start_wall_s = float(start_wall_s)
         self._csv_file = _open_metrics_csv(self.run_dir / METRICS_FILE)
         self._csv = csv.writer(self._csv_file, lineterminator="\n")
-        tb_dir = self.run_dir / TENSORBOARD_DIR
-        self._tb = _make_summary_writer(tb_dir, start_step) if tensorboard else None
+        self._views = ScalarViews(self.run_dir, tensorboard, start_step, wandb)
         self._bar = _make_bar(total_steps_per_task, start_step) if progress_bar else None
-        self._wandb = _make_wandb_run(self.run_dir, wandb) if wandb is not None else None
         self._closed = False
 
     @property
@@ -140,12 +199,7 @@ class Tracker:
             self._csv_file.flush()
         except OSError as error:
             raise run_dir_error(self.metrics_path, error) from error
-        if self._tb is not None:
-            for _, _, key, value in rows:
-                self._tb.add_scalar(key, float(value), int(step))
-            self._tb.flush()
-        if self._wandb is not None:
-            self._wandb.log({key: float(value) for key, value in metrics.items()}, step=int(step))
+        self._views.log(step, metrics)
 
     def progress(self, step: int, sps: float, recent_returns: Mapping[str, float]) -> None:
         """Moves the progress bar to `step` and shows steps/s and recent returns per task.
@@ -170,10 +224,7 @@ class Tracker:
         self._closed = True
         if self._bar is not None:
             self._bar.close()
-        if self._tb is not None:
-            self._tb.close()
-        if self._wandb is not None:
-            self._wandb.finish()
+        self._views.close()
         try:
             self._csv_file.close()
         except OSError as error:

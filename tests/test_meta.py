@@ -199,3 +199,38 @@ def test_transfer_finetune_from_a_meta_model_starts_the_target_from_the_meta_hea
     assert all(torch.equal(a, b) for a, b in pairs)
     model.learn()
     assert (tmp_path / "t" / "model.pt").is_file()
+
+
+def tensorboard_scalars(tb_dir, tag: str) -> list[tuple[int, float]]:
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def test_tensorboard_gets_meta_csv_at_the_iterations_done_across_a_resume(tmp_path):
+    cfg = Config(**{**TINY, "tensorboard": True, "meta_eval_freq": 2})
+    prepare_meta(MultiTaskDQN, tmp_path / "m", cfg.replace(meta_iterations=1)).run()
+    resume_meta(MultiTaskDQN, tmp_path / "m", {"meta_iterations": 3}).run()
+    rows = read_meta_csv(tmp_path / "m")
+    inner = tensorboard_scalars(tmp_path / "m" / "tb", "meta/inner_return")
+    assert inner == [(r["iteration"] + 1, pytest.approx(r["inner_return"])) for r in rows]
+    post = tensorboard_scalars(tmp_path / "m" / "tb", "meta/post_return")
+    assert [step for step, _ in post] == [1, 3]  # evaluated iterations only (0 and the last)
+
+
+def test_a_meta_run_without_tensorboard_in_loggers_writes_no_events(tmp_path):
+    cfg = Config(**{**TINY, "tensorboard": True, "loggers": ["csv"], "meta_iterations": 1})
+    prepare_meta(MultiTaskDQN, tmp_path / "m", cfg).run()
+    assert not (tmp_path / "m" / "tb").exists()
+
+
+def test_wandb_gets_the_meta_keys(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = Config(**{**TINY, "loggers": ["csv", "wandb"], "meta_iterations": 1})
+    prepare_meta(MultiTaskDQN, tmp_path / "m", cfg).run()
+    (record,) = (tmp_path / "m" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    assert all(f"meta/{key}".encode() in data for key in ("inner_return", "post_return"))

@@ -29,11 +29,10 @@ from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_me
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.replay import MultiTaskReplay
 from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
-from multiq.runfolder import run_id
 from multiq.scale.cluster import start_ray
 from multiq.scale.collectors import RayCollector
 from multiq.threads import usable_cores
-from multiq.tracking import Tracker, WandbSettings
+from multiq.tracking import Tracker, tensorboard_wanted, wandb_settings
 from multiq.train import checkpoint as ckpt
 from multiq.train.async_collector import AsyncCollector, main_is_multiq_command
 from multiq.train.callbacks import Callback, as_callback
@@ -124,14 +123,6 @@ TERM_BUILDERS = {"distill": _distill_term, "ewc": _ewc_term}
 def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) -> list:
     """The phase's extra loss terms (`TERM_BUILDERS` by kind), with their teachers or state."""
     return [TERM_BUILDERS[term["kind"]](term, teachers, learner) for term in phase.terms]
-
-
-def wandb_settings(cfg: Config, run_dir: Path) -> WandbSettings | None:
-    """The W&B run of a run folder when `loggers` lists wandb (id: the folder's run_id)."""
-    if "wandb" not in cfg.loggers:
-        return None
-    group = cfg.wandb_group or None
-    return WandbSettings(cfg.wandb_project, group, run_id(run_dir), cfg.to_dict())
 
 
 def _local_collector(cfg: Config, phase: Phase, *args) -> Collector:
@@ -277,7 +268,7 @@ class Trainer:
         total = sum(p.steps_per_task for p in self.phases)
         tracker = Tracker(
             self.run_dir, list(self.learner.specs), total,
-            tensorboard=cfg.tensorboard and "tensorboard" in cfg.loggers,
+            tensorboard=tensorboard_wanted(cfg),
             progress_bar=cfg.progress_bar, start_step=state.env_steps,
             start_wall_s=state.wall_time_s, wandb=wandb_settings(cfg, self.run_dir),
         )  # fmt: skip
