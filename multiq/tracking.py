@@ -106,7 +106,13 @@ class ScalarViews:
     ) -> None:
         tb_dir = run_dir / TENSORBOARD_DIR
         self._tb = _make_summary_writer(tb_dir, start_step) if tensorboard else None
-        self._wandb = _make_wandb_run(run_dir, wandb) if wandb is not None else None
+        self._wandb = None
+        if wandb is not None:
+            try:
+                self._wandb = _make_wandb_run(run_dir, wandb)
+            except BaseException:
+                self.close()
+                raise
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
         """Logs each scalar at `step` (flushed)."""
