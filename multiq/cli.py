@@ -700,7 +700,7 @@ def _number_or_none(value: Any) -> float | None:
 
 def _format_eval(results: Mapping[str, Mapping], random: Mapping[str, Mapping]) -> str:
     """The `EVAL_COLUMNS` table: per task the eval return, its episodes, the random return."""
-    from multiq.report.table import format_mean_std
+    from multiq.report.table import aligned_table, format_mean_std
 
     rows = [EVAL_COLUMNS]
     for name, result in results.items():
@@ -711,22 +711,7 @@ def _format_eval(results: Mapping[str, Mapping], random: Mapping[str, Mapping]) 
             str(result["episodes"]),
             format_mean_std(baseline.get("return_mean"), baseline.get("return_std")),
         ))  # fmt: skip
-    return _aligned_table(rows)
-
-
-def _aligned_table(rows: Sequence[Sequence[str]]) -> str:
-    """Rows as text, the first one a header underlined with dashes: the first column
-    left-aligned, the others right-aligned (as `multiq.report.format_table`)."""
-    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if col == 0 else cell.rjust(width)
-            for col, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return aligned_table(rows)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

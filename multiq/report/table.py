@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 COLUMNS = ("task", "random return", "final return (mean ± std)", "episodes")
@@ -19,11 +19,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
     Returns:
         The table; the task column is left-aligned, the numbers right-aligned.
     """
-    rows = [COLUMNS, *_rows(summary)]
-    widths = [max(len(row[col]) for row in rows) for col in range(len(COLUMNS))]
-    lines = [_aligned_line(row, widths) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join([*lines, "", _footer(summary)])
+    return "\n".join([aligned_table([COLUMNS, *_rows(summary)]), "", _footer(summary)])
 
 
 def format_markdown_table(summary: Mapping[str, Any]) -> str:
@@ -108,7 +104,16 @@ def _format_count(value: Any) -> str:
     return f"{float(value):,.0f}"
 
 
-def _aligned_line(row: tuple[str, ...], widths: list[int]) -> str:
+def aligned_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of text cells as a plain-text table, the first row a header underlined with
+    dashes: the first column left-aligned, the others right-aligned, two spaces apart."""
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
+    lines = [_aligned_line(row, widths) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _aligned_line(row: Sequence[str], widths: list[int]) -> str:
     cells = [row[0].ljust(widths[0])]
     cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
     return "  ".join(cells).rstrip()

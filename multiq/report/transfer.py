@@ -35,7 +35,7 @@ from multiq.report.metrics import (
     task_names,
 )
 from multiq.report.stats import bootstrap_ci
-from multiq.report.table import MISSING, format_mean_std
+from multiq.report.table import MISSING, aligned_table, format_mean_std
 from multiq.rundir import SUMMARY_FILE, random_return_key, return_key
 
 THRESHOLD_FRACTION = 0.8
@@ -512,14 +512,4 @@ def _format_steps(steps: int | None) -> str:
 
 def _block(title: str, tasks: list[str], cells: list[tuple[str, list[str]]]) -> str:
     """An aligned table: a row per metric, a column per task (labels left, numbers right)."""
-    rows = [(title, *tasks), *((label, *values) for label, values in cells)]
-    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
-    lines = [_aligned_line(row, widths) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def _aligned_line(row: tuple[str, ...], widths: list[int]) -> str:
-    cells = [row[0].ljust(widths[0])]
-    cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-    return "  ".join(cells).rstrip()
+    return aligned_table([(title, *tasks), *((label, *values) for label, values in cells)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from multiq.report import format_markdown_table, format_table
-from multiq.report.table import format_duration
+from multiq.report.table import aligned_table, format_duration
 
 SUMMARY = {
     "tasks": {
@@ -74,3 +74,13 @@ def test_format_duration() -> None:
     assert format_duration(512.3) == "8m 32s"
     assert format_duration(3723) == "1h 02m 03s"
     assert format_duration(None) == "-"
+
+
+def test_aligned_table_underlines_the_header_and_aligns_labels_left_numbers_right():
+    text = aligned_table([("task", "return"), ("Breakout", "3.10"), ("Freeway", "12.00")])
+    assert text.splitlines() == [
+        "task      return",
+        "--------  ------",
+        "Breakout    3.10",
+        "Freeway    12.00",
+    ]
