@@ -1072,9 +1072,15 @@ _RULES: dict[str, _Rule] = {
 }
 
 
-def _check_rule(key: str, value: Any) -> None:
+def broken_rule(key: str, value: Any) -> str | None:
+    """What `value` must be for `key`, in words (e.g. ``>= 1``), when it breaks the key's range
+    or format rule; None when it passes or the key has no rule. The value has the key's type."""
     rule = _RULES.get(key)
-    broken = rule(value) if rule is not None else None
+    return rule(value) if rule is not None else None
+
+
+def _check_rule(key: str, value: Any) -> None:
+    broken = broken_rule(key, value)
     if broken:
         raise ConfigError(f"{key} must be {broken}, got {_show(value)}")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from multiq.config import _RULES, CONFIG_KEYS, FAMILY_DEFAULTS, Config
+from multiq.config import CONFIG_KEYS, FAMILY_DEFAULTS, Config, broken_rule
 from multiq.errors import ConfigError
 
 # Keys whose value names a registry entry: key -> (module, registry). The modules import torch,
@@ -39,7 +39,7 @@ REGISTRIES: dict[str, tuple[str, str]] = {
 }
 
 # Values at the far ends of each type's range: a rule a probe breaks answers with its requirement
-# (`_RULES` is private to multiq.config, read here so that no range is written out twice).
+# (`config.broken_rule`, so that no range is written out twice).
 _PROBES: dict[str, tuple[Any, ...]] = {
     "int": (-math.inf, math.inf),
     "float": (-math.inf, math.inf),
@@ -150,10 +150,7 @@ def _allowed(key: str, annotation: str) -> str:
         return "one of " + ", ".join(names)
     if annotation == "bool":
         return _BOOL_WORDS
-    rule = _RULES.get(key)
-    if rule is None:
-        return ""
-    requirements = [rule(probe) for probe in _PROBES.get(annotation, ())]
+    requirements = [broken_rule(key, probe) for probe in _PROBES.get(annotation, ())]
     return " and ".join(dict.fromkeys(r for r in requirements if r))
 
 
