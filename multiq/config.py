@@ -264,14 +264,15 @@ class Config:
         env_workers: processes (``subprocess``) or EnvPool threads (``envpool``) per task, each
             stepping a slice of the task's `n_envs` envs (at most `n_envs`); in [1, 1024].
         async_updates: act and learn side by side (`multiq.train.async_collector`): a child
-            process steps the envs one vector step ahead while the learner updates, with the
-            sequential loop's replay ratio and acting one vector step behind it. ``true``
-            always (a Python script that trains must then start under
-            ``if __name__ == "__main__":``), ``false`` never (the envs step in the training
-            process between updates, bit-exact with earlier versions), ``auto`` (default) where
-            it is measured faster: runs started by the `multiq` command, on >= 2 cores, for a
-            phase of >= 100,000 env steps of all tasks (`multiq.train.loop.collector_kind`).
-            No effect with `collectors` (Ray actors already act side by side).
+            process steps the envs one chunk of `async_chunk` vector steps ahead while the
+            learner updates, with the sequential loop's replay ratio and a policy at most
+            2 * async_chunk - 1 vector steps behind the learner's. ``true`` always (a Python
+            script that trains must then start under ``if __name__ == "__main__":``),
+            ``false`` never (the envs step in the training process between updates, bit-exact
+            with earlier versions), ``auto`` (default) where it is measured faster: runs
+            started by the `multiq` command, on >= 2 cores, for a phase of >= 100,000 env
+            steps of all tasks (`multiq.train.collector_choice.collector_kind`). No effect
+            with `collectors` (Ray actors already act side by side).
         async_chunk: async_updates: vector steps per request to the collector process (its
             policy is at most 2 * async_chunk - 1 vector steps behind the learner); in
             [1, 1000000].

@@ -1,7 +1,8 @@
 """Acting and learning side by side: a child process steps the envs while the learner updates.
 
-With `async_updates: true` (or ``auto`` where it pays, `multiq.train.loop.collector_kind`) the
-in-process `Collector` is replaced by an `AsyncCollector`: one
+With `async_updates: true` (or ``auto`` where it pays,
+`multiq.train.collector_choice.collector_kind`) the in-process `Collector` is replaced by an
+`AsyncCollector`: one
 child process (started with ``spawn``, one torch thread) holds the phase's envs and a copy of
 the policy whose weights live in shared memory; the training process keeps the replay, the
 learner and everything else. Each call of `step`:

@@ -31,12 +31,12 @@ from multiq.replay import MultiTaskReplay
 from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
 from multiq.scale.cluster import start_ray
 from multiq.scale.collectors import RayCollector
-from multiq.threads import usable_cores
 from multiq.tracking import Tracker, tensorboard_wanted, wandb_settings
 from multiq.train import checkpoint as ckpt
-from multiq.train.async_collector import AsyncCollector, main_is_multiq_command
+from multiq.train.async_collector import AsyncCollector
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.collector import Collector
+from multiq.train.collector_choice import build_collector
 from multiq.train.phase import Phase
 from multiq.train.recorder import Recorder
 from multiq.train.state import TrainState
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.5
 EVAL_SEED_OFFSET = 1_000_000  # evaluation envs never share seeds with training envs
-ASYNC_AUTO_MIN_ENV_STEPS = 100_000  # async_updates auto: phases at least this long (all tasks)
 
 
 def crossings(step: int, increment: int, every: int) -> int:
@@ -123,61 +122,6 @@ TERM_BUILDERS = {"distill": _distill_term, "ewc": _ewc_term}
 def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) -> list:
     """The phase's extra loss terms (`TERM_BUILDERS` by kind), with their teachers or state."""
     return [TERM_BUILDERS[term["kind"]](term, teachers, learner) for term in phase.terms]
-
-
-def _local_collector(cfg: Config, phase: Phase, *args) -> Collector:
-    return Collector(*args, env_settings=EnvSettings.from_config(cfg))
-
-
-def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
-    return RayCollector(
-        *args, collectors=cfg.collectors, chunk=cfg.collector_chunk,
-        broadcast_interval=cfg.broadcast_interval, budget=phase.steps_per_task,
-        address=cfg.ray_address,
-    )  # fmt: skip
-
-
-def _async_collector(cfg: Config, phase: Phase, *args) -> AsyncCollector:
-    return AsyncCollector(
-        *args, budget=phase.steps_per_task, chunk=cfg.async_chunk,
-        env_settings=EnvSettings.from_config(cfg),
-    )  # fmt: skip
-
-
-COLLECTORS = {"local": _local_collector, "ray": _ray_collector, "async": _async_collector}
-
-
-def collector_kind(cfg: Config, phase: Phase) -> str:
-    """`COLLECTORS` key of a phase: Ray actors with `collectors: N` (N >= 1, already side by
-    side with the learner), else a child process with `async_updates` (``auto``: when
-    `async_pays`), else this process."""
-    if cfg.collectors:
-        return "ray"
-    wanted = cfg.async_updates
-    if wanted == "auto":  # a daemon child cannot start subprocess envs' workers
-        in_child = cfg.env_backend != "subprocess"
-        wanted = in_child and async_pays(phase.steps_per_task * len(phase.tasks))
-    return "async" if wanted else "local"
-
-
-def async_pays(env_steps: int) -> bool:
-    """`async_updates: auto`'s rule: a phase of >= `ASYNC_AUTO_MIN_ENV_STEPS` env steps (its
-    child's start, a few seconds, is then a few percent at most), >= 2 usable cores (one for
-    the child), and a main module a spawned child can import without training again (the
-    `multiq` command; a script may not guard its training with ``__main__``)."""
-    return (
-        env_steps >= ASYNC_AUTO_MIN_ENV_STEPS and usable_cores() >= 2 and main_is_multiq_command()
-    )
-
-
-def build_collector(cfg: Config, phase: Phase, *args) -> Collector | RayCollector | AsyncCollector:
-    """The phase's collector (`collector_kind`).
-
-    Args:
-        args: `Collector`'s arguments (tasks, n_envs, seed, replay, policy, rng, restarts,
-            record).
-    """
-    return COLLECTORS[collector_kind(cfg, phase)](cfg, phase, *args)
 
 
 def _no_end_actions(action: Mapping[str, Any], trainer: Trainer) -> None:

@@ -26,7 +26,7 @@ from multiq.errors import EnvError, MultiqError
 from multiq.replay import MultiTaskReplay
 from multiq.scale.collectors import Chunk
 from multiq.tasks.suites import make_taskset
-from multiq.train import loop
+from multiq.train import collector_choice
 from multiq.train.async_collector import (
     AsyncCollector,
     main_is_multiq_command,
@@ -242,14 +242,14 @@ def phase_of(steps: int, tasks: int):
 def test_auto_steps_the_envs_side_by_side_where_it_pays(
     monkeypatch, setting, steps, command, cores, kind
 ):
-    monkeypatch.setattr(loop, "main_is_multiq_command", lambda: command)
-    monkeypatch.setattr(loop, "usable_cores", lambda: cores)
+    monkeypatch.setattr(collector_choice, "main_is_multiq_command", lambda: command)
+    monkeypatch.setattr(collector_choice, "usable_cores", lambda: cores)
     cfg = config.Config(async_updates=setting)
-    assert loop.collector_kind(cfg, phase_of(steps, 5)) == kind
-    assert loop.collector_kind(cfg.replace(collectors=2), phase_of(steps, 5)) == "ray"
+    assert collector_choice.collector_kind(cfg, phase_of(steps, 5)) == kind
+    assert collector_choice.collector_kind(cfg.replace(collectors=2), phase_of(steps, 5)) == "ray"
     if setting == "auto":
         workers = cfg.replace(env_backend="subprocess")
-        assert loop.collector_kind(workers, phase_of(steps, 5)) == "local"
+        assert collector_choice.collector_kind(workers, phase_of(steps, 5)) == "local"
 
 
 def test_the_multiq_command_is_told_from_a_users_script(monkeypatch):
