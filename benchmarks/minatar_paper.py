@@ -6,7 +6,15 @@ difficulty ramping; its DQN settings) trains a `shared` agent on the five games 
 separate nets, `--set scheme=independent`) for each of `--independent-seeds`. Each run is a
 `multiq train` child with one torch thread, `--workers` at a time, in `--run-root/<scheme>-seed<S>`;
 a run with a checkpoint is resumed (`multiq train --resume`), a finished one is kept, so the
-benchmark goes on across sessions (a 1M-step run takes hours on a CPU).
+benchmark goes on across sessions (a 1M-step run takes about 5 hours on one CPU core).
+
+The run root is in the repository (`benchmarks/results/minatar_paper_runs`) because a session's
+machine does not outlive it: a run folder holds its checkpoint with the replay (compressed, bool
+observations as bits: 2-3 MB for the weights and optimiser, a few MB for 5 x 100k transitions),
+metrics.csv and, when finished, summary.json and model.pt; no TensorBoard files. Commit the
+folder when the runs stop and a later session on a new machine resumes them exactly.
+`--hours H` stops the children after H hours with SIGINT (each saves a checkpoint and exits),
+so a session ends with runs that can be committed.
 
 The report (`minatar_paper.md` in `--out-dir`) gives per game the paper's DQN return at 1M
 frames (read from its curves, DESIGN.md), each scheme's final evaluation return (mean over
@@ -15,7 +23,8 @@ their step), and whether the multi-task agent reaches the paper's figure: yes wh
 does, within the interval when only the interval's upper end does, no otherwise.
 
     python benchmarks/minatar_paper.py [--seeds 0 1 2] [--independent-seeds 0]
-        [--steps-per-game 1000000] [--workers 2] [--async-updates auto] [--report-only]
+        [--steps-per-game 1000000] [--workers 2] [--async-updates auto] [--hours H]
+        [--report-only]
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,6 +48,8 @@ PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
             "SpaceInvaders": 33.0}  # fmt: skip
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "minatar-paper.yaml"
 SCHEMES = ("shared", "independent")
+RUN_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
+STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="each run's async_updates (false when --workers fill the cores: two sequential "
         "runs do more env steps per second in all than one that acts in a child process)",
     )  # fmt: skip
-    parser.add_argument("--run-root", type=Path, default=Path("runs/minatar-paper"))
+    parser.add_argument(
+        "--hours", type=float, default=None,
+        help="stop the runs after this many hours with SIGINT (each saves a checkpoint); "
+        "without it they go on until finished",
+    )  # fmt: skip
+    parser.add_argument("--run-root", type=Path, default=RUN_ROOT)
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--report-only", action="store_true")
     return parser.parse_args(argv)
@@ -84,7 +102,7 @@ def command(args: argparse.Namespace, scheme: str, seed: int) -> list[str] | Non
         return None
     if (folder / "checkpoint.pt").is_file():
         return [*multiq, "--resume", str(folder), *steps, "--torch-threads", "1"]
-    sets = ["--set", "progress_bar=false", "--set", f"scheme={scheme}"]
+    sets = [f"--set={kv}" for kv in ("progress_bar=false", "tensorboard=false", f"scheme={scheme}")]
     return [*multiq, str(CONFIG), "--seed", str(seed), "--run-dir", str(folder), *steps,
             "--torch-threads", "1", *sets]  # fmt: skip
 
@@ -93,17 +111,32 @@ def run_all(args: argparse.Namespace) -> None:
     todo = [(p, c) for p in runs(args) if (c := command(args, *p)) is not None]
     print(f"{len(runs(args)) - len(todo)} finished, {len(todo)} to run or resume", flush=True)
 
+    deadline = None if args.hours is None else time.monotonic() + args.hours * 3600
+
     def launch(job) -> None:
         (scheme, seed), argv = job
+        if deadline is not None and time.monotonic() >= deadline:
+            return
         folder = run_dir(args, scheme, seed)
         folder.parent.mkdir(parents=True, exist_ok=True)
         with open(folder.with_name(folder.name + ".log"), "a") as log:
-            done = subprocess.run(argv, stdout=log, stderr=log, env={**os.environ,
-                                  "OMP_NUM_THREADS": "1"})  # fmt: skip
-        print(f"{scheme} seed {seed}: exit {done.returncode}", flush=True)
+            child = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ,
+                                     "OMP_NUM_THREADS": "1"})  # fmt: skip
+            code = wait_until(child, deadline)
+        print(f"{scheme} seed {seed}: exit {code}", flush=True)
 
     with ThreadPoolExecutor(args.workers) as pool:
         list(pool.map(launch, todo))
+
+
+def wait_until(child: subprocess.Popen, deadline: float | None) -> int:
+    """Waits for `child`; at `deadline` (monotonic seconds) stops it with SIGINT, after which
+    multiq saves a checkpoint and exits. Returns its exit code."""
+    try:
+        return child.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGINT)
+        return child.wait(STOP_GRACE_S)
 
 
 def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:

@@ -52,7 +52,8 @@ def test_replay_bigger_than_the_disk(tmp_path: Path) -> None:
         path = disk / "replay.npz"
         ckpt.save_arrays(path, {"a": np.arange(3)})
         with pytest.raises(RunDirError) as info:
-            ckpt.save_arrays(path, {"a": np.zeros(64 * 1024)})
+            noise = np.random.default_rng(0).random(64 * 1024)  # 512 KiB that do not compress
+            ckpt.save_arrays(path, {"a": noise})
         _assert_full_disk_error(info.value, path)
         np.testing.assert_array_equal(ckpt.load_arrays(path)["a"], np.arange(3))
         assert _names(disk) == {"replay.npz"}

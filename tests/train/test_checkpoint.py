@@ -97,6 +97,42 @@ def test_save_load_arrays_round_trip(tmp_path):
     assert _leftovers(tmp_path, {"replay.npz"}) == []
 
 
+def test_bool_arrays_are_saved_as_bits_and_come_back_whole(tmp_path):
+    path = tmp_path / "replay.npz"
+    rng = np.random.default_rng(0)
+    obs = rng.random((1000, 1, 4, 10, 10)) < 0.05  # MinAtar-like: sparse bool channels
+    arrays = {"Asterix/obs": obs, "Asterix/done": np.array([[True], [False], [True]]),
+              "empty": np.zeros((0, 3), bool), "env_steps": np.array(7)}  # fmt: skip
+    ckpt.save_arrays(path, arrays)
+    with np.load(path) as raw:
+        assert raw["Asterix/obs#bits"].dtype == np.uint8
+        assert raw["Asterix/obs#bits"].size == obs.size // 8
+        assert "Asterix/obs" not in raw.files
+    assert path.stat().st_size < obs.nbytes / 8
+    loaded = ckpt.load_arrays(path)
+    assert sorted(loaded) == sorted(arrays)
+    for key, value in arrays.items():
+        assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape
+        np.testing.assert_array_equal(loaded[key], value)
+
+
+def test_replay_files_of_earlier_versions_still_load(tmp_path):
+    path = tmp_path / "replay.npz"
+    arrays = {"a/obs": np.array([[True, False, True]]), "a/actions": np.arange(3)}
+    np.savez(path, **arrays)  # uncompressed, bools one per byte
+    loaded = ckpt.load_arrays(path)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(loaded[key], value)
+        assert loaded[key].dtype == value.dtype
+
+
+def test_packed_array_without_its_shape_is_corrupt(tmp_path):
+    path = tmp_path / "replay.npz"
+    np.savez(path, **{"a/obs#bits": np.packbits(np.ones(8, bool))})
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        ckpt.load_arrays(path)
+
+
 # --- interrupted writes ---------------------------------------------------------------------
 
 
@@ -145,7 +181,7 @@ def test_interrupted_array_save_keeps_previous_file(tmp_path, monkeypatch):
         f.write(b"PK\x03\x04 partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez", dying_savez)
+    monkeypatch.setattr(np, "savez_compressed", dying_savez)
     with pytest.raises(KeyboardInterrupt):
         ckpt.save_arrays(path, {"a": np.arange(10)})
     monkeypatch.undo()
