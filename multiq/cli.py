@@ -643,9 +643,10 @@ def _print_results(run_dir: Path) -> None:
 
     print()
     print(format_table(read_summary(run_dir)))
+    tensorboard = f"; TensorBoard: tensorboard --logdir {run_dir}/tb"
     print(
         f"\nresults in {run_dir}/: summary.json, curves.png, metrics.csv, config.yaml, "
-        f"model.pt, checkpoint.pt; TensorBoard: tensorboard --logdir {run_dir}/tb"
+        f"model.pt, checkpoint.pt{tensorboard if (run_dir / 'tb').is_dir() else ''}"
     )
 
 

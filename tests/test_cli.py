@@ -108,6 +108,9 @@ def test_train(trained):
     assert "learning_starts: 100" in config
     assert "tensorboard: false" in config
     assert "learning_rate: 0.001" in config  # the vector family's
+    # tensorboard=false: no tb folder, and no line that points at one
+    assert not (run_dir / "tb").exists()
+    assert "tensorboard --logdir" not in result.stdout
 
 
 def test_train_resume(run_copy):
