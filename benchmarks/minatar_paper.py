@@ -102,7 +102,8 @@ def command(args: argparse.Namespace, scheme: str, seed: int) -> list[str] | Non
         return None
     if (folder / "checkpoint.pt").is_file():
         return [*multiq, "--resume", str(folder), *steps, "--torch-threads", "1"]
-    sets = [f"--set={kv}" for kv in ("progress_bar=false", "tensorboard=false", f"scheme={scheme}")]
+    keys = ("progress_bar=false", "tensorboard=false", f"scheme={scheme}")
+    sets = [word for key in keys for word in ("--set", key)]
     return [*multiq, str(CONFIG), "--seed", str(seed), "--run-dir", str(folder), *steps,
             "--torch-threads", "1", *sets]  # fmt: skip
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import load_benchmarks
@@ -58,3 +61,30 @@ def test_the_report_gives_finished_seeds_and_runs_still_going(bench, tmp_path):
     assert "| Breakout | 9.5 | 10.00 [10.00, 10.00] (n=1) | - | yes |" in text
     assert "| Freeway | 48 | 1.00 [1.00, 1.00] (n=1) | - | no |" in text
     assert "| shared seed 1 | 500 | 2.50 | 2.50 | 2.50 | 2.50 | 2.50 |" in text
+
+
+def test_runs_live_in_the_repository(bench):
+    args = bench.parse_args([])
+    assert args.run_root == bench.RUN_ROOT
+    assert args.run_root.parts[-3:] == ("benchmarks", "results", "minatar_paper_runs")
+
+
+CHILD = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGINT, lambda *a: sys.exit(130))\n"  # multiq: checkpoint, exit 130
+    "print('up', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_the_deadline_stops_a_run_with_sigint(bench):
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "up\n"  # its handler is in place
+    started = time.monotonic()
+    assert bench.wait_until(child, time.monotonic() + 0.2) == 130
+    assert time.monotonic() - started < 30
+
+
+def test_without_a_deadline_a_run_ends_by_itself(bench):
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert bench.wait_until(child, None) == 3
