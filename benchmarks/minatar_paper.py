@@ -14,7 +14,8 @@ observations as bits: 2-3 MB for the weights and optimiser, a few MB for 5 x 100
 metrics.csv and, when finished, summary.json and model.pt; no TensorBoard files. Commit the
 folder when the runs stop and a later session on a new machine resumes them exactly.
 `--hours H` stops the children after H hours with SIGINT (each saves a checkpoint and exits),
-so a session ends with runs that can be committed.
+so a session ends with runs that can be committed; once a run is stopped by a signal (the
+deadline, or Ctrl-C), no further run starts.
 
 The report (`minatar_paper.md` in `--out-dir`) gives per game the paper's DQN return at 1M
 frames (read from its curves, DESIGN.md), each scheme's final evaluation return (mean over
@@ -38,6 +39,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +51,7 @@ PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "minatar-paper.yaml"
 SCHEMES = ("shared", "independent")
 RUN_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
+INTERRUPTED_EXIT = 130  # `multiq train` stopped by SIGINT/SIGTERM, its checkpoint saved
 STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
 
 
@@ -113,10 +116,11 @@ def run_all(args: argparse.Namespace) -> None:
     print(f"{len(runs(args)) - len(todo)} finished, {len(todo)} to run or resume", flush=True)
 
     deadline = None if args.hours is None else time.monotonic() + args.hours * 3600
+    interrupted = threading.Event()  # a run stopped by a signal: start no more
 
     def launch(job) -> None:
         (scheme, seed), argv = job
-        if deadline is not None and time.monotonic() >= deadline:
+        if interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline):
             return
         folder = run_dir(args, scheme, seed)
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +128,8 @@ def run_all(args: argparse.Namespace) -> None:
             child = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ,
                                      "OMP_NUM_THREADS": "1"})  # fmt: skip
             code = wait_until(child, deadline)
+        if code == INTERRUPTED_EXIT:
+            interrupted.set()
         print(f"{scheme} seed {seed}: exit {code}", flush=True)
 
     with ThreadPoolExecutor(args.workers) as pool:

@@ -88,3 +88,15 @@ def test_the_deadline_stops_a_run_with_sigint(bench):
 def test_without_a_deadline_a_run_ends_by_itself(bench):
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     assert bench.wait_until(child, None) == 3
+
+
+def test_no_run_starts_after_one_was_stopped_by_a_signal(bench, tmp_path, monkeypatch):
+    def child(args, scheme, seed):
+        marker = tmp_path / f"ran-{scheme}-{seed}"
+        return [sys.executable, "-c", f"open({str(marker)!r}, 'w'); raise SystemExit(130)"]
+
+    monkeypatch.setattr(bench, "command", child)
+    args = bench.parse_args(["--run-root", str(tmp_path), "--workers", "1", "--seeds", "0", "1",
+                             "--independent-seeds"])  # fmt: skip
+    bench.run_all(args)
+    assert sorted(p.name for p in tmp_path.glob("ran-*")) == ["ran-shared-0"]
