@@ -303,6 +303,53 @@ class MultiTaskReplay:
             self.buffers[name].load_state(task_arrays)
 
 
+NEXT_DIFFERS = "next_obs_differs"  # saved instead of next_obs: [L, n_envs] bool
+NEXT_ROWS = "next_obs_rows"  # and [K, *obs_shape], the next_obs of the K rows that differ
+
+
+def without_successor_obs(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`MultiTaskReplay.state()` arrays for saving, each `<task>/next_obs` kept only where it
+    is not the next row's `obs` (the row after it in its env's column, wrapping): within an
+    episode it always is, so a saved replay holds each observation about once.
+
+    `<task>/next_obs` [L, n_envs, *obs_shape] becomes `<task>/next_obs_differs` [L, n_envs]
+    and `<task>/next_obs_rows` [K, *obs_shape] (the K rows where it differs, in row order);
+    `with_successor_obs` restores it exactly. Frame-stacked buffers have no `next_obs`.
+    """
+    saved = dict(arrays)
+    for key in [k for k in arrays if k.endswith("/next_obs")]:
+        prefix = key[: -len("next_obs")]
+        next_obs = saved.pop(key)
+        successor = np.roll(arrays[prefix + "obs"], -1, axis=0)
+        differs = (next_obs != successor).reshape(*next_obs.shape[:2], -1).any(axis=2)
+        saved[prefix + NEXT_DIFFERS], saved[prefix + NEXT_ROWS] = differs, next_obs[differs]
+    return saved
+
+
+def with_successor_obs(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inverse of `without_successor_obs` (arrays saved whole, by earlier versions, come
+    back as they are).
+
+    Raises:
+        CheckpointError: a task's saved rows do not fit its `obs` and `next_obs_differs`.
+    """
+    loaded = dict(arrays)
+    for key in [k for k in arrays if k.endswith("/" + NEXT_DIFFERS)]:
+        prefix = key[: -len(NEXT_DIFFERS)]
+        differs, rows = loaded.pop(key), loaded.pop(prefix + NEXT_ROWS, None)
+        next_obs = np.roll(loaded.get(prefix + "obs", np.zeros(0)), -1, axis=0)
+        if rows is None or differs.shape != next_obs.shape[:2] or differs.dtype != np.bool_:
+            raise _replay_error(f"replay arrays {prefix}obs and {key} do not fit")
+        if rows.shape != (int(differs.sum()), *next_obs.shape[2:]) or rows.dtype != next_obs.dtype:
+            raise _replay_error(
+                f"replay array {prefix + NEXT_ROWS!r} is {rows.dtype} {rows.shape}, "
+                f"{prefix + NEXT_DIFFERS} needs {int(differs.sum())} rows like {prefix}obs"
+            )
+        next_obs[differs] = rows
+        loaded[prefix + "next_obs"] = next_obs
+    return loaded
+
+
 def replay_class(spec: TaskSpec) -> type[TaskReplay]:
     """The buffer layout of a task: each stacked frame once for frame-stacked observations
     (`spec.frame_stack > 1`, e.g. Atari), whole observations otherwise."""

@@ -401,3 +401,65 @@ def test_check_memory_refuses_too_large_buffer(two_tasks, monkeypatch, caplog):
 
 def test_available_ram_is_positive():
     assert multiq.replay.available_ram_bytes() > 0
+
+
+def _episodes(capacity: int, steps: int, n_envs: int = 2, seed: int = 0) -> TaskReplay:
+    """Bool-image episodes of 3-7 steps per env as a Gymnasium vector env gives them: within
+    an episode next_obs is the next step's obs, an episode's last next_obs is its terminal
+    observation, and the step after it is an autoreset step (not stored) that brings the reset
+    observation; `steps` vector steps into a buffer of `capacity` transitions."""
+    rng = np.random.default_rng(seed)
+    buf = TaskReplay((2, 3, 3), np.bool_, capacity, n_envs, n_step=2, gamma=0.9)
+    obs = rng.random((n_envs, 2, 3, 3)) < 0.5
+    left = rng.integers(3, 8, n_envs)
+    autoreset = np.zeros(n_envs, bool)
+    for _ in range(steps):
+        next_obs = rng.random((n_envs, 2, 3, 3)) < 0.5  # the reset observation where autoreset
+        ended = ~autoreset & (left == 1)
+        buf.add(obs, rng.integers(0, 3, n_envs), rng.random(n_envs), next_obs, ended,
+                np.zeros(n_envs, bool), ~autoreset)  # fmt: skip
+        obs = next_obs
+        left = np.where(autoreset, rng.integers(3, 8, n_envs), left - 1)
+        autoreset = ended
+    return buf
+
+
+@pytest.mark.parametrize(("capacity", "steps"), [(40, 13), (40, 20), (40, 57), (30, 200)])
+def test_a_saved_replay_keeps_next_obs_only_where_it_is_not_the_next_row(capacity, steps):
+    buf = _episodes(capacity, steps)
+    state = {f"a/{k}": v for k, v in buf.state().items()}
+    saved = multiq.replay.without_successor_obs(state)
+    assert "a/next_obs" not in saved
+    differs, rows = saved["a/next_obs_differs"], saved["a/next_obs_rows"]
+    assert differs.shape == buf.done.shape and rows.shape[1:] == (2, 3, 3)
+    # within an episode next_obs is the next row's obs: only episode ends and each column's
+    # newest row (its successor is the oldest row, or an empty one) are kept
+    written = np.arange(buf.length)[:, None] < buf.size[None, :]
+    newest = np.zeros_like(differs)
+    newest[(buf.pos - 1) % buf.length, np.arange(buf.n_envs)] = True
+    assert not np.any(differs & written & ~buf.done & ~newest)
+    assert int((differs & written).sum()) <= int((buf.done & written).sum()) + buf.n_envs
+    assert len(rows) == int(differs.sum())
+    restored = multiq.replay.with_successor_obs(saved)
+    assert sorted(restored) == sorted(state)
+    for key, value in state.items():
+        assert restored[key].dtype == value.dtype
+        np.testing.assert_array_equal(restored[key], value)
+
+
+def test_replay_arrays_saved_whole_load_as_they_are():
+    state = {f"a/{k}": v for k, v in _episodes(40, 20).state().items()}
+    restored = multiq.replay.with_successor_obs(state)
+    for key, value in state.items():
+        np.testing.assert_array_equal(restored[key], value)
+
+
+def test_saved_next_obs_rows_that_do_not_fit_are_refused():
+    state = {f"a/{k}": v for k, v in _episodes(40, 20).state().items()}
+    saved = multiq.replay.without_successor_obs(state)
+    saved["a/next_obs_rows"] = saved["a/next_obs_rows"][1:]
+    with pytest.raises(CheckpointError, match="'a/next_obs_rows' is bool .* needs .* rows"):
+        multiq.replay.with_successor_obs(saved)
+    del saved["a/next_obs_rows"]
+    with pytest.raises(CheckpointError, match="a/obs and a/next_obs_differs do not fit"):
+        multiq.replay.with_successor_obs(saved)
