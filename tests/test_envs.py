@@ -128,19 +128,26 @@ def test_episode_tracker_ignores_rewards_of_invalid_steps():
     assert np.isnan(EpisodeTracker(1).recent_mean())
 
 
-@pytest.mark.parametrize("entry", ["classic:MountainCar", "minatar:Seaquest", "atari:Pacman"])
-def test_recorded_envs_are_restored_exactly_and_continue_identically(entry):
+STICKY_BREAKOUT = [{"id": "minatar:Breakout", "kwargs": {"sticky_action_prob": 0.5}}]
+
+
+@pytest.mark.parametrize(
+    ("entry", "n_envs"),
+    [("classic:MountainCar", 2), ("minatar:Seaquest", 2), ("atari:Pacman", 2),
+     (STICKY_BREAKOUT, 8)],  # MinAtar's sticky actions outlive a reset: SeededStickyReset
+)  # fmt: skip
+def test_recorded_envs_are_restored_exactly_and_continue_identically(entry, n_envs):
     spec = list(make_taskset(entry))[0]
     make = partial(spec.make_env, evaluation=False)
-    envs, rng = TaskEnvs(spec.name, make, 2), np.random.default_rng(0)
-    obs = envs.reset([5, 6])
+    envs, rng = TaskEnvs(spec.name, make, n_envs), np.random.default_rng(0)
+    obs = envs.reset(list(range(5, 5 + n_envs)))
     for _ in range(400):
-        obs = envs.step(rng.integers(0, spec.num_actions, 2))[0]
+        obs = envs.step(rng.integers(0, spec.num_actions, n_envs))[0]
     record = envs.record()
-    restored = TaskEnvs(spec.name, make, 2)
-    restored.reset([0, 0])
+    restored = TaskEnvs(spec.name, make, n_envs)
+    restored.reset([0] * n_envs)
     assert np.array_equal(restored.restore(record, obs), obs)
-    for actions in rng.integers(0, spec.num_actions, (300, 2)):
+    for actions in rng.integers(0, spec.num_actions, (300, n_envs)):
         expected, got = envs.step(actions), restored.step(actions)
         for a, b in zip(expected, got, strict=True):
             assert np.array_equal(a, b)

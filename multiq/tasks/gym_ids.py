@@ -53,6 +53,23 @@ class ChannelFirst(gym.ObservationWrapper):
         return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
 
 
+class SeededStickyReset(gym.Wrapper):
+    """A MinAtar env whose seeded `reset` also clears the sticky-action memory (the last action
+    becomes 0, as in a new env).
+
+    MinAtar keeps the previous episode's last action across `reset`, so with sticky actions an
+    episode's first step may repeat it, and the episode is then not determined by its seed and
+    actions: a resumed run, which rebuilds each env from its episode seed and the actions
+    since, could not replay it (one env in about ten at sticky 0.1). A reset without a seed
+    keeps MinAtar's behaviour.
+    """
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self.env.unwrapped.game.last_action = 0
+        return self.env.reset(seed=seed, options=options)
+
+
 def register_minatar() -> None:
     """Registers the `MinAtar/*` ids once.
 
@@ -318,8 +335,10 @@ def make_gym_task(
     env_id: str, name: str, kwargs: dict[str, Any], evaluation: bool = False
 ) -> gym.Env:
     """Makes the env of a `gym:<id>` task; the evaluation variant is the same env."""
-    register_namespace(split_module(env_id)[1])
-    return adapt_observations(make_gym(env_id, name, kwargs))
+    bare_id = split_module(env_id)[1]
+    register_namespace(bare_id)
+    env = make_gym(env_id, name, kwargs)
+    return adapt_observations(SeededStickyReset(env) if bare_id.startswith("MinAtar/") else env)
 
 
 def build_gym(env_id: str, name: str | None, kwargs: dict[str, Any]) -> TaskSpec:

@@ -13,7 +13,13 @@ from typing import Any
 
 import gymnasium as gym
 
-from multiq.tasks.gym_ids import ChannelFirst, build_spec, make_gym, register_minatar
+from multiq.tasks.gym_ids import (
+    ChannelFirst,
+    SeededStickyReset,
+    build_spec,
+    make_gym,
+    register_minatar,
+)
 from multiq.tasks.spec import TaskSpec
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
@@ -34,7 +40,8 @@ def make_minatar(
     *,
     difficulty_ramping: bool = True,
 ) -> gym.Env:
-    """Makes one MinAtar env with channel-first observations; evaluation uses the same env.
+    """Makes one MinAtar env with channel-first observations, whose seeded resets clear the
+    sticky-action memory (`SeededStickyReset`); evaluation uses the same env.
 
     `difficulty_ramping` is MinAtar's own default (True); Breakout and Freeway ignore it.
     """
@@ -43,7 +50,7 @@ def make_minatar(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*out of date", category=DeprecationWarning)
         env = make_gym(game_id, name, kwargs)
-    return ChannelFirst(env)
+    return ChannelFirst(SeededStickyReset(env))
 
 
 def build(game: str, name: str | None, options: dict[str, Any]) -> TaskSpec:

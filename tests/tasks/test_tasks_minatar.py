@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import warnings
 
+import gymnasium as gym
 import numpy as np
+import pytest
 
 from multiq.tasks import make_taskset
+from multiq.tasks.gym_ids import register_minatar
 
 NAMES = ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"]
 SHAPES = [(4, 10, 10), (4, 10, 10), (7, 10, 10), (10, 10, 10), (6, 10, 10)]
@@ -60,3 +63,37 @@ def test_evaluation_variant_has_the_same_spaces(minatar_tasks):
     assert env.observation_space == task.observation_space
     assert env.action_space == task.action_space
     env.close()
+
+
+def _episode(env, seed: int, steps: int = 12) -> list[np.ndarray]:
+    """The observations of a seeded episode's first `steps` no-op steps."""
+    frames = [env.reset(seed=seed)[0]]
+    frames += [env.step(0)[0] for _ in range(steps)]
+    return frames
+
+
+def _after_moving_right(env):
+    """`env` after an episode that ended its steps with the paddle moving right."""
+    env.reset(seed=100)
+    for _ in range(15):
+        env.step(2)
+    return env
+
+
+def _differs(used, fresh, seed: int) -> bool:
+    pairs = zip(_episode(used, seed), _episode(fresh, seed), strict=True)
+    return any(not np.array_equal(a, b) for a, b in pairs)
+
+
+@pytest.mark.parametrize("entry", ["minatar:Breakout", "gym:MinAtar/Breakout-v1"])
+def test_a_seeded_episode_is_the_same_after_another_with_sticky_actions(entry):
+    spec = make_taskset([{"id": entry, "kwargs": {"sticky_action_prob": 0.5}}])[0]
+    seeds = range(8)
+    # a used env (last action: right) and a new one play each seeded episode alike, so a
+    # resume can rebuild an env from its episode seed and actions
+    assert not any(_differs(_after_moving_right(spec.make_env()), spec.make_env(), s)
+                   for s in seeds)  # fmt: skip
+    # MinAtar itself carries the last action into the next episode's sticky steps
+    register_minatar()
+    raw = [gym.make("MinAtar/Breakout-v1", sticky_action_prob=0.5) for _ in range(2)]
+    assert any(_differs(_after_moving_right(raw[0]), raw[1], s) for s in seeds)
