@@ -115,6 +115,8 @@ def register_minigrid() -> None:
 
 
 NAMESPACES: dict[str, Callable[[], None]] = {"ALE": register_ale, "MinAtar": register_minatar}
+NAMESPACE_WRAPPERS: dict[str, Callable[[gym.Env], gym.Env]] = {"MinAtar": SeededStickyReset}
+"""Namespace -> the wrapper its envs get first (before the observation adapters)."""
 # Plugins whose ids have no namespace, by id prefix.
 PREFIXES: dict[str, Callable[[], None]] = {
     "MiniGrid-": register_minigrid,
@@ -279,12 +281,17 @@ def register_namespace(env_id: str) -> None:
     for prefix, register in PREFIXES.items():
         if env_id.startswith(prefix):
             register()
-    try:
-        namespace = parse_env_id(env_id)[0]
-    except gym.error.Error:
-        return
+    namespace = namespace_of(env_id)
     if namespace in NAMESPACES:
         NAMESPACES[namespace]()
+
+
+def namespace_of(env_id: str) -> str | None:
+    """The namespace of a Gymnasium id (`ALE` of `ALE/Pong-v5`), None without one."""
+    try:
+        return parse_env_id(env_id)[0]
+    except gym.error.Error:
+        return None
 
 
 def all_ids() -> list[str]:
@@ -338,7 +345,8 @@ def make_gym_task(
     bare_id = split_module(env_id)[1]
     register_namespace(bare_id)
     env = make_gym(env_id, name, kwargs)
-    return adapt_observations(SeededStickyReset(env) if bare_id.startswith("MinAtar/") else env)
+    wrap = NAMESPACE_WRAPPERS.get(namespace_of(bare_id))
+    return adapt_observations(wrap(env) if wrap else env)
 
 
 def build_gym(env_id: str, name: str | None, kwargs: dict[str, Any]) -> TaskSpec:
