@@ -6,7 +6,8 @@ difficulty ramping; its DQN settings) trains a `shared` agent on the five games 
 separate nets, `--set scheme=independent`) for each of `--independent-seeds`. Each run is a
 `multiq train` child with one torch thread, `--workers` at a time, in `--run-root/<scheme>-seed<S>`;
 a run with a checkpoint is resumed (`multiq train --resume`), a finished one is kept, so the
-benchmark goes on across sessions (a 1M-step run takes about 5 hours on one CPU core).
+benchmark goes on across sessions (a 1M-step `shared` run: about 3.9 hours on one core, with
+two runs side by side).
 
 The run root is in the repository (`benchmarks/results/minatar_paper_runs`) because a session's
 machine does not outlive it: a run folder holds its checkpoint (weights, target, optimiser:
