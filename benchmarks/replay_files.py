@@ -7,7 +7,7 @@ This compares, on the same replay arrays:
 - ``plain``: `np.savez` of the arrays as they are (multiq before 2026-12-06);
 - ``bits``: compressed `.npz`, bool arrays eight to a byte (`save_arrays` alone);
 - ``bits + successors``: the same after `without_successor_obs` (each `next_obs` kept only where
-  it is not the next row's `obs`): what `save_checkpoint` writes now.
+  it is not the next row's `obs`): `save_replay`, what `save_checkpoint` writes now.
 
 Each layout is loaded back and checked equal to the arrays, bit for bit. The replay is the
 buffers of a `multiq train` of the five MinAtar games (`configs/minatar-paper.yaml`: all
@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import speed_common as common
 
-from multiq.replay import with_successor_obs, without_successor_obs
 from multiq.train import checkpoint as ckpt
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "minatar-paper.yaml"
@@ -47,10 +46,7 @@ def _plain_load(path: Path) -> Arrays:
 LAYOUTS: dict[str, tuple[Callable[[Path, Arrays], None], Callable[[Path], Arrays]]] = {
     "plain": (_plain_save, _plain_load),
     "bits": (ckpt.save_arrays, ckpt.load_arrays),
-    "bits + successors": (
-        lambda path, arrays: ckpt.save_arrays(path, without_successor_obs(arrays)),
-        lambda path: with_successor_obs(ckpt.load_arrays(path)),
-    ),
+    "bits + successors": (ckpt.save_replay, ckpt.load_replay),
 }
 
 
@@ -72,7 +68,7 @@ def random_policy_replay(steps: int, folder: Path) -> Arrays:
                "--run-dir", str(run_dir), "--async-updates", "false",
                *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     common.train_sps(command, run_dir)
-    return with_successor_obs(ckpt.load_arrays(run_dir / ckpt.REPLAY_FILE))
+    return ckpt.load_replay(run_dir / ckpt.REPLAY_FILE)
 
 
 def measure(arrays: Arrays, rounds: int, folder: Path) -> dict[str, dict[str, float]]:
@@ -123,7 +119,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if args.replay:
-            arrays = with_successor_obs(ckpt.load_arrays(args.replay))
+            arrays = ckpt.load_replay(args.replay)
         else:
             arrays = random_policy_replay(args.steps_per_game, folder)
         results = measure(arrays, args.rounds, folder)

@@ -18,7 +18,6 @@ from multiq.continual import PHASE_END_ACTIONS, prepare_sequence
 from multiq.defaults import apply_task_defaults
 from multiq.env_backends import EnvSettings
 from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
-from multiq.replay import with_successor_obs, without_successor_obs
 from multiq.rundir import CONFIG_FILE, claim_run_dir
 from multiq.runfolder import RunFolder, run_id, write_run_record
 from multiq.tasks import make_taskset, task_entries
@@ -476,11 +475,11 @@ class MultiTaskDQN:
         self._check_finite_weights(path)
         if self._replay_to_save():
             arrays = {
-                **without_successor_obs(self.trainer.replay.state()),
+                **self.trainer.replay.state(),
                 REPLAY_STEP_KEY: np.array(self.state.env_steps),
                 REPLAY_RUN_KEY: np.array(run_id(self.run_dir) or ""),
             }
-            ckpt.save_arrays(self.run_dir / ckpt.REPLAY_FILE, arrays)
+            ckpt.save_replay(self.run_dir / ckpt.REPLAY_FILE, arrays)
         meta, tensors = self.checkpoint_record()
         ckpt.save_tensors(path, "checkpoint", meta, tensors)
 
@@ -703,7 +702,7 @@ def _matching_replay(
     path = run_dir / ckpt.REPLAY_FILE
     if saved_at is None or not path.is_file():
         return None
-    arrays = with_successor_obs(ckpt.load_arrays(path))
+    arrays = ckpt.load_replay(path)
     owner = str(arrays.pop(REPLAY_RUN_KEY, np.array(""))) or None
     if owner and meta.get("run_id") and owner != meta["run_id"]:
         raise CheckpointError(

@@ -28,6 +28,7 @@ import torch
 
 from multiq.errors import CheckpointError
 from multiq.fileio import atomic_write
+from multiq.replay import with_successor_obs, without_successor_obs
 from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, REPLAY_FILE
 
 __all__ = [
@@ -36,8 +37,10 @@ __all__ = [
     "REPLAY_FILE",
     "atomic_write",
     "load_arrays",
+    "load_replay",
     "load_tensors",
     "save_arrays",
+    "save_replay",
     "save_tensors",
 ]
 
@@ -199,3 +202,18 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
             f"replay file {path} is corrupt or unreadable ({type(error).__name__}: {error}); "
             "delete it to resume without the saved replay"
         ) from error
+
+
+def save_replay(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Writes `MultiTaskReplay.state()` arrays (plus scalars) as `save_arrays` does, each
+    `next_obs` kept only where it is not the next row's `obs` (`without_successor_obs`)."""
+    save_arrays(path, without_successor_obs(arrays))
+
+
+def load_replay(path: Path) -> dict[str, np.ndarray]:
+    """Reads a file written by `save_replay` (or, whole, by earlier versions).
+
+    Raises:
+        CheckpointError: as `load_arrays`, or saved rows that do not fit their arrays.
+    """
+    return with_successor_obs(load_arrays(path))
