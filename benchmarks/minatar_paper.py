@@ -23,6 +23,8 @@ frames (read from its curves, DESIGN.md), each scheme's final evaluation return 
 finished seeds with a 95% bootstrap interval; the latest evaluation of runs still going, with
 their step), and whether the multi-task agent reaches the paper's figure: yes when its mean
 does, within the interval when only the interval's upper end does, no otherwise.
+`minatar_paper.png` beside it draws every run's evaluation return against env steps per game,
+with the paper's figure dashed.
 
     python benchmarks/minatar_paper.py [--seeds 0 1 2] [--independent-seeds 0]
         [--steps-per-game 1000000] [--workers 2] [--async-updates auto] [--hours H]
@@ -45,6 +47,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
@@ -229,6 +233,63 @@ def report(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, list]]:
+    """(scheme, seed) -> game -> [(env steps per game, eval return), ...] of every run with an
+    evaluation, finished or not."""
+    from multiq.report.metrics import read_metrics
+    from multiq.rundir import return_key
+
+    found = {}
+    for scheme, seed in runs(args):
+        folder = run_dir(args, scheme, seed)
+        if (folder / "metrics.csv").is_file():
+            series = read_metrics(folder)
+            points = {g: series.get(return_key(g), []) for g in GAMES}
+            if any(points.values()):
+                found[(scheme, seed)] = points
+    return found
+
+
+def plot(args: argparse.Namespace, path: Path) -> bool:
+    """Writes the learning curves (eval return against env steps per game, one panel per game,
+    a line per run, the paper's DQN at 1M frames dashed) to `path`; False when no run has an
+    evaluation yet."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
+
+    from multiq.report.curves import save_figure
+
+    found = curves(args)
+    if not found:
+        return False
+    figure = Figure(figsize=(4 * len(GAMES), 3.8), layout="constrained")
+    FigureCanvasAgg(figure)
+    colours = {"shared": ("tab:blue", "tab:cyan", "tab:purple"),
+               "independent": ("tab:orange", "tab:red", "tab:brown")}  # fmt: skip
+    for index, game in enumerate(GAMES):
+        axes = figure.add_subplot(1, len(GAMES), index + 1)
+        for (scheme, seed), points in found.items():
+            if points[game]:
+                steps, returns = zip(*points[game], strict=True)
+                colour = colours[scheme][seed % len(colours[scheme])]
+                axes.plot(steps, returns, color=colour, linewidth=1.2,
+                          label=f"multiq {scheme} seed {seed}")  # fmt: skip
+        axes.axhline(PAPER_1M[game], linestyle="--", color="gray", label="paper DQN at 1M")
+        axes.set_title(game)
+        axes.set_xlabel("env steps per game")
+        axes.set_xlim(0, args.steps_per_game)
+        axes.xaxis.set_major_formatter(EngFormatter(sep=""))
+        axes.grid(alpha=0.3)
+    episodes = yaml.safe_load(CONFIG.read_text())["eval_episodes"]
+    figure.axes[0].set_ylabel(f"eval return (mean of {episodes} episodes)")
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=len(labels),
+                  fontsize="small")  # fmt: skip
+    save_figure(figure, path)
+    return True
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not args.report_only:
@@ -237,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "minatar_paper.md").write_text(text)
     print(text)
+    if plot(args, args.out_dir / "minatar_paper.png"):
+        print(f"figure: {args.out_dir / 'minatar_paper.png'}")
 
 
 if __name__ == "__main__":

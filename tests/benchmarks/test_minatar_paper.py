@@ -32,6 +32,14 @@ def finish_run(folder, returns, steps=1000):
     (folder / "model.pt").write_bytes(b"")
 
 
+def write_returns(folder, games, points):
+    """A metrics.csv with eval returns: points = [(step, the return of every game), ...]."""
+    folder.mkdir(parents=True)
+    rows = [",".join(CSV_HEADER)]
+    rows += [f"{step},1.0,task/{g}/return,{value}" for step, value in points for g in games]
+    (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+
 def test_each_run_is_started_resumed_or_kept(bench, tmp_path):
     args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000"])
     assert bench.runs(args) == [("shared", 0), ("independent", 0), ("shared", 1), ("shared", 2)]
@@ -53,10 +61,7 @@ def test_the_report_gives_finished_seeds_and_runs_still_going(bench, tmp_path):
     args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000",
                              "--seeds", "0", "1", "--independent-seeds"])  # fmt: skip
     finish_run(tmp_path / "shared-seed0", {**dict.fromkeys(bench.GAMES, 1.0), "Breakout": 10.0})
-    going = tmp_path / "shared-seed1"
-    going.mkdir()
-    rows = [",".join(CSV_HEADER)] + [f"500,1.0,task/{g}/return,2.5" for g in bench.GAMES]
-    (going / "metrics.csv").write_text("\n".join(rows) + "\n")
+    write_returns(tmp_path / "shared-seed1", bench.GAMES, [(500, 2.5)])
     text = bench.report(args)
     assert "| Breakout | 9.5 | 10.00 [10.00, 10.00] (n=1) | - | yes |" in text
     assert "| Freeway | 48 | 1.00 [1.00, 1.00] (n=1) | - | no |" in text
@@ -100,3 +105,18 @@ def test_no_run_starts_after_one_was_stopped_by_a_signal(bench, tmp_path, monkey
                              "--independent-seeds"])  # fmt: skip
     bench.run_all(args)
     assert sorted(p.name for p in tmp_path.glob("ran-*")) == ["ran-shared-0"]
+
+
+def test_the_figure_draws_a_line_per_run_with_an_evaluation(bench, tmp_path):
+    args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000"])
+    out = tmp_path / "minatar_paper.png"
+    assert not bench.plot(args, out) and not out.exists()  # no run has evaluated yet
+    write_returns(tmp_path / "shared-seed0", bench.GAMES, [(500, 2.0), (1000, 3.0)])
+    write_returns(tmp_path / "independent-seed0", bench.GAMES, [(500, 1.0)])
+    (tmp_path / "shared-seed1").mkdir()  # started, no evaluation yet: no line
+    assert bench.curves(args) == {
+        ("shared", 0): dict.fromkeys(bench.GAMES, [(500, 2.0), (1000, 3.0)]),
+        ("independent", 0): dict.fromkeys(bench.GAMES, [(500, 1.0)]),
+    }
+    assert bench.plot(args, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
