@@ -19,12 +19,14 @@ so a session ends with runs that can be committed; once a run is stopped by a si
 deadline, or Ctrl-C), no further run starts.
 
 The report (`minatar_paper.md` in `--out-dir`) gives per game the paper's DQN return at 1M
-frames (read from its curves, DESIGN.md), each scheme's final evaluation return (mean over
-finished seeds with a 95% bootstrap interval; the latest evaluation of runs still going, with
-their step), and whether the multi-task agent reaches the paper's figure: yes when its mean
-does, within the interval when only the interval's upper end does, no otherwise.
-`minatar_paper.png` beside it draws every run's evaluation return against env steps per game,
-with the paper's figure dashed.
+frames (read from its curves, DESIGN.md) and two measures of each scheme at the end, means over
+finished seeds with 95% bootstrap intervals: `eval`, the final evaluation return (epsilon 0.01),
+and `training`, the paper's own measure (its curves are moving averages of training-episode
+returns, epsilon 0.1): the mean of the logged running training return over the last 50k env
+steps per game. Per measure, whether the multi-task agent reaches the paper's figure: yes when
+its mean does, within the interval when only the interval's upper end does, no otherwise. Runs
+still going show both measures up to now. `minatar_paper.png` beside it draws every run's two
+curves against env steps per game, with the paper's figure dashed.
 
     python benchmarks/minatar_paper.py [--seeds 0 1 2] [--independent-seeds 0]
         [--steps-per-game 1000000] [--workers 2] [--async-updates auto] [--hours H]
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -48,8 +51,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
             "SpaceInvaders": 33.0}  # fmt: skip
@@ -58,6 +59,7 @@ SCHEMES = ("shared", "independent")
 RUN_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
 INTERRUPTED_EXIT = 130  # `multiq train` stopped by SIGINT/SIGTERM, its checkpoint saved
 STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
+TRAINING_WINDOW_STEPS = 50_000  # env steps per game at the end whose training returns count
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,19 +168,50 @@ def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:
     return step, {g: p[-1][1] for g, p in points.items()}
 
 
+def training_returns(folder: Path, window: int) -> tuple[int, dict[str, float]] | None:
+    """(step, game -> the mean of the run's logged training-episode returns, each the mean of
+    its last 20 epsilon-greedy episodes, over the `window` env steps per game up to `step`, its
+    latest log); None without them."""
+    from multiq.report.metrics import read_metrics
+
+    if not (folder / "metrics.csv").is_file():
+        return None
+    series = read_metrics(folder)
+    points = {g: series.get(f"rollout/{g}/ep_return", []) for g in GAMES}
+    if not all(points.values()):
+        return None
+    end = min(p[-1][0] for p in points.values())
+    means = {}
+    for game, series_of_game in points.items():
+        values = [v for step, v in series_of_game if end - window < step <= end]
+        values = [v for v in values if math.isfinite(v)]
+        if not values:
+            return None
+        means[game] = sum(values) / len(values)
+    return end, means
+
+
 def collect(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Scheme -> {"final": game -> [final returns of finished seeds],
-    "going": [(seed, step, game -> latest return) of unfinished runs]}."""
-    table: dict[str, dict[str, Any]] = {s: {"final": {g: [] for g in GAMES}, "going": []}
-                                        for s in SCHEMES}  # fmt: skip
+    """Scheme -> {"final": game -> [final eval returns of finished seeds],
+    "training": game -> [their training-episode returns at the end, `training_returns`],
+    "going": [(seed, step, game -> latest eval return, `training_returns` up to now or None)
+    of unfinished runs]}."""
+    table: dict[str, dict[str, Any]] = {
+        s: {"final": {g: [] for g in GAMES}, "training": {g: [] for g in GAMES}, "going": []}
+        for s in SCHEMES
+    }
     for scheme, seed in runs(args):
         folder = run_dir(args, scheme, seed)
         if finished(folder, args.steps_per_game):
             tasks = json.loads((folder / "summary.json").read_text())["tasks"]
+            training = training_returns(folder, TRAINING_WINDOW_STEPS)
             for game in GAMES:
                 table[scheme]["final"][game].append(float(tasks[game]["return_mean"]))
+                if training is not None:
+                    table[scheme]["training"][game].append(training[1][game])
         elif (latest := latest_returns(folder)) is not None:
-            table[scheme]["going"].append((seed, *latest))
+            training = training_returns(folder, TRAINING_WINDOW_STEPS)
+            table[scheme]["going"].append((seed, *latest, training))
     return table
 
 
@@ -200,8 +233,15 @@ def cell(values: list[float]) -> tuple[str, float, float]:
     return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n={len(values)})", mean, high
 
 
+def paper_config():
+    """`configs/minatar-paper.yaml` as a validated `multiq.config.Config`."""
+    from multiq.config import Config
+
+    return Config.from_yaml(CONFIG)
+
+
 def report(args: argparse.Namespace) -> str:
-    table = collect(args)
+    table, config = collect(args), paper_config()
     lines = [
         "# One multi-task agent against the MinAtar paper's DQN at 1M frames",
         "",
@@ -212,50 +252,70 @@ def report(args: argparse.Namespace) -> str:
         f"ramping; replay 100k, batch 32, an update per env step, epsilon 1 -> 0.1 over 100k, "
         f"Adam 2.5e-4 where the paper has RMSProp); {args.steps_per_game:,} env steps per game; "
         f"seeds: shared {args.seeds}, independent {args.independent_seeds}",
-        "- paper: Young & Tian 2019, DQN, return at 1M frames read from its curves",
+        "- paper: Young & Tian 2019, DQN, return at 1M frames read from its curves, which are "
+        "moving averages of training-episode returns (epsilon 0.1, sticky actions)",
+        f"- multiq, two measures of each finished run: `eval`, the final evaluation "
+        f"({config.eval_episodes} episodes, epsilon {config.eval_epsilon:g}); `training`, the "
+        f"paper's measure: the mean of the logged training-episode returns (each the mean of "
+        f"the last 20 episodes, epsilon {config.exploration_final_eps:g}) over "
+        f"the last {TRAINING_WINDOW_STEPS:,} env steps per game. Means over seeds with 95% "
+        f"bootstrap intervals; `shared reaches the paper` reads each measure's mean, then its "
+        f"interval",
         "",
-        "| game | paper DQN (1M) | multiq shared | multiq independent | shared reaches the paper |",
-        "|---|---:|---:|---:|---|",
+        "| game | paper DQN (1M) | shared: eval | shared: training | independent: eval "
+        "| independent: training | shared reaches the paper (eval / training) |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for game in GAMES:
-        shared, mean, high = cell(table["shared"]["final"][game])
-        independent, _, _ = cell(table["independent"]["final"][game])
-        lines.append(f"| {game} | {PAPER_1M[game]:g} | {shared} | {independent} | "
-                     f"{verdict(mean, high, PAPER_1M[game])} |")  # fmt: skip
-    going = [(s, seed, step, r) for s in SCHEMES for seed, step, r in table[s]["going"]]
+        cells = {(s, m): cell(table[s][m][game]) for s in SCHEMES for m in ("final", "training")}
+        verdicts = " / ".join(
+            verdict(cells["shared", m][1], cells["shared", m][2], PAPER_1M[game])
+            for m in ("final", "training")
+        )
+        texts = " | ".join(cells[s, m][0] for s in SCHEMES for m in ("final", "training"))
+        lines.append(f"| {game} | {PAPER_1M[game]:g} | {texts} | {verdicts} |")
+    going = [(s, *run) for s in SCHEMES for run in table[s]["going"]]
     if going:
-        lines += ["", "Runs still going (their latest evaluation):", "",
-                  "| run | step | " + " | ".join(GAMES) + " |",
-                  "|---|---:|" + "---:|" * len(GAMES)]  # fmt: skip
-        for scheme, seed, step, returns in going:
-            values = " | ".join(f"{returns[g]:.2f}" for g in GAMES)
-            lines.append(f"| {scheme} seed {seed} | {step:,} | {values} |")
+        lines += ["", "Runs still going (their latest evaluation, and the training measure "
+                  "up to now):", "", "| run | step | measure | " + " | ".join(GAMES) + " |",
+                  "|---|---:|---|" + "---:|" * len(GAMES)]  # fmt: skip
+        for scheme, seed, step, returns, training in going:
+            for measure, latest in (("eval", (step, returns)), ("training", training)):
+                if latest is not None:
+                    row = " | ".join(f"{latest[1][g]:.2f}" for g in GAMES)
+                    lines.append(f"| {scheme} seed {seed} | {latest[0]:,} | {measure} | {row} |")
     return "\n".join(lines) + "\n"
 
 
-def curves(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, list]]:
-    """(scheme, seed) -> game -> [(env steps per game, eval return), ...] of every run with an
-    evaluation, finished or not."""
+MEASURES = {"eval": "task/{}/return", "training": "rollout/{}/ep_return"}
+
+
+def curves(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, dict[str, list]]]:
+    """(scheme, seed) -> measure (``eval``, ``training``) -> game -> [(env steps per game,
+    return), ...] of every run with an evaluation, finished or not."""
     from multiq.report.metrics import read_metrics
-    from multiq.rundir import return_key
 
     found = {}
     for scheme, seed in runs(args):
         folder = run_dir(args, scheme, seed)
         if (folder / "metrics.csv").is_file():
             series = read_metrics(folder)
-            points = {g: series.get(return_key(g), []) for g in GAMES}
-            if any(points.values()):
+            points = {
+                measure: {g: series.get(key.format(g), []) for g in GAMES}
+                for measure, key in MEASURES.items()
+            }
+            if any(points["eval"].values()):
                 found[(scheme, seed)] = points
     return found
 
 
 def plot(args: argparse.Namespace, path: Path) -> bool:
-    """Writes the learning curves (eval return against env steps per game, one panel per game,
-    a line per run, the paper's DQN at 1M frames dashed) to `path`; False when no run has an
-    evaluation yet."""
+    """Writes the learning curves to `path`: one panel per game, per run its eval return (solid)
+    and its training episodes' running return (dotted) against env steps per game, the paper's
+    DQN at 1M frames dashed. False when no run has an evaluation yet."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import EngFormatter
 
     from multiq.report.curves import save_figure
@@ -263,27 +323,35 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     found = curves(args)
     if not found:
         return False
-    figure = Figure(figsize=(4 * len(GAMES), 3.8), layout="constrained")
+    config = paper_config()
+    figure = Figure(figsize=(4 * len(GAMES), 4.0), layout="constrained")
     FigureCanvasAgg(figure)
     colours = {"shared": ("tab:blue", "tab:cyan", "tab:purple"),
                "independent": ("tab:orange", "tab:red", "tab:brown")}  # fmt: skip
+    styles = {"eval": {"linewidth": 1.4}, "training": {"linewidth": 1.0, "linestyle": ":"}}
     for index, game in enumerate(GAMES):
         axes = figure.add_subplot(1, len(GAMES), index + 1)
-        for (scheme, seed), points in found.items():
-            if points[game]:
-                steps, returns = zip(*points[game], strict=True)
-                colour = colours[scheme][seed % len(colours[scheme])]
-                axes.plot(steps, returns, color=colour, linewidth=1.2,
-                          label=f"multiq {scheme} seed {seed}")  # fmt: skip
+        for (scheme, seed), measures in found.items():
+            colour = colours[scheme][seed % len(colours[scheme])]
+            for measure, points in measures.items():
+                if points[game]:
+                    label = f"multiq {scheme} seed {seed}" if measure == "eval" else None
+                    axes.plot(*zip(*points[game], strict=True), color=colour, label=label,
+                              **styles[measure])  # fmt: skip
         axes.axhline(PAPER_1M[game], linestyle="--", color="gray", label="paper DQN at 1M")
         axes.set_title(game)
         axes.set_xlabel("env steps per game")
         axes.set_xlim(0, args.steps_per_game)
         axes.xaxis.set_major_formatter(EngFormatter(sep=""))
         axes.grid(alpha=0.3)
-    episodes = yaml.safe_load(CONFIG.read_text())["eval_episodes"]
-    figure.axes[0].set_ylabel(f"eval return (mean of {episodes} episodes)")
+    figure.axes[0].set_ylabel("return")
     handles, labels = figure.axes[0].get_legend_handles_labels()
+    keys = {
+        f"eval ({config.eval_episodes} episodes, epsilon {config.eval_epsilon:g})": "eval",
+        f"training (last 20 episodes, epsilon {config.exploration_final_eps:g})": "training",
+    }
+    handles += [Line2D([], [], color="black", **styles[m]) for m in keys.values()]
+    labels += list(keys)
     figure.legend(handles, labels, loc="outside lower center", ncols=len(labels),
                   fontsize="small")  # fmt: skip
     save_figure(figure, path)

@@ -32,12 +32,26 @@ def finish_run(folder, returns, steps=1000):
     (folder / "model.pt").write_bytes(b"")
 
 
-def write_returns(folder, games, points):
-    """A metrics.csv with eval returns: points = [(step, the return of every game), ...]."""
-    folder.mkdir(parents=True)
-    rows = [",".join(CSV_HEADER)]
-    rows += [f"{step},1.0,task/{g}/return,{value}" for step, value in points for g in games]
-    (folder / "metrics.csv").write_text("\n".join(rows) + "\n")
+def write_metrics(folder, games, points, key="task/{}/return"):
+    """Adds rows to a run's metrics.csv: points = [(step, the value of every game), ...] under
+    `key` (the eval return by default)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "metrics.csv"
+    rows = [] if path.exists() else [",".join(CSV_HEADER)]
+    rows += [f"{step},1.0,{key.format(g)},{value}" for step, value in points for g in games]
+    with open(path, "a") as handle:
+        handle.write("\n".join(rows) + "\n")
+
+
+TRAINING = "rollout/{}/ep_return"
+
+
+def test_the_training_measure_averages_the_logged_returns_of_the_last_window(bench, tmp_path):
+    points = [(100, "nan"), (700, 7.0), (800, 8.0), (900, "nan"), (1000, 12.0)]
+    write_metrics(tmp_path, bench.GAMES, points, TRAINING)
+    step, means = bench.training_returns(tmp_path, window=300)
+    assert step == 1000 and means == dict.fromkeys(bench.GAMES, 10.0)  # (8 + 12) / 2
+    assert bench.training_returns(tmp_path / "none", window=300) is None
 
 
 def test_each_run_is_started_resumed_or_kept(bench, tmp_path):
@@ -61,11 +75,17 @@ def test_the_report_gives_finished_seeds_and_runs_still_going(bench, tmp_path):
     args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000",
                              "--seeds", "0", "1", "--independent-seeds"])  # fmt: skip
     finish_run(tmp_path / "shared-seed0", {**dict.fromkeys(bench.GAMES, 1.0), "Breakout": 10.0})
-    write_returns(tmp_path / "shared-seed1", bench.GAMES, [(500, 2.5)])
+    write_metrics(tmp_path / "shared-seed0", bench.GAMES, [(1000, 50.0)], TRAINING)
+    write_metrics(tmp_path / "shared-seed1", bench.GAMES, [(500, 2.5)])
+    write_metrics(tmp_path / "shared-seed1", bench.GAMES, [(600, 3.0)], TRAINING)
     text = bench.report(args)
-    assert "| Breakout | 9.5 | 10.00 [10.00, 10.00] (n=1) | - | yes |" in text
-    assert "| Freeway | 48 | 1.00 [1.00, 1.00] (n=1) | - | no |" in text
-    assert "| shared seed 1 | 500 | 2.50 | 2.50 | 2.50 | 2.50 | 2.50 |" in text
+    one = "1.00 [1.00, 1.00] (n=1)"
+    fifty = "50.00 [50.00, 50.00] (n=1)"
+    assert f"| Breakout | 9.5 | 10.00 [10.00, 10.00] (n=1) | {fifty} | - | - | yes / yes |" in text
+    assert f"| Freeway | 48 | {one} | {fifty} | - | - | no / yes |" in text
+    assert f"| Seaquest | 1 | {one} | {fifty} | - | - | yes / yes |" in text
+    assert "| shared seed 1 | 500 | eval | 2.50 | 2.50 | 2.50 | 2.50 | 2.50 |" in text
+    assert "| shared seed 1 | 600 | training | 3.00 | 3.00 | 3.00 | 3.00 | 3.00 |" in text
 
 
 def test_runs_live_in_the_repository(bench):
@@ -111,12 +131,19 @@ def test_the_figure_draws_a_line_per_run_with_an_evaluation(bench, tmp_path):
     args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000"])
     out = tmp_path / "minatar_paper.png"
     assert not bench.plot(args, out) and not out.exists()  # no run has evaluated yet
-    write_returns(tmp_path / "shared-seed0", bench.GAMES, [(500, 2.0), (1000, 3.0)])
-    write_returns(tmp_path / "independent-seed0", bench.GAMES, [(500, 1.0)])
-    (tmp_path / "shared-seed1").mkdir()  # started, no evaluation yet: no line
+    write_metrics(tmp_path / "shared-seed0", bench.GAMES, [(500, 2.0), (1000, 3.0)])
+    write_metrics(tmp_path / "shared-seed0", bench.GAMES, [(600, 1.5)], TRAINING)
+    write_metrics(tmp_path / "independent-seed0", bench.GAMES, [(500, 1.0)])
+    write_metrics(tmp_path / "shared-seed1", bench.GAMES, [(200, 0.5)], TRAINING)  # no eval yet
     assert bench.curves(args) == {
-        ("shared", 0): dict.fromkeys(bench.GAMES, [(500, 2.0), (1000, 3.0)]),
-        ("independent", 0): dict.fromkeys(bench.GAMES, [(500, 1.0)]),
+        ("shared", 0): {
+            "eval": dict.fromkeys(bench.GAMES, [(500, 2.0), (1000, 3.0)]),
+            "training": dict.fromkeys(bench.GAMES, [(600, 1.5)]),
+        },
+        ("independent", 0): {
+            "eval": dict.fromkeys(bench.GAMES, [(500, 1.0)]),
+            "training": dict.fromkeys(bench.GAMES, []),
+        },
     }
     assert bench.plot(args, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
