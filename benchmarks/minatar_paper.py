@@ -49,7 +49,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiq.config import Config
 
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
@@ -60,6 +63,8 @@ RUN_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
 INTERRUPTED_EXIT = 130  # `multiq train` stopped by SIGINT/SIGTERM, its checkpoint saved
 STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
 TRAINING_WINDOW_STEPS = 50_000  # env steps per game at the end whose training returns count
+# metrics.csv key of each measure: the evaluation return, the training episodes' running return
+MEASURES = {"eval": "task/{}/return", "training": "rollout/{}/ep_return"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,12 +161,11 @@ def wait_until(child: subprocess.Popen, deadline: float | None) -> int:
 def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:
     """(step, game -> return) of a run's latest evaluation; None before the first."""
     from multiq.report.metrics import read_metrics
-    from multiq.rundir import return_key
 
     if not (folder / "metrics.csv").is_file():
         return None
     series = read_metrics(folder)
-    points = {g: series.get(return_key(g), []) for g in GAMES}
+    points = {g: series.get(MEASURES["eval"].format(g), []) for g in GAMES}
     if not all(points.values()):
         return None
     step = min(p[-1][0] for p in points.values())
@@ -177,7 +181,7 @@ def training_returns(folder: Path, window: int) -> tuple[int, dict[str, float]] 
     if not (folder / "metrics.csv").is_file():
         return None
     series = read_metrics(folder)
-    points = {g: series.get(f"rollout/{g}/ep_return", []) for g in GAMES}
+    points = {g: series.get(MEASURES["training"].format(g), []) for g in GAMES}
     if not all(points.values()):
         return None
     end = min(p[-1][0] for p in points.values())
@@ -233,7 +237,7 @@ def cell(values: list[float]) -> tuple[str, float, float]:
     return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n={len(values)})", mean, high
 
 
-def paper_config():
+def paper_config() -> Config:
     """`configs/minatar-paper.yaml` as a validated `multiq.config.Config`."""
     from multiq.config import Config
 
@@ -241,6 +245,8 @@ def paper_config():
 
 
 def report(args: argparse.Namespace) -> str:
+    from multiq.envs import RECENT_EPISODES
+
     table, config = collect(args), paper_config()
     lines = [
         "# One multi-task agent against the MinAtar paper's DQN at 1M frames",
@@ -257,7 +263,7 @@ def report(args: argparse.Namespace) -> str:
         f"- multiq, two measures of each finished run: `eval`, the final evaluation "
         f"({config.eval_episodes} episodes, epsilon {config.eval_epsilon:g}); `training`, the "
         f"paper's measure: the mean of the logged training-episode returns (each the mean of "
-        f"the last 20 episodes, epsilon {config.exploration_final_eps:g}) over "
+        f"the last {RECENT_EPISODES} episodes, epsilon {config.exploration_final_eps:g}) over "
         f"the last {TRAINING_WINDOW_STEPS:,} env steps per game. Means over seeds with 95% "
         f"bootstrap intervals; `shared reaches the paper` reads each measure's mean, then its "
         f"interval",
@@ -285,9 +291,6 @@ def report(args: argparse.Namespace) -> str:
                     row = " | ".join(f"{latest[1][g]:.2f}" for g in GAMES)
                     lines.append(f"| {scheme} seed {seed} | {latest[0]:,} | {measure} | {row} |")
     return "\n".join(lines) + "\n"
-
-
-MEASURES = {"eval": "task/{}/return", "training": "rollout/{}/ep_return"}
 
 
 def curves(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, dict[str, list]]]:
@@ -318,6 +321,7 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import EngFormatter
 
+    from multiq.envs import RECENT_EPISODES
     from multiq.report.curves import save_figure
 
     found = curves(args)
@@ -348,7 +352,9 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     handles, labels = figure.axes[0].get_legend_handles_labels()
     keys = {
         f"eval ({config.eval_episodes} episodes, epsilon {config.eval_epsilon:g})": "eval",
-        f"training (last 20 episodes, epsilon {config.exploration_final_eps:g})": "training",
+        f"training (last {RECENT_EPISODES} episodes, epsilon {config.exploration_final_eps:g})": (
+            "training"
+        ),
     }
     handles += [Line2D([], [], color="black", **styles[m]) for m in keys.values()]
     labels += list(keys)
