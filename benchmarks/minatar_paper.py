@@ -158,15 +158,21 @@ def wait_until(child: subprocess.Popen, deadline: float | None) -> int:
         return child.wait(STOP_GRACE_S)
 
 
-def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:
-    """(step, game -> return) of a run's latest evaluation; None before the first."""
+def run_points(folder: Path) -> dict[str, dict[str, list]] | None:
+    """Measure (`MEASURES`) -> game -> [(env steps per game, value), ...] from a run's
+    metrics.csv; None without one."""
     from multiq.report.metrics import read_metrics
 
     if not (folder / "metrics.csv").is_file():
         return None
     series = read_metrics(folder)
-    points = {g: series.get(MEASURES["eval"].format(g), []) for g in GAMES}
-    if not all(points.values()):
+    return {m: {g: series.get(key.format(g), []) for g in GAMES} for m, key in MEASURES.items()}
+
+
+def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:
+    """(step, game -> return) of a run's latest evaluation; None before the first."""
+    points = (run_points(folder) or {}).get("eval")
+    if not points or not all(points.values()):
         return None
     step = min(p[-1][0] for p in points.values())
     return step, {g: p[-1][1] for g, p in points.items()}
@@ -176,13 +182,8 @@ def training_returns(folder: Path, window: int) -> tuple[int, dict[str, float]] 
     """(step, game -> the mean of the run's logged training-episode returns, each the mean of
     its last 20 epsilon-greedy episodes, over the `window` env steps per game up to `step`, its
     latest log); None without them."""
-    from multiq.report.metrics import read_metrics
-
-    if not (folder / "metrics.csv").is_file():
-        return None
-    series = read_metrics(folder)
-    points = {g: series.get(MEASURES["training"].format(g), []) for g in GAMES}
-    if not all(points.values()):
+    points = (run_points(folder) or {}).get("training")
+    if not points or not all(points.values()):
         return None
     end = min(p[-1][0] for p in points.values())
     means = {}
@@ -296,19 +297,11 @@ def report(args: argparse.Namespace) -> str:
 def curves(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, dict[str, list]]]:
     """(scheme, seed) -> measure (``eval``, ``training``) -> game -> [(env steps per game,
     return), ...] of every run with an evaluation, finished or not."""
-    from multiq.report.metrics import read_metrics
-
     found = {}
     for scheme, seed in runs(args):
-        folder = run_dir(args, scheme, seed)
-        if (folder / "metrics.csv").is_file():
-            series = read_metrics(folder)
-            points = {
-                measure: {g: series.get(key.format(g), []) for g in GAMES}
-                for measure, key in MEASURES.items()
-            }
-            if any(points["eval"].values()):
-                found[(scheme, seed)] = points
+        points = run_points(run_dir(args, scheme, seed))
+        if points is not None and any(points["eval"].values()):
+            found[(scheme, seed)] = points
     return found
 
 
