@@ -63,8 +63,6 @@ RUN_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
 INTERRUPTED_EXIT = 130  # `multiq train` stopped by SIGINT/SIGTERM, its checkpoint saved
 STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
 TRAINING_WINDOW_STEPS = 50_000  # env steps per game at the end whose training returns count
-# metrics.csv key of each measure: the evaluation return, the training episodes' running return
-MEASURES = {"eval": "task/{}/return", "training": "rollout/{}/ep_return"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -159,14 +157,17 @@ def wait_until(child: subprocess.Popen, deadline: float | None) -> int:
 
 
 def run_points(folder: Path) -> dict[str, dict[str, list]] | None:
-    """Measure (`MEASURES`) -> game -> [(env steps per game, value), ...] from a run's
-    metrics.csv; None without one."""
+    """Measure (``eval``: the evaluation return, ``training``: the training episodes' running
+    return) -> game -> [(env steps per game, value), ...] from a run's metrics.csv; None
+    without one."""
     from multiq.report.metrics import read_metrics
+    from multiq.rundir import return_key, training_return_key
 
     if not (folder / "metrics.csv").is_file():
         return None
     series = read_metrics(folder)
-    return {m: {g: series.get(key.format(g), []) for g in GAMES} for m, key in MEASURES.items()}
+    keys = {"eval": return_key, "training": training_return_key}
+    return {m: {g: series.get(key(g), []) for g in GAMES} for m, key in keys.items()}
 
 
 def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:

@@ -111,6 +111,12 @@ def return_key(task: str) -> str:
     return f"task/{task}/return"
 
 
+def training_return_key(task: str) -> str:
+    """The metrics.csv key of a task's running training-episode return (the mean of its last
+    `multiq.envs.RECENT_EPISODES` epsilon-greedy episodes)."""
+    return f"rollout/{task}/ep_return"
+
+
 def random_return_key(task: str) -> str:
     """The metrics.csv key of a task's random-policy return."""
     return f"task/{task}/random_return"

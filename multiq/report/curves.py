@@ -22,7 +22,7 @@ from multiq.report.metrics import (
     read_summary,
     task_names,
 )
-from multiq.rundir import CONFIG_FILE, CURVES_FILE
+from multiq.rundir import CONFIG_FILE, CURVES_FILE, return_key, training_return_key
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -160,13 +160,13 @@ def _plot_task(
     the random baseline. No title per legend: the figure has one legend."""
     from matplotlib.ticker import EngFormatter, MaxNLocator
 
-    training = metrics.get(f"rollout/{name}/ep_return")
+    training = metrics.get(training_return_key(name))
     if training:
         finite = [(step, v) for step, v in training if math.isfinite(v)]
         if finite:
             axes.plot(*_unzip(finite), color="tab:blue", alpha=0.35, linewidth=1,
                       label="training episodes (mean of the last 20)")  # fmt: skip
-    steps, means = _unzip(metrics[f"task/{name}/return"])
+    steps, means = _unzip(metrics[return_key(name)])
     low, high, band = _band(name, steps, means, metrics, episodes)
     style = "o" if len(steps) == 1 else "o-"
     axes.plot(steps, means, style, color="tab:orange", markersize=3, label="eval return (mean)")

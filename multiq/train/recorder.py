@@ -14,7 +14,7 @@ import torch
 
 from multiq.agents.policy import Policy
 from multiq.env_backends import EnvSettings
-from multiq.rundir import random_return_key, return_key
+from multiq.rundir import random_return_key, return_key, training_return_key
 from multiq.tasks.spec import TaskSpec
 from multiq.tracking import Tracker
 from multiq.train.evaluation import evaluate_summary
@@ -67,7 +67,7 @@ class Recorder:
         """Writes one row of training metrics and starts a new averaging interval."""
         state = self.state
         metrics = {"rollout/epsilon": epsilon, "time/sps": sps, "train/updates": state.updates}
-        metrics.update({f"rollout/{name}/ep_return": value for name, value in recent.items()})
+        metrics.update({training_return_key(name): value for name, value in recent.items()})
         metrics.update(self._update_means())
         for key, per_task in diagnostics.items():  # diagnostic -> task -> [K]
             for name, row in per_task.items():
