@@ -2,12 +2,12 @@
 
 Runs four short fixed-seed runs through the CLI (``train`` on the five MinAtar games with
 ``async_updates=false``, a ``transfer`` finetune from it, a two-task ``continual`` sequence and a
-``meta`` run), strips the timing from each run's metrics (the ``wall_time_s`` column and the ``time/*``
-keys) and prints one SHA-256 per run. With ``--against FILE`` it compares the
-digests with a recorded set and exits 1 when any differs.
+``meta`` run), strips the timing from each run's metrics (the ``wall_time_s`` column and the
+``time/*`` keys) and prints one SHA-256 per run. With ``--against FILE`` it compares the digests
+with a recorded set and exits 1 when any differs.
 
     python benchmarks/identity.py --out runs/identity --save benchmarks/results/identity.json
-    python benchmarks/identity.py --out runs/identity-after --against benchmarks/results/identity.json
+    python benchmarks/identity.py --out runs/id2 --against benchmarks/results/identity.json
 """
 
 from __future__ import annotations
@@ -27,16 +27,55 @@ def commands(out: Path) -> dict[str, list[str]]:
     """The four runs, each a ``multiq`` argument list writing into ``out/<name>``."""
     seq = ["--set", "async_updates=false", "--seed", str(SEED)]
     return {
-        "train": ["train", "--tasks", "minatar", "--steps", "3000", *seq,
-                  "--run-dir", str(out / "train")],
-        "transfer": ["transfer", str(out / "train"), "--tasks", "minatar:Breakout",
-                     "--mode", "finetune", "--steps", "2000", *seq,
-                     "--run-dir", str(out / "transfer")],
-        "continual": ["continual", "--sequence", "gym:CartPole-v1,gym:Acrobot-v1",
-                      "--method", "rehearsal", "--steps", "1500", *seq,
-                      "--run-dir", str(out / "continual")],
-        "meta": ["meta", "--family", "cartpole-physics", "--meta-iterations", "3",
-                 "--set", "inner_steps=300", "--set", "meta_batch_size=2", *seq, "--run-dir", str(out / "meta")],
+        "train": [
+            "train",
+            "--tasks",
+            "minatar",
+            "--steps",
+            "3000",
+            *seq,
+            "--run-dir",
+            str(out / "train"),
+        ],
+        "transfer": [
+            "transfer",
+            str(out / "train"),
+            "--tasks",
+            "minatar:Breakout",
+            "--mode",
+            "finetune",
+            "--steps",
+            "2000",
+            *seq,
+            "--run-dir",
+            str(out / "transfer"),
+        ],
+        "continual": [
+            "continual",
+            "--sequence",
+            "gym:CartPole-v1,gym:Acrobot-v1",
+            "--method",
+            "rehearsal",
+            "--steps",
+            "1500",
+            *seq,
+            "--run-dir",
+            str(out / "continual"),
+        ],
+        "meta": [
+            "meta",
+            "--family",
+            "cartpole-physics",
+            "--meta-iterations",
+            "3",
+            "--set",
+            "inner_steps=300",
+            "--set",
+            "meta_batch_size=2",
+            *seq,
+            "--run-dir",
+            str(out / "meta"),
+        ],
     }
 
 
