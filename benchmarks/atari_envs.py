@@ -34,9 +34,9 @@ import numpy as np
 import speed_common as common
 
 from multiq import make_taskset
-from multiq.env_backends import EnvSettings
-from multiq.envpool_envs import envpool_installed
-from multiq.envs import MultiTaskEnvs
+from multiq.envs.backends import EnvSettings
+from multiq.envs.multi import MultiTaskEnvs
+from multiq.envs.pool import envpool_installed
 
 WARMUP_STEPS = 5
 PIPE_ROUND_TRIPS = 200

@@ -71,7 +71,7 @@ from multiq.report.continual import (
 from multiq.report.metrics import Series, read_metrics, read_summary, task_names
 from multiq.report.stats import bootstrap_ci
 from multiq.report.transfer import TransferRun, aggregate_seeds
-from multiq.rundir import (
+from multiq.runio.layout import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,

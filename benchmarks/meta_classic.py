@@ -42,7 +42,7 @@ import transfer_common as common
 
 from multiq.report.meta import adapt_summary, adapt_table, plot_adapt, read_meta_csv
 from multiq.report.stats import bootstrap_ci
-from multiq.rundir import ADAPT_FILE, CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE
+from multiq.runio.layout import ADAPT_FILE, CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE
 
 BENCH = "meta_classic"
 ALGOS = ("reptile", "fomaml")
@@ -254,9 +254,9 @@ def diverged(pretrain: Sequence[Mapping[str, Any]], qs: Mapping[str, float]) -> 
 
 def start_q(model_file: Path, family: str, states: int = 256) -> float:
     """Mean over `states` start states of the family's first held-out task of max_a Q."""
-    from multiq.adapt import Init, adapt_learner
     from multiq.api import MultiTaskDQN
     from multiq.config import Config
+    from multiq.recipes.adapt import Init, adapt_learner
     from multiq.tasks import make_taskset
 
     if not model_file.is_file():

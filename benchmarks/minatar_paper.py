@@ -161,7 +161,7 @@ def run_points(folder: Path) -> dict[str, dict[str, list]] | None:
     return) -> game -> [(env steps per game, value), ...] from a run's metrics.csv; None
     without one."""
     from multiq.report.metrics import read_metrics
-    from multiq.rundir import return_key, training_return_key
+    from multiq.runio.layout import return_key, training_return_key
 
     if not (folder / "metrics.csv").is_file():
         return None
@@ -247,7 +247,7 @@ def paper_config() -> Config:
 
 
 def report(args: argparse.Namespace) -> str:
-    from multiq.envs import RECENT_EPISODES
+    from multiq.envs.multi import RECENT_EPISODES
 
     table, config = collect(args), paper_config()
     lines = [
@@ -315,7 +315,7 @@ def plot(args: argparse.Namespace, path: Path) -> bool:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import EngFormatter
 
-    from multiq.envs import RECENT_EPISODES
+    from multiq.envs.multi import RECENT_EPISODES
     from multiq.report.curves import save_figure
 
     found = curves(args)

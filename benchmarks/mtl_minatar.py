@@ -295,7 +295,7 @@ def run_all(args: argparse.Namespace) -> None:
 def update_runner(method: str) -> Callable[[], None]:
     """One update of `method` on fixed synthetic five-task batches of 32 samples per game."""
     from multiq import MultiTaskDQN
-    from multiq.replay import NStepSample
+    from multiq.replay.buffers import NStepSample
 
     model = MultiTaskDQN(
         "minatar",

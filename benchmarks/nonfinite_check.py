@@ -21,7 +21,7 @@ import torch
 
 from multiq.agents.learner import Learner, LearnerSettings
 from multiq.config import Config
-from multiq.replay import NStepSample
+from multiq.replay.buffers import NStepSample
 from multiq.tasks import make_taskset
 
 BATCH_PER_TASK = 32

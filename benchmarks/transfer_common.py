@@ -49,7 +49,7 @@ from multiq.report.transfer import (
     transfer_metrics,
     verdict,
 )
-from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE, return_key
+from multiq.runio.layout import CHECKPOINT_FILE, MODEL_FILE, SUMMARY_FILE, return_key
 
 PRETRAIN, TARGET = "pretrain", "target"
 SCRATCH = "scratch"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from multiq import moved
+
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "MultiTaskDQN": "multiq.api",
@@ -27,6 +29,8 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", *_EXPORTS]
+
+moved.install()
 
 
 def __getattr__(name: str) -> Any:

@@ -14,13 +14,16 @@ import torch
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.config import Config, config_changes
-from multiq.continual import PHASE_END_ACTIONS, prepare_sequence
-from multiq.defaults import apply_task_defaults
-from multiq.env_backends import EnvSettings
+from multiq.envs.backends import EnvSettings
 from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
-from multiq.rundir import CONFIG_FILE, claim_run_dir
-from multiq.runfolder import RunFolder, run_id, write_run_record
+from multiq.phases.phase import Phase
+from multiq.phases.state import TrainState
+from multiq.recipes.continual import PHASE_END_ACTIONS, prepare_sequence
+from multiq.recipes.transfer import prepare_transfer
+from multiq.runio.folder import RunFolder, run_id, write_run_record
+from multiq.runio.layout import CONFIG_FILE, claim_run_dir
 from multiq.tasks import make_taskset, task_entries
+from multiq.tasks.defaults import apply_task_defaults
 from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
@@ -28,10 +31,7 @@ from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
 from multiq.train.evaluation import evaluate_summary
 from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights
-from multiq.train.phase import Phase
 from multiq.train.specs import specs_from_record, specs_to_record
-from multiq.train.state import TrainState
-from multiq.transfer import prepare_transfer
 
 REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
 ADD_TASK_TRAINING = ("all", "new")  # what trains when tasks join a trained agent
@@ -78,7 +78,8 @@ class MultiTaskDQN:
         **hyperparameters: any Config key (`learning_rate`, `buffer_size`, `scheme`, ...).
 
     Keys neither `config` nor `hyperparameters` set take the defaults of the tasks' observation
-    family (`multiq.defaults`; `task_defaults` says which, and the run's config.yaml holds them).
+    family (`multiq.tasks.defaults`; `task_defaults` says which, and the run's config.yaml holds
+    them).
     """
 
     def __init__(
@@ -561,7 +562,7 @@ class MultiTaskDQN:
         run_dir: str | Path | None = None,
         **hyperparameters: Any,
     ) -> MultiTaskDQN:
-        """A model set up to transfer from `source` to `tasks` (see `multiq.transfer.MODES`).
+        """A model set up to transfer from `source` to `tasks` (`multiq.recipes.transfer.MODES`).
 
         Args:
             source: a trained model, a model.pt file or a run folder.
@@ -585,7 +586,7 @@ class MultiTaskDQN:
         **hyperparameters: Any,
     ) -> MultiTaskDQN:
         """A model set up to learn `sequence` one task after another (see
-        `multiq.continual.METHODS`); `total_steps_per_task` is each phase's budget.
+        `multiq.recipes.continual.METHODS`); `total_steps_per_task` is each phase's budget.
 
         Returns:
             the model with one phase per task planned: call `learn()`.
@@ -601,10 +602,10 @@ class MultiTaskDQN:
         **hyperparameters: Any,
     ):
         """A meta-learning run over the task pool `tasks` (e.g. a family's train split) with
-        `algo` (``reptile`` or ``fomaml``, see `multiq.meta`); call `.run()` on it. Its model
+        `algo` (``reptile`` or ``fomaml``, `multiq.recipes.meta`); call `.run()` on it. Its model
         (`.model`, saved as RUN_DIR/model.pt) is the meta-trained initialisation.
         """
-        from multiq.meta import prepare_meta
+        from multiq.recipes.meta import prepare_meta
 
         config = Config().replace(meta_tasks=tasks, meta_algo=algo, **hyperparameters)
         return prepare_meta(cls, run_dir, config)

@@ -117,7 +117,7 @@ def examples_text(command: str) -> str:
 
 def _train_epilog() -> str:
     """The train help's examples, then where config keys, schemes and balancers are listed."""
-    from multiq.config_help import registry_names
+    from multiq.config.help import registry_names
 
     return (
         f"{examples_text('train')}\n\n"
@@ -442,7 +442,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from multiq.api import MultiTaskDQN
-    from multiq.transfer import prepare_distillation
+    from multiq.recipes.transfer import prepare_distillation
 
     student = prepare_distillation(MultiTaskDQN, args.sources, args.run_dir, _overrides(args))
     print(f"distilling {len(args.sources)} teacher(s) into {student.run_dir}")
@@ -478,7 +478,7 @@ def cmd_continual(args: argparse.Namespace) -> int:
     sequence = args.sequence or (base.tasks if args.config else None)
     if not sequence:
         raise MultiqError("give the tasks in order: --sequence ID,ID,... (or a YAML's `tasks`)")
-    # the keys the file sets, so that the others can follow the tasks (multiq.defaults)
+    # the keys the file sets, so that the others can follow the tasks (multiq.tasks.defaults)
     hyperparameters = {**(base.given_values() if base else {}), **_overrides(args)}
     hyperparameters.pop("tasks", None)
     model = MultiTaskDQN.continual(
@@ -497,7 +497,7 @@ def cmd_continual(args: argparse.Namespace) -> int:
 def cmd_meta(args: argparse.Namespace) -> int:
     from multiq.api import MultiTaskDQN
     from multiq.config import Config
-    from multiq.meta import prepare_meta, resume_meta
+    from multiq.recipes.meta import prepare_meta, resume_meta
 
     changes = _overrides(args)
     flags = {"meta_algo": args.algo, "meta_iterations": args.meta_iterations}
@@ -533,9 +533,9 @@ def cmd_meta(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from multiq.adapt import family_options, load_inits, parse_ks, run_adapt
     from multiq.api import MultiTaskDQN
     from multiq.config import Config
+    from multiq.recipes.adapt import family_options, load_inits, parse_ks, run_adapt
     from multiq.tasks import make_taskset
     from multiq.tasks.gym_ids import import_env_modules
 
@@ -716,7 +716,7 @@ def _format_eval(results: Mapping[str, Mapping], random: Mapping[str, Mapping]) 
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from multiq.config_help import format_keys, format_yaml, key_help
+    from multiq.config.help import format_keys, format_yaml, key_help
 
     helps = key_help(args.keys)
     print(format_yaml(helps) if args.yaml else format_keys(helps))
@@ -733,7 +733,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from multiq.report import format_transfer_report, read_summary, write_report
     from multiq.report.meta import plot_meta, write_adapt_report
-    from multiq.rundir import ADAPT_FILE, META_FILE
+    from multiq.runio.layout import ADAPT_FILE, META_FILE
 
     folder = Path(args.run_dir)
     if (folder / ADAPT_FILE).is_file():  # a `multiq adapt` folder

@@ -10,12 +10,12 @@ import gymnasium as gym
 import pytest
 import torch
 
-from multiq.adapt import Init, adapt_learner, family_options, parse_ks, run_adapt
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
 from multiq.config import Config
 from multiq.errors import ConfigError, TaskError
-from multiq.meta import META_TASK, prepare_meta
+from multiq.recipes.adapt import Init, adapt_learner, family_options, parse_ks, run_adapt
+from multiq.recipes.meta import META_TASK, prepare_meta
 from multiq.tasks import make_taskset
 
 QUICK = {

@@ -1,4 +1,4 @@
-"""`multiq.config_help`: every key's default, allowed values and meaning, from `Config`."""
+"""`multiq.config.help`: every key's default, allowed values and meaning, from `Config`."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 import yaml
 
 from multiq.config import CONFIG_KEYS, FAMILY_DEFAULTS, MAX_HIDDEN_SIZE, Config
-from multiq.config_help import flow_yaml, format_keys, format_yaml, key_help, registry_names
+from multiq.config.help import flow_yaml, format_keys, format_yaml, key_help, registry_names
 from multiq.errors import ConfigError
-from multiq.meta import ALGORITHMS
 from multiq.mtl import BALANCERS
 from multiq.mtl.schedules import SCHEDULES
 from multiq.nets import SCHEMES
+from multiq.recipes.meta import ALGORITHMS
 
 
 def allowed(key: str) -> str:

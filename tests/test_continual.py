@@ -11,11 +11,11 @@ import yaml
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
 from multiq.config import FAMILY_DEFAULTS, Config
-from multiq.continual import METHODS, PREVIOUS_TEACHER, SequenceSetup, sequence_phases
 from multiq.errors import ConfigError
+from multiq.phases.phase import Phase
+from multiq.recipes.continual import METHODS, PREVIOUS_TEACHER, SequenceSetup, sequence_phases
 from multiq.train.callbacks import Callback
 from multiq.train.loop import Trainer
-from multiq.train.phase import Phase
 
 SETTINGS = {
     "learning_starts": 50, "buffer_size": 1_000, "eval_freq": 0, "eval_episodes": 2,

@@ -1,5 +1,6 @@
-"""`multiq.defaults`: a run takes its tasks' observation-family defaults for the keys it does not
-set; keys set explicitly (keyword, Config, YAML, ``--set``) win; a resumed run keeps its own."""
+"""`multiq.tasks.defaults`: a run takes its tasks' observation-family defaults for the keys it
+does not set; keys set explicitly (keyword, Config, YAML, ``--set``) win; a resumed run keeps
+its own."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import yaml
 
 from multiq.api import MultiTaskDQN
 from multiq.config import FAMILY_DEFAULTS, Config
-from multiq.defaults import TaskDefaults, apply_task_defaults
 from multiq.errors import ConfigError
-from multiq.meta import prepare_meta
+from multiq.recipes.meta import prepare_meta
+from multiq.tasks.defaults import TaskDefaults, apply_task_defaults
 from multiq.tasks.spec import TaskSpec
 
 VECTOR, BASE = FAMILY_DEFAULTS["vector"], FAMILY_DEFAULTS["minatar"]

@@ -10,10 +10,10 @@ from multiq import make_taskset
 from multiq.api import MultiTaskDQN
 from multiq.cli import build_parser
 from multiq.config import ENV_BACKEND_NAMES, Config
-from multiq.env_backends import ENV_BACKENDS, EnvSettings, make_task_envs
-from multiq.env_workers import SubprocessTaskEnvs
+from multiq.envs.backends import ENV_BACKENDS, EnvSettings, make_task_envs
+from multiq.envs.inprocess import TaskEnvs
+from multiq.envs.workers import SubprocessTaskEnvs
 from multiq.errors import ConfigError
-from multiq.task_envs import TaskEnvs
 
 TINY = {
     "tensorboard": False, "progress_bar": False, "eval_episodes": 3, "eval_freq": 200,

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from multiq import make_taskset
-from multiq.env_backends import EnvSettings
-from multiq.env_workers import SubprocessTaskEnvs, _slices
-from multiq.envs import MultiTaskEnvs
+from multiq.envs.backends import EnvSettings
+from multiq.envs.inprocess import TaskEnvs
+from multiq.envs.multi import MultiTaskEnvs
+from multiq.envs.workers import SubprocessTaskEnvs, _slices
 from multiq.errors import EnvError
-from multiq.task_envs import TaskEnvs
 
 FIELDS = ("obs", "rewards", "terminated", "truncated", "valid")
 

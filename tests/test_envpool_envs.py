@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from multiq import make_taskset
-from multiq.env_backends import EnvSettings
-from multiq.envpool_envs import EnvPoolTaskEnvs, envpool_task
-from multiq.envs import MultiTaskEnvs
+from multiq.envs.backends import EnvSettings
+from multiq.envs.inprocess import TaskEnvs
+from multiq.envs.multi import MultiTaskEnvs
+from multiq.envs.pool import EnvPoolTaskEnvs, envpool_task
 from multiq.errors import EnvError
-from multiq.task_envs import TaskEnvs
 
 pytest.importorskip("envpool")
 

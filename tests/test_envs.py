@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from multiq import make_taskset
-from multiq.envs import EpisodeTracker, MultiTaskEnvs
-from multiq.task_envs import TaskEnvs
+from multiq.envs.inprocess import TaskEnvs
+from multiq.envs.multi import EpisodeTracker, MultiTaskEnvs
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from multiq.api import MultiTaskDQN
 from multiq.cli import main
 from multiq.config import Config
 from multiq.errors import ConfigError
-from multiq.meta import (
+from multiq.recipes.meta import (
     ALGORITHMS,
     META_TASK,
     fomaml_step,

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import multiq.replay
+import multiq.replay.buffers
 from multiq.errors import CheckpointError, ConfigError
-from multiq.replay import MultiTaskReplay, TaskReplay
+from multiq.replay.buffers import MultiTaskReplay, TaskReplay
 from multiq.tasks.spec import TaskSet, TaskSpec
 
 
@@ -371,15 +371,17 @@ def test_load_state_leaves_a_task_without_arrays_empty(two_tasks):
 
 
 def replay_messages(caplog, level=logging.INFO) -> list[str]:
-    """The messages `multiq.replay` logged at `level`."""
+    """The messages `multiq.replay.buffers` logged at `level`."""
     return [
-        r.getMessage() for r in caplog.records if r.name == "multiq.replay" and r.levelno == level
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "multiq.replay.buffers" and r.levelno == level
     ]
 
 
 def test_check_memory_logs_and_returns_bytes(two_tasks, caplog):
-    caplog.set_level(logging.INFO, logger="multiq.replay")
-    total = multiq.replay.check_memory(two_tasks, 1000)
+    caplog.set_level(logging.INFO, logger="multiq.replay.buffers")
+    total = multiq.replay.buffers.check_memory(two_tasks, 1000)
     # grid: 400 bool bytes per obs -> 2 * 400 + 14 = 814 per transition;
     # vec: 6 float32 = 24 bytes per obs -> 2 * 24 + 14 = 62 per transition
     assert total == 1000 * 814 + 1000 * 62
@@ -389,8 +391,8 @@ def test_check_memory_logs_and_returns_bytes(two_tasks, caplog):
 
 
 def test_check_memory_refuses_too_large_buffer(two_tasks, monkeypatch, caplog):
-    caplog.set_level(logging.INFO, logger="multiq.replay")
-    monkeypatch.setattr(multiq.replay, "available_ram_bytes", lambda: 100_000)
+    caplog.set_level(logging.INFO, logger="multiq.replay.buffers")
+    monkeypatch.setattr(multiq.replay.buffers, "available_ram_bytes", lambda: 100_000)
     with pytest.raises(ConfigError, match="buffer_size=1000") as info:
         MultiTaskReplay(two_tasks, capacity_per_task=1000, n_envs=2, n_step=3, gamma=0.9)
     assert "lower buffer_size" in str(info.value)
@@ -400,7 +402,7 @@ def test_check_memory_refuses_too_large_buffer(two_tasks, monkeypatch, caplog):
 
 
 def test_available_ram_is_positive():
-    assert multiq.replay.available_ram_bytes() > 0
+    assert multiq.replay.buffers.available_ram_bytes() > 0
 
 
 def _episodes(capacity: int, steps: int, n_envs: int = 2, seed: int = 0) -> TaskReplay:
@@ -428,7 +430,7 @@ def _episodes(capacity: int, steps: int, n_envs: int = 2, seed: int = 0) -> Task
 def test_a_saved_replay_keeps_next_obs_only_where_it_is_not_the_next_row(capacity, steps):
     buf = _episodes(capacity, steps)
     state = {f"a/{k}": v for k, v in buf.state().items()}
-    saved = multiq.replay.without_successor_obs(state)
+    saved = multiq.replay.buffers.without_successor_obs(state)
     assert "a/next_obs" not in saved
     differs, rows = saved["a/next_obs_differs"], saved["a/next_obs_rows"]
     assert differs.shape == buf.done.shape and rows.shape[1:] == (2, 3, 3)
@@ -440,7 +442,7 @@ def test_a_saved_replay_keeps_next_obs_only_where_it_is_not_the_next_row(capacit
     assert not np.any(differs & written & ~buf.done & ~newest)
     assert int((differs & written).sum()) <= int((buf.done & written).sum()) + buf.n_envs
     assert len(rows) == int(differs.sum())
-    restored = multiq.replay.with_successor_obs(saved)
+    restored = multiq.replay.buffers.with_successor_obs(saved)
     assert sorted(restored) == sorted(state)
     for key, value in state.items():
         assert restored[key].dtype == value.dtype
@@ -449,17 +451,17 @@ def test_a_saved_replay_keeps_next_obs_only_where_it_is_not_the_next_row(capacit
 
 def test_replay_arrays_saved_whole_load_as_they_are():
     state = {f"a/{k}": v for k, v in _episodes(40, 20).state().items()}
-    restored = multiq.replay.with_successor_obs(state)
+    restored = multiq.replay.buffers.with_successor_obs(state)
     for key, value in state.items():
         np.testing.assert_array_equal(restored[key], value)
 
 
 def test_saved_next_obs_rows_that_do_not_fit_are_refused():
     state = {f"a/{k}": v for k, v in _episodes(40, 20).state().items()}
-    saved = multiq.replay.without_successor_obs(state)
+    saved = multiq.replay.buffers.without_successor_obs(state)
     saved["a/next_obs_rows"] = saved["a/next_obs_rows"][1:]
     with pytest.raises(CheckpointError, match="'a/next_obs_rows' is bool .* needs .* rows"):
-        multiq.replay.with_successor_obs(saved)
+        multiq.replay.buffers.with_successor_obs(saved)
     del saved["a/next_obs_rows"]
     with pytest.raises(CheckpointError, match="a/obs and a/next_obs_differs do not fit"):
-        multiq.replay.with_successor_obs(saved)
+        multiq.replay.buffers.with_successor_obs(saved)

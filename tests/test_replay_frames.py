@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from multiq.errors import CheckpointError
-from multiq.replay import MultiTaskReplay, TaskReplay, replay_class
-from multiq.replay_frames import FrameStackReplay
+from multiq.replay.buffers import MultiTaskReplay, TaskReplay, replay_class
+from multiq.replay.frames import FrameStackReplay
 from multiq.tasks.spec import TaskSpec
 
 K, H, W = 4, 3, 2

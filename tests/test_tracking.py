@@ -14,7 +14,7 @@ import pytest
 
 from multiq.errors import RunDirError
 from multiq.report import read_metrics
-from multiq.tracking import Tracker, format_postfix
+from multiq.runio.tracking import Tracker, format_postfix
 
 TASKS = ["Breakout", "Freeway"]
 
@@ -198,7 +198,7 @@ def _train_with_wandb(run_dir, monkeypatch, steps=600):
 def test_wandb_offline_run_files_hold_the_logged_keys(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     assert _train_with_wandb(run_dir, monkeypatch) == 0
-    from multiq.runfolder import run_id
+    from multiq.runio.folder import run_id
 
     (record,) = (run_dir / "wandb").glob(f"offline-run-*-{run_id(run_dir)}/run-*.wandb")
     data = record.read_bytes()

@@ -25,7 +25,7 @@ from multiq.agents.terms import DistillTerm
 from multiq.errors import ConfigError, NonFiniteError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
 from multiq.nets import SchemeOptions, build_qnet
-from multiq.replay import NStepSample
+from multiq.replay.buffers import NStepSample
 from multiq.tasks.spec import TaskSpec
 
 

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from multiq.fileio import atomic_write_text, make_folder
 from multiq.report.curves import save_figure
 from multiq.report.html import html_page
 from multiq.report.metrics import ReportError, RunFolderError, read_summary
-from multiq.rundir import CONFIG_FILE, SUMMARY_FILE
+from multiq.runio.files import atomic_write_text, make_folder
+from multiq.runio.layout import CONFIG_FILE, SUMMARY_FILE
 
 METRICS = ("IQM", "mean", "median", "optimality gap")
 DEFAULT_GROUP_BY = ("scheme", "balancer")

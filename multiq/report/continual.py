@@ -37,7 +37,7 @@ from multiq.report.metrics import ReportError, Series, read_metrics, read_summar
 from multiq.report.stats import bootstrap_ci
 from multiq.report.table import MISSING, _markdown_line
 from multiq.report.transfer import _random_return
-from multiq.rundir import MATRIX_FILE, METRICS_FILE, SEQUENCE_FILE, SUMMARY_FILE, return_key
+from multiq.runio.layout import MATRIX_FILE, METRICS_FILE, SEQUENCE_FILE, SUMMARY_FILE, return_key
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

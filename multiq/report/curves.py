@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from multiq.fileio import atomic_write
 from multiq.report.metrics import (
     ReportError,
     RunFolderError,
@@ -22,7 +21,8 @@ from multiq.report.metrics import (
     read_summary,
     task_names,
 )
-from multiq.rundir import CONFIG_FILE, CURVES_FILE, return_key, training_return_key
+from multiq.runio.files import atomic_write
+from multiq.runio.layout import CONFIG_FILE, CURVES_FILE, return_key, training_return_key
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

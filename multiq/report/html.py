@@ -74,7 +74,7 @@ def run_report_sections(run_dir: Path) -> list[Section]:
     routing heat map, continual matrix and sequence), the transfer / continual panels when the
     summary has them, and the config."""
     from multiq.report import format_markdown_table, read_summary
-    from multiq.rundir import (
+    from multiq.runio.layout import (
         CONFIG_FILE,
         CURVES_FILE,
         MATRIX_FILE,
@@ -113,7 +113,7 @@ def _panels(run_dir: Path, summary: dict) -> list[Section]:
 
 def write_run_report(run_dir: str | Path) -> Path:
     """Writes RUN_DIR/report.html (plots rebuilt first by the caller); returns its path."""
-    from multiq.fileio import atomic_write_text
+    from multiq.runio.files import atomic_write_text
 
     run_dir = Path(run_dir)
     page = html_page(f"multiq run {run_dir.resolve().name}", run_report_sections(run_dir))

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from multiq.fileio import atomic_write_text
 from multiq.report.curves import save_figure
 from multiq.report.metrics import ReportError
 from multiq.report.stats import bootstrap_ci
-from multiq.rundir import (
+from multiq.runio.files import atomic_write_text
+from multiq.runio.layout import (
     ADAPT_FILE,
     ADAPT_PLOT_FILE,
     ADAPT_TABLE_FILE,

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from multiq import rundir
 from multiq.errors import MultiqError
-from multiq.rundir import METRICS_FILE, SUMMARY_FILE
+from multiq.runio import layout as rundir
+from multiq.runio.layout import METRICS_FILE, SUMMARY_FILE
 
 # A list, because `_check_header` compares it with the header row that csv.reader returns.
 CSV_HEADER = list(rundir.CSV_HEADER)

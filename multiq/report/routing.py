@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from multiq.report.curves import save_figure
 from multiq.report.metrics import Series, read_metrics
-from multiq.rundir import ROUTING_FILE
+from multiq.runio.layout import ROUTING_FILE
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -36,7 +36,7 @@ from multiq.report.metrics import (
 )
 from multiq.report.stats import bootstrap_ci
 from multiq.report.table import MISSING, aligned_table, format_mean_std
-from multiq.rundir import SUMMARY_FILE, random_return_key, return_key
+from multiq.runio.layout import SUMMARY_FILE, random_return_key, return_key
 
 THRESHOLD_FRACTION = 0.8
 SCRATCH_MODE = "scratch"

@@ -1,0 +1,1 @@
+"""Ray Tune sweeps: a grid of configs as trials, one run folder each."""

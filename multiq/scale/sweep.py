@@ -34,11 +34,11 @@ from typing import Any
 
 import yaml
 
+from multiq.collect.cluster import check_address, start_ray
 from multiq.config import CONFIG_KEYS, Config, reject_unknown
 from multiq.errors import ConfigError
-from multiq.fileio import atomic_write_text, make_folder
-from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, RUNS_DIR, SUMMARY_FILE
-from multiq.scale.cluster import check_address, start_ray
+from multiq.runio.files import atomic_write_text, make_folder
+from multiq.runio.layout import CHECKPOINT_FILE, MODEL_FILE, RUNS_DIR, SUMMARY_FILE
 
 SWEEP_KEYS = ("name", "base", "config", "grid", "trials")
 SWEEP_FILE, STATE_FILE = "sweep.yaml", "sweep.json"

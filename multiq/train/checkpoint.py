@@ -6,10 +6,10 @@ specs) is JSON. Format 2 names its tasks: each task's name, source entry, observ
 action spaces are saved (`spec_record`), and every weight is keyed by task name, so a model
 loads without building envs and loads by name into another task set. Replay buffers are
 compressed `.npz` files read with `allow_pickle=False`; bool arrays (MinAtar's observation
-channels) are stored eight to a byte (`np.packbits`); with `multiq.replay.without_successor_obs`
-the replay of the five MinAtar games (5 x 100k transitions, 627 MB of arrays) takes 3.4 MB.
-Each file is written with
-`multiq.fileio.atomic_write` (a temp file in the same folder moved into place with
+channels) are stored eight to a byte (`np.packbits`); with
+`multiq.replay.buffers.without_successor_obs` the replay of the five MinAtar games (5 x 100k
+transitions, 627 MB of arrays) takes 3.4 MB. Each file is written with
+`multiq.runio.files.atomic_write` (a temp file in the same folder moved into place with
 `os.replace`), so a kill or a full disk during a write leaves the previous file intact.
 
 A file that loads but holds something odd (metadata that is not a JSON object, an entry the
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from multiq.errors import CheckpointError
-from multiq.fileio import atomic_write
-from multiq.replay import with_successor_obs, without_successor_obs
-from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE, REPLAY_FILE
+from multiq.replay.buffers import with_successor_obs, without_successor_obs
+from multiq.runio.files import atomic_write
+from multiq.runio.layout import CHECKPOINT_FILE, MODEL_FILE, REPLAY_FILE
 
 __all__ = [
     "CHECKPOINT_FILE",

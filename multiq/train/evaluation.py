@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from multiq.agents.policy import Policy
-from multiq.env_backends import EnvSettings
-from multiq.envs import MultiTaskEnvs
+from multiq.envs.backends import EnvSettings
+from multiq.envs.multi import MultiTaskEnvs
 from multiq.tasks.spec import TaskSpec
 
 # An episode still running after this many steps is cut there (27k agent steps = 108k Atari

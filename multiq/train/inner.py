@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from multiq.agents.learner import Learner, Training
+from multiq.collect.sequential import Collector
 from multiq.config import Config
 from multiq.errors import ConfigError
-from multiq.replay import MultiTaskReplay
+from multiq.phases.state import TrainState
+from multiq.replay.buffers import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
-from multiq.train.collector import Collector
 from multiq.train.evaluation import evaluate_policy
 from multiq.train.loop import EVAL_SEED_OFFSET, crossed, linear_epsilon
-from multiq.train.state import TrainState
 
 Weights = Mapping[str, torch.Tensor]
 

@@ -23,23 +23,23 @@ from multiq.agents.ewc import EwcTerm
 from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
+from multiq.collect.child import AsyncCollector
+from multiq.collect.choice import build_collector
+from multiq.collect.cluster import start_ray
+from multiq.collect.ray_actors import RayCollector
+from multiq.collect.sequential import Collector
 from multiq.config import Config, config_changes
-from multiq.env_backends import EnvSettings
+from multiq.envs.backends import EnvSettings
 from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_memory
 from multiq.mtl.schedules import build_schedule, sample_counts
-from multiq.replay import MultiTaskReplay
-from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
-from multiq.scale.cluster import start_ray
-from multiq.scale.collectors import RayCollector
-from multiq.tracking import Tracker, tensorboard_wanted, wandb_settings
+from multiq.phases.phase import Phase
+from multiq.phases.state import TrainState
+from multiq.replay.buffers import MultiTaskReplay
+from multiq.runio.layout import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
+from multiq.runio.tracking import Tracker, tensorboard_wanted, wandb_settings
 from multiq.train import checkpoint as ckpt
-from multiq.train.async_collector import AsyncCollector
 from multiq.train.callbacks import Callback, as_callback
-from multiq.train.collector import Collector
-from multiq.train.collector_choice import build_collector
-from multiq.train.phase import Phase
 from multiq.train.recorder import Recorder
-from multiq.train.state import TrainState
 from multiq.train.stop import Interrupted, StopRequests
 
 log = logging.getLogger(__name__)
@@ -518,7 +518,7 @@ class Trainer:
         return summary
 
     def summary(self) -> dict[str, Any]:
-        """summary.json (schema: `multiq.rundir`)."""
+        """summary.json (schema: `multiq.runio.layout`)."""
         summary = self.recorder.summary(self.cfg.task_schedule, self.phase_records())
         return {**summary, **self.summary_extra}
 

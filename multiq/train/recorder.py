@@ -2,7 +2,7 @@
 
 It averages the learner's update metrics between log rows, writes metrics.csv / TensorBoard
 rows and the progress bar (through `Tracker`), evaluates every task the agent holds, and builds
-summary.json (schema: `multiq.rundir`). It never steps a training env or updates a network.
+summary.json (schema: `multiq.runio.layout`). It never steps a training env or updates a network.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 import torch
 
 from multiq.agents.policy import Policy
-from multiq.env_backends import EnvSettings
-from multiq.rundir import random_return_key, return_key, training_return_key
+from multiq.envs.backends import EnvSettings
+from multiq.phases.state import TrainState
+from multiq.runio.layout import random_return_key, return_key, training_return_key
+from multiq.runio.tracking import Tracker
 from multiq.tasks.spec import TaskSpec
-from multiq.tracking import Tracker
 from multiq.train.evaluation import evaluate_summary
-from multiq.train.state import TrainState
 
 TASK_METRIC_NAMES = {"task_losses": "loss"}  # update() key -> logged name under task/<name>/
 
@@ -146,7 +146,7 @@ class Recorder:
     # --- summary -------------------------------------------------------------------------------
 
     def summary(self, task_schedule: str, phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """The summary.json content (schema: `multiq.rundir`)."""
+        """The summary.json content (schema: `multiq.runio.layout`)."""
         state = self.state
         tasks = {}
         for name, final in state.last_eval.items():

@@ -14,7 +14,7 @@ from multiq import make_taskset
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.config import Config
 from multiq.errors import ConfigError
-from multiq.replay import NStepSample
+from multiq.replay.buffers import NStepSample
 
 ROWS = 8
 

@@ -8,7 +8,7 @@ import torch
 
 from multiq import make_taskset
 from multiq.agents.learner import Learner, LearnerSettings, Training
-from multiq.replay import NStepSample
+from multiq.replay.buffers import NStepSample
 from multiq.tasks.spec import TaskSet
 
 HIDDEN = 32

@@ -21,7 +21,7 @@ from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm, distill_kl
 from multiq.api import MultiTaskDQN
-from multiq.replay import NStepSample
+from multiq.replay.buffers import NStepSample
 
 ROWS = 8
 QUIET = dict(tensorboard=False, progress_bar=False, device="cpu")

@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from multiq.envpool_envs import envpool_installed
+from multiq.envs.pool import envpool_installed
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 

@@ -10,7 +10,7 @@ import time
 import pytest
 from conftest import load_benchmarks
 
-from multiq.rundir import CSV_HEADER
+from multiq.runio.layout import CSV_HEADER
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,13 @@ import torch
 
 from multiq import api
 from multiq.cli import main
-from multiq.rundir import CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, REPLAY_FILE, RUN_RECORD_FILE
+from multiq.runio.layout import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    REPLAY_FILE,
+    RUN_RECORD_FILE,
+)
 
 TRAIN = ["train", "--tasks", "gym:CartPole-v1"]
 QUICK = [

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from multiq.errors import CheckpointError
-from multiq.replay import MultiTaskReplay
+from multiq.replay.buffers import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
 from multiq.train import checkpoint as ckpt
 

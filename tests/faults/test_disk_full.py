@@ -14,8 +14,8 @@ import torch
 from tmpfs import mounted_tmpfs
 
 from multiq.errors import RunDirError
-from multiq.fileio import atomic_write, atomic_write_text
-from multiq.tracking import Tracker
+from multiq.runio.files import atomic_write, atomic_write_text
+from multiq.runio.tracking import Tracker
 from multiq.train import checkpoint as ckpt
 
 BIG = {"online": {"w": torch.zeros(64 * 1024)}}  # 256 KiB of weights

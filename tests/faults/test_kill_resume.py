@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multiq.rundir import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, SUMMARY_FILE
+from multiq.runio.layout import CHECKPOINT_FILE, LOCK_FILE, METRICS_FILE, SUMMARY_FILE
 
 FAULTS_DIR = Path(__file__).parent
 LAUNCH = "import sys, faulty_envs; from multiq.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -117,7 +117,7 @@ def test_kill_9_at_random_points_then_resume_reaches_the_budget(tmp_path):
 # Dies (SIGKILL) halfway through writing its third checkpoint.pt: the temp file is half written.
 KILL_IN_WRITE = """
 import os, signal, sys, faulty_envs
-from multiq import fileio
+from multiq.runio import files as fileio
 from multiq.cli import main
 original, calls = fileio.atomic_write, []
 

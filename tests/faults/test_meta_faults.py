@@ -8,7 +8,7 @@ import pytest
 
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
-from multiq.meta import resume_meta
+from multiq.recipes.meta import resume_meta
 from multiq.report.meta import read_meta_csv
 
 SETTINGS = {

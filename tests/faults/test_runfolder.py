@@ -20,17 +20,17 @@ import pytest
 from tmpfs import mounted_tmpfs
 
 import multiq
-import multiq.rundir
-import multiq.runfolder
+import multiq.runio.folder
+import multiq.runio.layout
 from multiq.errors import RunDirError
-from multiq.fileio import atomic_write, atomic_write_text
-from multiq.rundir import claim_run_dir, new_run_dir
-from multiq.runfolder import RunFolder, git_commit, run_id, write_run_record
+from multiq.runio.files import atomic_write, atomic_write_text
+from multiq.runio.folder import RunFolder, git_commit, run_id, write_run_record
+from multiq.runio.layout import claim_run_dir, new_run_dir
 
 REPO_ROOT = Path(multiq.__file__).resolve().parents[1]
 HOLDER = """
 import sys, time
-from multiq.runfolder import RunFolder
+from multiq.runio.folder import RunFolder
 RunFolder(sys.argv[1]).acquire()
 print("held", flush=True)
 time.sleep(60)
@@ -91,7 +91,7 @@ def test_stale_lock_of_a_killed_run_is_taken_over(
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=30)
     assert json.loads((run_dir / ".lock").read_text())["pid"] == holder.pid  # left behind
-    with caplog.at_level(logging.INFO, logger="multiq.runfolder"), RunFolder(run_dir):
+    with caplog.at_level(logging.INFO, logger="multiq.runio.folder"), RunFolder(run_dir):
         assert json.loads((run_dir / ".lock").read_text())["pid"] == os.getpid()
     assert any(f"process {holder.pid}" in r.getMessage() for r in caplog.records)
     assert (run_dir / ".lock").read_text() == ""  # released: the file stays, empty
@@ -118,7 +118,7 @@ def test_leftover_temp_files_are_removed(tmp_path: Path, caplog: pytest.LogCaptu
     kept = ["checkpoint.pt", "notes.tmp", ".hidden", ".x.tmp"]
     for name in leftovers + kept:
         (run_dir / name).write_text("x")
-    with caplog.at_level(logging.INFO, logger="multiq.runfolder"), RunFolder(run_dir):
+    with caplog.at_level(logging.INFO, logger="multiq.runio.folder"), RunFolder(run_dir):
         names = {p.name for p in run_dir.iterdir()}
     assert names == {*kept, ".lock"}
     assert any("removed 2 temp file" in r.getMessage() for r in caplog.records)
@@ -207,7 +207,7 @@ class _FrozenClock(datetime):
 def test_claims_in_the_same_second_get_distinct_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(multiq.rundir, "datetime", _FrozenClock)
+    monkeypatch.setattr(multiq.runio.layout, "datetime", _FrozenClock)
     assert new_run_dir("minatar", tmp_path) == new_run_dir("minatar", tmp_path)  # the race
     first, second = claim_run_dir("minatar", tmp_path), claim_run_dir("minatar", tmp_path)
     assert first.name == "20261122-101500-minatar"
@@ -218,7 +218,7 @@ def test_claims_in_the_same_second_get_distinct_folders(
 def test_claims_from_threads_get_distinct_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(multiq.rundir, "datetime", _FrozenClock)
+    monkeypatch.setattr(multiq.runio.layout, "datetime", _FrozenClock)
     start = threading.Barrier(8)
     claimed: list[Path] = []
 
@@ -290,7 +290,7 @@ def test_git_commit_never_fails_the_run(
     def failing_run(*args, **kwargs):
         raise failure
 
-    monkeypatch.setattr(multiq.runfolder.subprocess, "run", failing_run)
+    monkeypatch.setattr(multiq.runio.folder.subprocess, "run", failing_run)
     assert git_commit() is None
     write_run_record(tmp_path, {})
     assert json.loads((tmp_path / "run.json").read_text())["sessions"][0]["git_commit"] is None

@@ -16,7 +16,7 @@ import torch
 
 from multiq.api import MultiTaskDQN
 from multiq.errors import EnvError, NonFiniteError
-from multiq.rundir import CHECKPOINT_FILE, MODEL_FILE
+from multiq.runio.layout import CHECKPOINT_FILE, MODEL_FILE
 from multiq.train.callbacks import Callback
 from multiq.train.stop import Interrupted
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from multiq.meta import write_meta_csv
+from multiq.recipes.meta import write_meta_csv
 from multiq.report.meta import adapt_summary, adapt_table, read_meta_csv
 from multiq.report.metrics import ReportError
-from multiq.rundir import META_KEYS
+from multiq.runio.layout import META_KEYS
 
 
 def rows(init: str, returns_by_k: dict[int, list[float]]) -> list[dict]:

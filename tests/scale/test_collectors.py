@@ -15,11 +15,11 @@ import pytest
 
 from multiq.agents.policy import Policy
 from multiq.api import MultiTaskDQN
+from multiq.collect.chunks import CollectorWorker, blocks
+from multiq.collect.cluster import start_ray
 from multiq.config import Config
 from multiq.errors import EnvError
-from multiq.rundir import CHECKPOINT_FILE, METRICS_FILE
-from multiq.scale.cluster import start_ray
-from multiq.scale.collectors import CollectorWorker, blocks
+from multiq.runio.layout import CHECKPOINT_FILE, METRICS_FILE
 from multiq.tasks.suites import make_taskset
 from multiq.train.loop import updates_due
 

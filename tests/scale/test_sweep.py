@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from multiq.cli import main
+from multiq.collect.cluster import check_address
 from multiq.errors import ConfigError, MultiqError
-from multiq.scale.cluster import check_address
 from multiq.scale.sweep import plan_trials, read_sweep, trial_name
 
 TINY = {
@@ -111,5 +111,5 @@ def test_the_saved_sweep_needs_no_base_file(tmp_path):
     trials = plan_trials(read_sweep(again), again.parent)
     assert [t.config.hidden_size for t in trials] == [16, 16]  # `config` wins over the base
     assert [t.config.seed for t in trials] == [0, 1]
-    # only the keys set are saved: the others still follow the trials' tasks (multiq.defaults)
+    # only the keys set are saved: the others still follow the trials' tasks (multiq.tasks.defaults)
     assert trials[0].config.given_keys == {*TINY, "seed"}

@@ -22,21 +22,21 @@ import torch
 from multiq import config
 from multiq.api import MultiTaskDQN
 from multiq.cli import main as cli_main
-from multiq.errors import EnvError, MultiqError
-from multiq.replay import MultiTaskReplay
-from multiq.scale.collectors import Chunk
-from multiq.tasks.suites import make_taskset
-from multiq.train import collector_choice
-from multiq.train.async_collector import (
+from multiq.collect import choice as collector_choice
+from multiq.collect.child import (
     AsyncCollector,
     main_is_multiq_command,
     pending_chunk,
     pending_meta,
     pending_tensors,
 )
+from multiq.collect.chunks import Chunk
+from multiq.errors import EnvError, MultiqError
+from multiq.phases.phase import Phase
+from multiq.phases.state import TrainState
+from multiq.replay.buffers import MultiTaskReplay
+from multiq.tasks.suites import make_taskset
 from multiq.train.callbacks import Callback
-from multiq.train.phase import Phase
-from multiq.train.state import TrainState
 from multiq.train.stop import Interrupted
 
 FAULTS = Path(__file__).resolve().parents[1] / "faults"

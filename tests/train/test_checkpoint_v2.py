@@ -11,8 +11,8 @@ import torch
 
 from multiq.api import MultiTaskDQN
 from multiq.errors import CheckpointError
+from multiq.phases.phase import Phase
 from multiq.train.callbacks import Callback
-from multiq.train.phase import Phase
 
 TINY = dict(
     hidden_size=16,

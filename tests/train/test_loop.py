@@ -10,7 +10,7 @@ import pytest
 from multiq.api import MultiTaskDQN
 from multiq.errors import ConfigError
 from multiq.report.metrics import SUMMARY_FILE
-from multiq.tracking import METRICS_FILE
+from multiq.runio.tracking import METRICS_FILE
 
 TWO_TASKS = "gym:CartPole-v1,gym:Acrobot-v1"
 TINY = dict(

@@ -10,7 +10,7 @@ import pytest
 from multiq import make_taskset
 from multiq.api import MultiTaskDQN
 from multiq.errors import ConfigError
-from multiq.train.phase import Phase
+from multiq.phases.phase import Phase
 
 TINY = dict(
     hidden_size=16,

@@ -5,7 +5,7 @@ step that ends an episode returns its real last observation, and the *following*
 that env, ignores its action and returns the first observation of the new episode. That following
 step is not a transition, so `StepResult.valid` marks it False and the trainer neither stores it
 nor counts its reward. How each task's envs run (in this process, in worker processes, on
-EnvPool) is the env backend's business (`multiq.env_backends`); all of them step the same way.
+EnvPool) is the env backend's business (`multiq.envs.backends`); all of them step the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from multiq.env_backends import EnvSettings, make_task_envs
+from multiq.envs.backends import EnvSettings, make_task_envs
 from multiq.errors import EnvError, NonFiniteError
 from multiq.tasks.spec import TaskSpec
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from multiq.envs.inprocess import EnvHistory
 from multiq.errors import ConfigError, EnvError
-from multiq.task_envs import EnvHistory
 from multiq.tasks.spec import TaskSpec
 from multiq.tasks.suites import SUITES as TASK_SUITES
 

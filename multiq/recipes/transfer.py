@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from multiq.errors import ConfigError, MultiqError
+from multiq.phases.phase import Phase
 from multiq.registry import lookup
-from multiq.rundir import claim_run_dir
+from multiq.runio.layout import claim_run_dir
 from multiq.tasks import make_taskset, task_entries
-from multiq.train.phase import Phase
 
 SOURCE_TEACHER = "source"
 # config keys that shape the network: a mode that starts from the source's weights keeps them

@@ -30,8 +30,8 @@ from types import TracebackType
 from typing import Any
 
 from multiq.errors import RunDirError
-from multiq.fileio import atomic_write_text, is_temp_name, make_folder, run_dir_error
-from multiq.rundir import LOCK_FILE, RUN_FILES, RUN_RECORD_FILE
+from multiq.runio.files import atomic_write_text, is_temp_name, make_folder, run_dir_error
+from multiq.runio.layout import LOCK_FILE, RUN_FILES, RUN_RECORD_FILE
 
 __all__ = ["RunFolder", "git_commit", "run_id", "session_record", "write_run_record"]
 
@@ -47,7 +47,7 @@ class RunFolder:
     Acquiring creates the folder, takes an exclusive `fcntl.flock` on `RUN/.lock` and writes
     the holder into it (`{"pid", "host", "since"}` JSON), removes temp files of interrupted
     atomic writes (`.<name>.<random>.tmp`) and refuses symbolic links at the names multiq
-    writes (`multiq.rundir.RUN_FILES`). A lock file that names a holder but whose lock is free
+    writes (`multiq.runio.layout.RUN_FILES`). A lock file that names a holder but whose lock is free
     was left by a killed run: it is taken over (logged at INFO).
 
     Release empties the lock file and unlocks it; the file stays. Removing it would let a

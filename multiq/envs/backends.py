@@ -11,7 +11,7 @@
 Every backend gives the same interface (`TaskEnvsLike`): NEXT_STEP autoreset, per-episode seeds,
 the `EnvHistory` record for exact resume, restarts and EnvErrors naming the task and env.
 ``inprocess`` and ``subprocess`` give the same transitions for the same seeds; EnvPool seeds its
-episodes its own way (see `multiq.envpool_envs`).
+episodes its own way (see `multiq.envs.pool`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from multiq.env_workers import SubprocessTaskEnvs
-from multiq.envpool_envs import EnvPoolTaskEnvs, envpool_task
+from multiq.envs.inprocess import EnvHistory, TaskEnvs
+from multiq.envs.pool import EnvPoolTaskEnvs, envpool_task
+from multiq.envs.workers import SubprocessTaskEnvs
 from multiq.registry import lookup
-from multiq.task_envs import EnvHistory, TaskEnvs
 from multiq.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from multiq.errors import CheckpointError, ConfigError
-from multiq.rundir import REPLAY_FILE
+from multiq.runio.layout import REPLAY_FILE
 from multiq.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class TaskReplay:
     """Circular storage of one task's transitions, with n-step sampling.
 
     Observations are stored whole, `obs` and `next_obs` of every transition
-    (`multiq.replay_frames.FrameStackReplay` stores stacked frames once instead).
+    (`multiq.replay.frames.FrameStackReplay` stores stacked frames once instead).
     """
 
     state_names = STATE_NAMES
@@ -354,7 +354,7 @@ def replay_class(spec: TaskSpec) -> type[TaskReplay]:
     """The buffer layout of a task: each stacked frame once for frame-stacked observations
     (`spec.frame_stack > 1`, e.g. Atari), whole observations otherwise."""
     if spec.frame_stack > 1:
-        from multiq.replay_frames import FrameStackReplay  # it imports this module: no cycle
+        from multiq.replay.frames import FrameStackReplay  # it imports this module: no cycle
 
         return FrameStackReplay
     return TaskReplay

@@ -35,7 +35,7 @@ REGISTRIES: dict[str, tuple[str, str]] = {
     "scheme": ("multiq.nets", "SCHEMES"),
     "balancer": ("multiq.mtl", "BALANCERS"),
     "task_schedule": ("multiq.mtl.schedules", "SCHEDULES"),
-    "meta_algo": ("multiq.meta", "ALGORITHMS"),
+    "meta_algo": ("multiq.recipes.meta", "ALGORITHMS"),
 }
 
 # Values at the far ends of each type's range: a rule a probe breaks answers with its requirement

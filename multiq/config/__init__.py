@@ -8,7 +8,7 @@ them validate and raise `multiq.errors.ConfigError` with a message that names th
 Some defaults follow the tasks: `FAMILY_DEFAULTS` holds, per observation family of the tasks
 (`multiq.tasks.obs_family`), the values of the keys whose good settings differ between, say,
 CartPole and Atari. A config remembers which keys were set explicitly (`Config.given_keys`);
-`multiq.defaults` fills the others from the table once the run's tasks are known.
+`multiq.tasks.defaults` fills the others from the table once the run's tasks are known.
 
 Besides its per-key types and ranges, a config obeys cross-key rules (`_CROSS_RULES`, e.g.
 ``batch_size <= buffer_size``), and upper limits (the ``MAX_*`` constants) keep a typo such as an
@@ -38,8 +38,8 @@ from typing import Any
 import yaml
 
 from multiq.errors import ConfigError
-from multiq.fileio import atomic_write_text
-from multiq.rundir import CONFIG_FILE
+from multiq.runio.files import atomic_write_text
+from multiq.runio.layout import CONFIG_FILE
 
 __all__ = [
     "CONFIG_FILE",
@@ -71,10 +71,10 @@ MAX_EVAL_EPISODES = 10_000
 MAX_YAML_NODES = 100_000  # nodes of a YAML document with every alias expanded
 MAX_NESTING_DEPTH = 64  # levels of a YAML document or of a task's kwargs
 
-# `env_backend` values: the keys of `multiq.env_backends.ENV_BACKENDS` (a test keeps them equal;
+# `env_backend` values: the keys of `multiq.envs.backends.ENV_BACKENDS` (a test keeps them equal;
 # config stays free of the env modules' imports).
 ENV_BACKEND_NAMES = ("inprocess", "subprocess", "envpool")
-LOGGERS = ("csv", "tensorboard", "wandb")  # `loggers` entries (multiq.tracking writes them)
+LOGGERS = ("csv", "tensorboard", "wandb")  # `loggers` entries (multiq.runio.tracking writes them)
 _OVERRIDE_EXAMPLE = "e.g. learning_rate=1e-4 or task_weights.Breakout=2.0"
 
 
@@ -198,7 +198,7 @@ class Config:
             with the same number of actions, e.g. the one head of a meta-trained model).
         meta_tasks: `multiq meta`: the task pool the outer loop samples from, as `tasks` (e.g.
             ``family:cartpole-physics:train``); every task needs the same spaces.
-        meta_algo: `multiq meta`: the algorithm (`multiq.meta.ALGORITHMS`): ``reptile`` or
+        meta_algo: `multiq meta`: the algorithm (`multiq.recipes.meta.ALGORITHMS`): ``reptile`` or
             ``fomaml``.
         meta_iterations: outer-loop iterations; in [1, 10000000].
         meta_batch_size: tasks per outer iteration (drawn without replacement); >= 1.
@@ -244,7 +244,7 @@ class Config:
         torch_threads: intra-op threads of torch's CPU ops while multiq trains or evaluates
             (`multiq.threads`; the previous setting is restored after); 0 keeps torch's own
             (one per core); in [0, 1024].
-        collectors: Ray actors that step the envs (`multiq.scale.collectors`), each a block
+        collectors: Ray actors that step the envs (`multiq.collect.ray_actors`), each a block
             of the active tasks, sending their transitions to the training process's replay;
             0 steps them in the training process; in [0, 1024]. Ray starts on this machine
             unless `ray_address` names a cluster.
@@ -254,7 +254,7 @@ class Config:
             actors (their policy is at most this many updates plus one chunk behind); >= 1.
         ray_address: collectors: the Ray cluster's HOST:PORT (or ``auto``); "" starts Ray on
             this machine.
-        env_backend: how each task's envs run (`multiq.env_backends`): ``inprocess`` (in the
+        env_backend: how each task's envs run (`multiq.envs.backends`): ``inprocess`` (in the
             training process), ``subprocess`` (split over `env_workers` worker processes per
             task; the same transitions as in process) or ``envpool`` (Atari tasks on EnvPool
             with `env_workers` threads per task, other tasks in process; needs
@@ -264,7 +264,7 @@ class Config:
             them from the training process).
         env_workers: processes (``subprocess``) or EnvPool threads (``envpool``) per task, each
             stepping a slice of the task's `n_envs` envs (at most `n_envs`); in [1, 1024].
-        async_updates: act and learn side by side (`multiq.train.async_collector`): a child
+        async_updates: act and learn side by side (`multiq.collect.child`): a child
             process steps the envs one chunk of `async_chunk` vector steps ahead while the
             learner updates, with the sequential loop's replay ratio and a policy at most
             2 * async_chunk - 1 vector steps behind the learner's. ``true`` always (a Python
@@ -272,7 +272,7 @@ class Config:
             ``false`` never (the envs step in the training process between updates, bit-exact
             with earlier versions), ``auto`` (default) where it is measured faster: runs
             started by the `multiq` command, on >= 2 cores, for a phase of >= 100,000 env
-            steps of all tasks (`multiq.train.collector_choice.collector_kind`). No effect
+            steps of all tasks (`multiq.collect.choice.collector_kind`). No effect
             with `collectors` (Ray actors already act side by side).
         async_chunk: async_updates: vector steps per request to the collector process (its
             policy is at most 2 * async_chunk - 1 vector steps behind the learner); in
@@ -332,7 +332,7 @@ class Config:
     ewc_fisher_states: int = 1_024  # continual ewc: replay states the Fisher is estimated on
     head_init: str = "fresh"  # a task added to a trained agent: fresh | mean head
     meta_tasks: str | list[str | dict[str, Any]] = "family:cartpole-physics:train"  # meta pool
-    meta_algo: str = "reptile"  # reptile | fomaml (multiq.meta registry)
+    meta_algo: str = "reptile"  # reptile | fomaml (multiq.recipes.meta registry)
     meta_iterations: int = 100  # outer-loop iterations
     meta_batch_size: int = 4  # tasks per outer iteration
     meta_step_size: float = 0.5  # reptile: epsilon of theta += eps * mean(phi - theta)
@@ -353,7 +353,7 @@ class Config:
     env_restarts: int = 3  # on_env_error restart: rebuilds per task before stopping anyway
     seed: int = 0  # random seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    env_backend: str = "inprocess"  # inprocess | subprocess | envpool (multiq.env_backends)
+    env_backend: str = "inprocess"  # inprocess | subprocess | envpool (multiq.envs.backends)
     env_workers: int = 1  # subprocess: processes per task; envpool: threads per task
     env_imports: list[str] = dataclasses.field(default_factory=list)  # modules that register envs
     tensorboard: bool = True  # write TensorBoard logs
@@ -499,7 +499,7 @@ CONFIG_KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config))
 
 # The tasks' observation family (`multiq.tasks.obs_family`) -> values of the keys whose good
 # settings differ between families, as rl-zoo keeps hyperparameters per env. A run whose tasks
-# all share a family with a row takes it for every key not set explicitly (`multiq.defaults`).
+# all share a family with a row takes it for every key not set explicitly (`multiq.tasks.defaults`).
 # Families without a row (minigrid: no measured evidence yet) keep the Config defaults.
 FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     # MinAtar's 10x10 grids: the MinAtar paper's DQN (Young & Tian 2019); the Config defaults.

@@ -35,14 +35,14 @@ from multiq.agents.learner import Learner, LearnerSettings
 from multiq.api import resolve_device
 from multiq.config import Config
 from multiq.errors import ConfigError
-from multiq.fileio import atomic_write_text, make_folder
+from multiq.recipes.transfer import load_source
 from multiq.report.meta import write_adapt_report
-from multiq.rundir import ADAPT_FILE, claim_run_dir
+from multiq.runio.files import atomic_write_text, make_folder
+from multiq.runio.layout import ADAPT_FILE, claim_run_dir
 from multiq.tasks.families import check_family, resolve_options
 from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
 from multiq.train.inner import InnerLoop
-from multiq.transfer import load_source
 
 SCRATCH = "scratch"
 MAX_K = 100_000_000

@@ -8,7 +8,7 @@ which cost as much as a MinAtar step itself.
 
 Every episode is reset with its own seed (`episode_seed`), and `EnvHistory` keeps the actions
 of each env's current episode, so a checkpoint can rebuild the envs' states by replaying them.
-The other env backends (`multiq.env_backends`) keep the same history and the same semantics.
+The other env backends (`multiq.envs.backends`) keep the same history and the same semantics.
 """
 
 from __future__ import annotations

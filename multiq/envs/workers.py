@@ -41,8 +41,8 @@ import cloudpickle
 import gymnasium as gym
 import numpy as np
 
+from multiq.envs.inprocess import RESTART_MESSAGE, EnvHistory, TaskEnvs
 from multiq.errors import EnvError
-from multiq.task_envs import RESTART_MESSAGE, EnvHistory, TaskEnvs
 from multiq.tasks.gym_ids import import_env_modules
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Acting and learning side by side: a child process steps the envs while the learner updates.
 
 With `async_updates: true` (or ``auto`` where it pays,
-`multiq.train.collector_choice.collector_kind`) the in-process `Collector` is replaced by an
+`multiq.collect.choice.collector_kind`) the in-process `Collector` is replaced by an
 `AsyncCollector`: one
 child process (started with ``spawn``, one torch thread) holds the phase's envs and a copy of
 the policy whose weights live in shared memory; the training process keeps the replay, the
@@ -52,12 +52,12 @@ import torch
 import torch.multiprocessing as mp
 
 from multiq.agents.policy import Policy
-from multiq.env_backends import EnvSettings
+from multiq.collect.chunks import Chunk, ChunkStore, CollectorWorker, cpu_snapshot
+from multiq.envs.backends import EnvSettings
 from multiq.errors import ConfigError, EnvError, MultiqError, NonFiniteError
-from multiq.replay import MultiTaskReplay
-from multiq.scale.collectors import Chunk, ChunkStore, CollectorWorker, cpu_snapshot
+from multiq.phases.state import TrainState
+from multiq.replay.buffers import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
-from multiq.train.state import TrainState
 
 START_TIMEOUT_S = 300.0  # the child imports torch and builds the envs
 POLL_S = 1.0  # how often a wait for the child checks that it is alive

@@ -18,7 +18,7 @@ A run folder holds:
 | `meta.csv`, `meta.png` | meta runs: one row per outer iteration (`META_KEYS`) and its plot |
 | `adapt.json`, `adapt.md`, `adapt.png` | `multiq adapt` folders: returns after k steps per init |
 | `run.json` | what each session used: device, versions, git commit, host; the run's `run_id` |
-| `.lock` | held by the process writing the folder (`multiq.runfolder.RunFolder`) |
+| `.lock` | held by the process writing the folder (`multiq.runio.folder.RunFolder`) |
 | `.<name>.<hex>.tmp` | a write in progress; a killed run's is removed by the next lock holder |
 
 Folder names: `new_run_dir` only picks a free name (the caller creates the folder later, so two
@@ -113,7 +113,7 @@ def return_key(task: str) -> str:
 
 def training_return_key(task: str) -> str:
     """The metrics.csv key of a task's running training-episode return (the mean of its last
-    `multiq.envs.RECENT_EPISODES` epsilon-greedy episodes)."""
+    `multiq.envs.multi.RECENT_EPISODES` epsilon-greedy episodes)."""
     return f"rollout/{task}/ep_return"
 
 

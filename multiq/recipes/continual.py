@@ -30,10 +30,10 @@ import torch
 
 from multiq.agents.ewc import fisher_diagonal
 from multiq.errors import ConfigError, TaskError
+from multiq.phases.phase import Phase
 from multiq.registry import lookup
-from multiq.rundir import claim_run_dir
+from multiq.runio.layout import claim_run_dir
 from multiq.tasks import make_taskset, task_entries
-from multiq.train.phase import Phase
 
 PREVIOUS_TEACHER = "previous"  # the agent at the end of the last phase (method distill)
 

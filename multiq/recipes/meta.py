@@ -39,9 +39,10 @@ import torch
 
 from multiq.config import Config
 from multiq.errors import ConfigError, EnvError, NonFiniteError, TaskError
-from multiq.fileio import atomic_write_text
 from multiq.registry import lookup
-from multiq.rundir import (
+from multiq.runio.files import atomic_write_text
+from multiq.runio.folder import RunFolder, write_run_record
+from multiq.runio.layout import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     META_FILE,
@@ -50,12 +51,11 @@ from multiq.rundir import (
     SUMMARY_FILE,
     claim_run_dir,
 )
-from multiq.runfolder import RunFolder, write_run_record
+from multiq.runio.tracking import ScalarViews, tensorboard_wanted, wandb_settings
 from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
-from multiq.tracking import ScalarViews, tensorboard_wanted, wandb_settings
 from multiq.train import checkpoint as ckpt
 from multiq.train.inner import InnerLoop, InnerResult, clone_weights
 from multiq.train.stop import Interrupted, StopRequests
@@ -420,7 +420,7 @@ def resume_meta(cls, run_dir: str | Path, overrides: Mapping[str, Any]) -> MetaR
     meta, payload = ckpt.load_tensors(
         path, META_CHECKPOINT_KIND, required=("online", "config", "tasks", "meta_state", "pool")
     )
-    from multiq.transfer import NETWORK_KEYS
+    from multiq.recipes.transfer import NETWORK_KEYS
 
     shaping = sorted(set(overrides) & {*NETWORK_KEYS, "meta_tasks", "seed"})
     if shaping:

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 
 from multiq.agents.policy import Policy
-from multiq.env_backends import EnvSettings
-from multiq.envs import MultiTaskEnvs
+from multiq.envs.backends import EnvSettings
+from multiq.envs.multi import MultiTaskEnvs
 from multiq.errors import EnvError, NonFiniteError
 from multiq.mtl.schedules import StepAllocator, TaskStats
-from multiq.replay import MultiTaskReplay
+from multiq.phases.state import TrainState
+from multiq.replay.buffers import MultiTaskReplay
 from multiq.tasks.spec import TaskSpec
-from multiq.train.state import TrainState
 
 log = logging.getLogger(__name__)
 

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
+from multiq.collect.child import AsyncCollector, main_is_multiq_command
+from multiq.collect.ray_actors import RayCollector
+from multiq.collect.sequential import Collector
 from multiq.config import Config
-from multiq.env_backends import EnvSettings
-from multiq.scale.collectors import RayCollector
+from multiq.envs.backends import EnvSettings
+from multiq.phases.phase import Phase
 from multiq.threads import usable_cores
-from multiq.train.async_collector import AsyncCollector, main_is_multiq_command
-from multiq.train.collector import Collector
-from multiq.train.phase import Phase
 
 ASYNC_AUTO_MIN_ENV_STEPS = 100_000  # async_updates auto: phases at least this long (all tasks)
 

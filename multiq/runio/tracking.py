@@ -22,9 +22,9 @@ from typing import Any, TextIO
 
 from multiq.config import Config
 from multiq.errors import ConfigError
-from multiq.fileio import make_folder, open_append_nofollow, run_dir_error
-from multiq.rundir import CSV_HEADER, METRICS_FILE, TENSORBOARD_DIR
-from multiq.runfolder import run_id
+from multiq.runio.files import make_folder, open_append_nofollow, run_dir_error
+from multiq.runio.folder import run_id
+from multiq.runio.layout import CSV_HEADER, METRICS_FILE, TENSORBOARD_DIR
 
 __all__ = [
     "CSV_HEADER",

@@ -1,0 +1,1 @@
+"""Recipes: sequences of phases and their metrics — transfer, continual, meta, adapt-k."""
