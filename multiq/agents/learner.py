@@ -19,11 +19,12 @@ from torch import nn
 
 from multiq.agents.ewc import EwcState, EwcTerm
 from multiq.agents.host_batch import HostBatch
-from multiq.agents.losses import per_task_mean, q_target, td_loss
+from multiq.agents.losses import q_target, td_loss
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
 from multiq.errors import ConfigError, NonFiniteError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
+from multiq.mtl.reduce import per_task_mean
 from multiq.nets import SchemeOptions, build_qnet
 from multiq.replay.buffers import NStepSample
 from multiq.tasks.spec import TaskSpec

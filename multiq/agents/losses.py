@@ -71,14 +71,6 @@ def td_loss(q: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> to
     return F.smooth_l1_loss(q_taken, targets, reduction="none")
 
 
-def per_task_mean(values: torch.Tensor, task_ids: torch.Tensor, num_tasks: int) -> torch.Tensor:
-    """[T] mean of `values` ([B]) over the rows of each task (0 for a task with no rows)."""
-    sums = torch.zeros(num_tasks, dtype=values.dtype, device=values.device)
-    sums = sums.index_add(0, task_ids, values)
-    counts = torch.bincount(task_ids, minlength=num_tasks).clamp_min(1)
-    return sums / counts
-
-
 def weighted_sum(task_losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Scalar `sum_t w_t L_t` with weights normalised to sum to one (task_losses, weights: [T])."""
     return (task_losses * (weights / weights.sum())).sum()

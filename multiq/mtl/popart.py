@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from multiq.agents.losses import per_task_mean
 from multiq.errors import ConfigError
+from multiq.mtl.reduce import per_task_mean
 from multiq.mtl.task_values import TaskValues
 from multiq.nets.heads import TaskHeads
 

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from multiq import make_taskset
-from multiq.agents.losses import per_task_mean
 from multiq.mtl import build_balancer, project_conflicting
+from multiq.mtl.reduce import per_task_mean
 from multiq.mtl.task_grads import TaskGradients, linear_layers
 from multiq.nets import SchemeOptions, build_qnet
 
