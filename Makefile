@@ -22,8 +22,13 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/multiq train
 
-test: install
+# ruff, the architecture contracts (import-linter, pyproject.toml) and the type checker (mypy)
+lint: install
 	$(BIN)/ruff check multiq tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/pytest -q
 
 test-slow: install

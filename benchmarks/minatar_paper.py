@@ -4,19 +4,22 @@
 difficulty ramping; its DQN settings) trains a `shared` agent on the five games for
 `--steps-per-game` env steps per game, for each of `--seeds`, and multiq `independent` (five
 separate nets, `--set scheme=independent`) for each of `--independent-seeds`. Each run is a
-`multiq train` child with one torch thread, `--workers` at a time, in `--run-root/<scheme>-seed<S>`;
-a run with a checkpoint is resumed (`multiq train --resume`), a finished one is kept, so the
-benchmark goes on across sessions (a 1M-step `shared` run: about 3.9 hours on one core, with
-two runs side by side).
+`multiq train` child with one torch thread, `--workers` at a time, in `--run-root/<scheme>-seed<S>`
+(default `runs/minatar_paper/`, which git ignores): a run folder there holds the run's state, its
+checkpoint (weights, target, optimiser: 2.3 MB shared, 10.7 MB independent) with the replay
+(about 3.5 MB for 5 x 100k transitions). A 1M-step `shared` run takes about 3.9 hours on one
+core, with two runs side by side.
 
-The run root is in the repository (`benchmarks/results/minatar_paper_runs`) because a session's
-machine does not outlive it: a run folder holds its checkpoint (weights, target, optimiser:
-2.3 MB shared, 10.7 MB independent) with the replay (about 3.5 MB for 5 x 100k transitions),
-metrics.csv and, when finished, summary.json and model.pt; no TensorBoard files. Commit the
-folder when the runs stop and a later session on a new machine resumes them exactly.
-`--hours H` stops the children after H hours with SIGINT (each saves a checkpoint and exits),
-so a session ends with runs that can be committed; once a run is stopped by a signal (the
-deadline, or Ctrl-C), no further run starts.
+When a child ends (finished or stopped), what the report reads is copied to
+`--results-root/<scheme>-seed<S>` (default `benchmarks/results/minatar_paper_runs/`, in the
+repository): config.yaml, metrics.csv, run.json, curves.png and, once finished, summary.json and
+model.pt; each child's log sits beside them. The report reads only that copy. A run finished
+there is kept. A stopped run resumes exactly (`multiq train --resume`) from its folder under
+`--run-root` on the machine that holds it: run the benchmark again there. Without that folder
+(a fresh checkout, a new machine) a run that did not finish is redone from the start, and its
+copy in the results is replaced as the new run goes. `--hours H` stops the children after H hours
+with SIGINT (each saves a checkpoint and exits); once a run is stopped by a signal (the deadline,
+or Ctrl-C), no further run starts.
 
 The report (`minatar_paper.md` in `--out-dir`) gives per game the paper's DQN return at 1M
 frames (read from its curves, DESIGN.md) and two measures of each scheme at the end, means over
@@ -42,6 +45,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,7 +63,9 @@ PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
             "SpaceInvaders": 33.0}  # fmt: skip
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "minatar-paper.yaml"
 SCHEMES = ("shared", "independent")
-RUN_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
+RUN_ROOT = Path(__file__).resolve().parents[1] / "runs" / "minatar_paper"
+RESULTS_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
+REPORT_FILES = ("config.yaml", "metrics.csv", "run.json", "curves.png", "summary.json", "model.pt")
 INTERRUPTED_EXIT = 130  # `multiq train` stopped by SIGINT/SIGTERM, its checkpoint saved
 STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
 TRAINING_WINDOW_STEPS = 50_000  # env steps per game at the end whose training returns count
@@ -82,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "without it they go on until finished",
     )  # fmt: skip
     parser.add_argument("--run-root", type=Path, default=RUN_ROOT)
+    parser.add_argument("--results-root", type=Path, default=RESULTS_ROOT)
     parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--report-only", action="store_true")
     return parser.parse_args(argv)
@@ -96,7 +103,24 @@ def runs(args: argparse.Namespace) -> list[tuple[str, int]]:
 
 
 def run_dir(args: argparse.Namespace, scheme: str, seed: int) -> Path:
+    """The run's own folder (checkpoint, replay and all), under `--run-root`."""
     return args.run_root / f"{scheme}-seed{seed}"
+
+
+def result_dir(args: argparse.Namespace, scheme: str, seed: int) -> Path:
+    """The copy of what the report reads (`REPORT_FILES`), under `--results-root`."""
+    return args.results_root / f"{scheme}-seed{seed}"
+
+
+def publish(run: Path, result: Path) -> None:
+    """Copies the report's files of the run folder `run` to `result`; a file the run no longer
+    has leaves `result` too."""
+    result.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        if (run / name).is_file():
+            shutil.copy2(run / name, result / name)
+        else:
+            (result / name).unlink(missing_ok=True)
 
 
 def finished(folder: Path, steps: int) -> bool:
@@ -111,7 +135,7 @@ def command(args: argparse.Namespace, scheme: str, seed: int) -> list[str] | Non
     folder = run_dir(args, scheme, seed)
     multiq = [sys.executable, "-m", "multiq.cli", "train"]
     steps = ["--steps", str(args.steps_per_game), "--async-updates", args.async_updates]
-    if finished(folder, args.steps_per_game):
+    if finished(result_dir(args, scheme, seed), args.steps_per_game):
         return None
     if (folder / "checkpoint.pt").is_file():
         return [*multiq, "--resume", str(folder), *steps, "--torch-threads", "1"]
@@ -132,12 +156,15 @@ def run_all(args: argparse.Namespace) -> None:
         (scheme, seed), argv = job
         if interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline):
             return
-        folder = run_dir(args, scheme, seed)
+        folder, result = run_dir(args, scheme, seed), result_dir(args, scheme, seed)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        with open(folder.with_name(folder.name + ".log"), "a") as log:
+        result.parent.mkdir(parents=True, exist_ok=True)
+        with open(result.with_name(result.name + ".log"), "a") as log:
             child = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ,
                                      "OMP_NUM_THREADS": "1"})  # fmt: skip
             code = wait_until(child, deadline)
+        if folder.is_dir():
+            publish(folder, result)
         if code == INTERRUPTED_EXIT:
             interrupted.set()
         print(f"{scheme} seed {seed}: exit {code}", flush=True)
@@ -207,7 +234,7 @@ def collect(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         for s in SCHEMES
     }
     for scheme, seed in runs(args):
-        folder = run_dir(args, scheme, seed)
+        folder = result_dir(args, scheme, seed)
         if finished(folder, args.steps_per_game):
             tasks = json.loads((folder / "summary.json").read_text())["tasks"]
             training = training_returns(folder, TRAINING_WINDOW_STEPS)
@@ -300,7 +327,7 @@ def curves(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, dict[str
     return), ...] of every run with an evaluation, finished or not."""
     found = {}
     for scheme, seed in runs(args):
-        points = run_points(run_dir(args, scheme, seed))
+        points = run_points(result_dir(args, scheme, seed))
         if points is not None and any(points["eval"].values()):
             found[(scheme, seed)] = points
     return found

@@ -11,7 +11,6 @@ machine noise hits both alike, and prints ms per update and the ratio on / off.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import platform
 import time
@@ -81,8 +80,7 @@ def main() -> None:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     cfg = Config()
-    fields = dataclasses.fields(LearnerSettings)
-    settings = LearnerSettings(**{f.name: getattr(cfg, f.name) for f in fields})
+    settings = LearnerSettings.from_config(cfg)
     learner = Learner(list(make_taskset("minatar")), settings, device)
     batch = random_batch(learner, np.random.default_rng(0))
     time_block(learner, batch, 20, True)  # warm-up

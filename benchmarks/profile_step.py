@@ -37,15 +37,15 @@ import speed_common as common
 WARMUP_STEPS = 1_000  # learning_starts: the replay fills (+ 100 steps) before the profile
 PARTS = (  # (label, file suffix, function name)
     ("acting (Policy.act)", "agents/policy.py", "act"),
-    ("env steps (MultiTaskEnvs.step)", "multiq/envs.py", "step"),
-    ("replay writes (TaskReplay.add)", "multiq/replay.py", "add"),
-    ("replay sampling (MultiTaskReplay.sample)", "multiq/replay.py", "sample"),
+    ("env steps (MultiTaskEnvs.step)", "multiq/envs/multi.py", "step"),
+    ("replay writes (TaskReplay.add)", "multiq/replay/task_buffer.py", "add"),
+    ("replay sampling (MultiTaskReplay.sample)", "multiq/replay/buffers.py", "sample"),
     ("update (Learner.update)", "agents/learner.py", "update"),
     ("  forward + losses (Learner._losses)", "agents/learner.py", "_losses"),
     ("  backward (Tensor.backward)", "torch/_tensor.py", "backward"),
     ("  gradient clipping", "torch/nn/utils/clip_grad.py", "clip_grad_norm_"),
     ("  optimiser step (Adam)", "torch/optim/adam.py", "step"),
-    ("waiting for the collector process", "train/async_collector.py", "_take"),
+    ("waiting for the collector process", "collect/child.py", "_take"),
 )
 MODES = {"sequential": False, "async": True}
 LOOP = ("multiq/train/loop.py", "_train_steps")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,47 +12,32 @@ import torch
 
 from multiq.agents.learner import Learner, LearnerSettings, Training
 from multiq.agents.policy import Policy
-from multiq.config import Config, config_changes
+from multiq.config import Config
 from multiq.envs.backends import EnvSettings
-from multiq.errors import CheckpointError, ConfigError, NonFiniteError, TaskError, is_out_of_memory
+from multiq.errors import ConfigError, TaskError, is_out_of_memory
 from multiq.phases.phase import Phase
 from multiq.phases.state import TrainState
 from multiq.recipes.continual import PHASE_END_ACTIONS, prepare_sequence
 from multiq.recipes.transfer import prepare_transfer
-from multiq.runio.folder import RunFolder, run_id, write_run_record
-from multiq.runio.layout import CONFIG_FILE, claim_run_dir
+from multiq.runio.folder import RunFolder, write_run_record
+from multiq.runio.layout import claim_run_dir
 from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.defaults import apply_task_defaults
 from multiq.tasks.gym_ids import import_env_modules
 from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
 from multiq.train import checkpoint as ckpt
-from multiq.train.callbacks import Callback, as_callback
+from multiq.train import persistence
+from multiq.train.callbacks import Callback
+from multiq.train.context import CollectorRecord, Resumed, RunContext, recorded_config
+from multiq.train.device import resolve_device
 from multiq.train.evaluation import evaluate_summary
 from multiq.train.loop import EVAL_SEED_OFFSET, Trainer, config_weights
-from multiq.train.specs import specs_from_record, specs_to_record
+from multiq.train.specs import specs_from_record
 
-REPLAY_STEP_KEY = "env_steps"  # stored in replay.npz: a replay newer than the checkpoint is ignored
 ADD_TASK_TRAINING = ("all", "new")  # what trains when tasks join a trained agent
-REPLAY_RUN_KEY = "run_id"  # stored in replay.npz: a replay of another run is refused
-MODEL_KEYS = ("online", "config", "tasks")  # what a model.pt must hold
-CHECKPOINT_KEYS = (*MODEL_KEYS, "learner", "torch_rng", "state")  # what a checkpoint.pt must hold
+__all__ = ["ADD_TASK_TRAINING", "MultiTaskDQN", "default_run_dir", "resolve_device"]
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} but CUDA is not available; use --device cpu or auto")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device={device!r} but this machine has {torch.cuda.device_count()} CUDA device(s)"
-        )
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device='mps' but Apple's MPS is not available here; use cpu or auto")
-    return torch.device(device)
 
 
 def default_run_dir(cfg: Config, label: str | None = None) -> Path:
@@ -91,6 +75,7 @@ class MultiTaskDQN:
         task_specs: Sequence[TaskSpec] | None = None,
         **hyperparameters: Any,
     ):
+        self.phases: list[Phase] = []
         base = config or Config()
         changes = dict(hyperparameters)
         if tasks is not None:
@@ -106,9 +91,7 @@ class MultiTaskDQN:
         self.device = resolve_device(self.config.device)
         torch.manual_seed(self.config.seed)
         self.rng = np.random.default_rng(self.config.seed)
-        settings = LearnerSettings(
-            **{f.name: getattr(self.config, f.name) for f in dataclasses.fields(LearnerSettings)}
-        )
+        settings = LearnerSettings.from_config(self.config)
         try:
             self.learner = Learner(specs, settings, self.device)
         except Exception as error:
@@ -123,15 +106,25 @@ class MultiTaskDQN:
         self.learner.configure(Training(task_weights=config_weights(self.config, self.task_names)))
         self._run_dir = Path(run_dir) if run_dir is not None else None
         self.state = TrainState()
-        self.phases: list[Phase] = []
         self.teachers: dict[str, Policy] = {}
         self.teacher_records: dict[str, tuple[dict, dict]] = {}
         self.run_info: dict[str, Any] = {}  # extra summary.json sections (e.g. "transfer")
-        self._replay_arrays: dict[str, np.ndarray] | None = None
-        self._collector_record: dict[str, Any] | None = None  # envs' state saved by a checkpoint
-        self._checkpointed_config: dict[str, Any] | None = None  # the config of RUN/checkpoint.pt
+        self.resumed = Resumed()  # what a checkpoint hands the trainer (`resume`)
+        self.finished_at: int | None = None  # env step at which the run folder holds it finished
+        self._joined: list[str] = []  # tasks added since the last phase was planned
+        self._context: RunContext | None = None
         self.trainer: Trainer | None = None
         self.summary: dict[str, Any] = {}
+
+    @property
+    def config(self) -> Config:
+        """The run's config. Its `total_steps_per_task` reads the budget of the last phase
+        planned (the phases hold the budget); before the first, the value given."""
+        return recorded_config(self._config, self.phases)
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self._config = config
 
     @property
     def run_dir(self) -> Path:
@@ -181,7 +174,8 @@ class MultiTaskDQN:
             )
         for spec in specs:
             self.learner.add_task(spec, head_init=self.config.head_init)
-        self.config = self.config.replace(tasks=task_entries(self.task_specs))
+        self._config = self._config.replace(tasks=task_entries(self.task_specs))
+        self._joined += [spec.name for spec in specs]
         return specs
 
     def parameter_groups(self) -> dict[str, int]:
@@ -208,11 +202,16 @@ class MultiTaskDQN:
         With `evaluate`, measures the random policy once per task, evaluates every task every
         `eval_freq` steps and at the end of each phase, and writes summary.json and curves.png;
         a net that logs routing weights (scheme `routed`) also gets routing.png.
+
+        A finished run (`finished`, e.g. a resumed one) is a record: without a budget beyond
+        its last phase's, or new tasks, `learn` changes nothing.
         """
         self._plan_phase(total_steps_per_task, tasks)
-        self.config = self.config.replace(total_steps_per_task=self.phases[-1].steps_per_task)
+        if self.finished:
+            log.info("%s: the run is finished; nothing to train", self.run_dir)
+            return self
         with RunFolder(self.run_dir), torch_threads(self.config.torch_threads):
-            write_run_record(self.run_dir, self._session_record())
+            write_run_record(self.run_dir, self.runtime_record())
             summary = self._trainer(callbacks).run(evaluate=evaluate)
             self.save(self.run_dir / ckpt.MODEL_FILE)
             from multiq.report import plot_curves, plot_routing
@@ -221,9 +220,18 @@ class MultiTaskDQN:
                 plot_curves(self.run_dir)
             plot_routing(self.run_dir)  # writes routing.png only if routing weights were logged
         self.summary = summary
+        if self.state.phase_index >= len(self.phases):
+            self.finished_at = self.state.env_steps
         return self
 
-    def _session_record(self) -> dict[str, Any]:
+    @property
+    def finished(self) -> bool:
+        """True when every phase is trained and the run folder holds the finished run (its
+        model.pt written after the last phase): a further `learn` has nothing to do."""
+        done = bool(self.phases) and self.state.phase_index >= len(self.phases)
+        return done and self.finished_at == self.state.env_steps
+
+    def runtime_record(self) -> dict[str, Any]:
         """What this session runs on, for run.json (`auto` in config.yaml resolved)."""
         record = {"device": str(self.device), "torch_version": torch.__version__}
         if self.device.type == "cuda":
@@ -234,8 +242,10 @@ class MultiTaskDQN:
         """Sets the phase `learn` trains: the current one (extended), or a new one.
 
         Without `tasks`, an unfinished phase continues (with its own budget unless `steps` is
-        given); after a finished one, the same phase continues if the agent holds no new task,
-        else a new phase trains every task. `steps` None: the config's `total_steps_per_task`.
+        given); after a finished one, the same phase continues (reopened when `steps` is beyond
+        its budget) unless tasks joined the agent since it was planned, when a new phase trains
+        every task. `steps` None: the current phase's budget (the config's
+        `total_steps_per_task` for the first phase).
         """
         current = self.phases[-1] if self.phases else None
         unfinished = current is not None and self.state.phase_index < len(self.phases)
@@ -246,13 +256,11 @@ class MultiTaskDQN:
                 "call learn() without a budget or tasks to train them"
             )
         if steps is None:
-            steps = current.steps_per_task if unfinished else self.config.total_steps_per_task
-        if tasks is None and unfinished:
+            steps = current.steps_per_task if current else self._config.total_steps_per_task
+        if tasks is None and current is not None and (unfinished or not self._joined):
             names = list(current.tasks)
         elif tasks is None:
-            held = self.task_names
-            same = current is not None and set(held) <= set(current.tasks)
-            names = list(current.tasks) if same else held
+            names = self.task_names
         else:
             names = list(tasks)
         unknown = sorted(set(names) - set(self.task_names))
@@ -273,18 +281,21 @@ class MultiTaskDQN:
         if unknown:
             raise TaskError(f"phase {phase.name!r} names tasks the agent does not hold: {unknown}")
         self.phases.append(phase)
+        self._joined = []
 
     def _trainer(self, callbacks) -> Trainer:
         if self.trainer is None:
-            self.trainer = Trainer(
-                self.config, self.learner, self.run_dir, self.state, self.rng, self.phases,
-                self.save_checkpoint, self.teachers, callbacks, self._replay_arrays, self.run_info,
-                self._collector_record, self._checkpointed_config, self._phase_end_action,
+            self._context = RunContext(
+                config=self._config, learner=self.learner, run_dir=self.run_dir,
+                state=self.state, rng=self.rng, phases=self.phases,
+                save_checkpoint=self.save_checkpoint, on_phase_end=self._phase_end_action,
+                teachers=self.teachers, callbacks=callbacks, summary_extra=self.run_info,
+                resumed=self.resumed,
             )  # fmt: skip
-            self._replay_arrays = self._collector_record = None
+            self.trainer = Trainer(self._context)
+            self.resumed = Resumed()
         else:  # a further learn() call continues with the same replay buffers
-            self.trainer.cfg, self.trainer.phases = self.config, self.phases
-            self.trainer.callback = as_callback(callbacks)
+            self.trainer.renew(self._config, self.phases, callbacks)
         return self.trainer
 
     def _phase_end_action(self, action: Mapping[str, Any], trainer: Trainer) -> None:
@@ -293,14 +304,14 @@ class MultiTaskDQN:
 
     def copy_weights_from(self, other: MultiTaskDQN) -> None:
         """Takes another model's network, balancer and PopArt state (same tasks and shape)."""
-        _load_weights(self, other.model_record()[1], "the source model")
+        persistence.load_weights(self.learner, other.model_record()[1], "the source model")
 
     def add_teacher(self, teacher_id: str, model: MultiTaskDQN) -> Policy:
         """Keeps a frozen copy of `model`'s network as a distillation teacher."""
         policy = Policy.snapshot(model.learner.online, model.learner.popart)
         self.teachers[teacher_id] = policy
         meta, tensors = model.model_record()
-        self.teacher_records[teacher_id] = (meta, _cloned(tensors))  # not the live weights
+        self.teacher_records[teacher_id] = (meta, persistence.cloned(tensors))  # not live
         return policy
 
     # --- inference ---------------------------------------------------------------------------
@@ -351,18 +362,11 @@ class MultiTaskDQN:
             settings = EnvSettings.from_config(self.config)
             return evaluate_summary(self.policy, specs, episodes, eps, seed, settings)
 
-    # --- persistence -------------------------------------------------------------------------
+    # --- persistence (`multiq.train.persistence`) ----------------------------------------------
 
     def model_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(JSON meta, tensors) of the model: config, task specs, name-keyed weights."""
-        infos, bounds = specs_to_record(self.task_specs)
-        meta = {"config": self.config.to_dict(), "state": self.state.to_dict(), "tasks": infos}
-        tensors = {
-            "online": self.learner.online.state_dict(),
-            "spaces": bounds,
-            **self.learner.balance_state_dict(),
-        }
-        return meta, tensors
+        return persistence.model_record(self)
 
     def save(self, path: str | Path) -> Path:
         """Writes config, task specs, weights and balancer/PopArt state (atomic, no pickle).
@@ -370,11 +374,7 @@ class MultiTaskDQN:
         Raises:
             NonFiniteError: a weight is NaN or infinite (nothing is written).
         """
-        path = Path(path)
-        self._check_finite_weights(path)
-        meta, tensors = self.model_record()
-        ckpt.save_tensors(path, "model", meta, tensors)
-        return path
+        return persistence.save_model(self, path)
 
     @classmethod
     def load(
@@ -396,16 +396,13 @@ class MultiTaskDQN:
             run_dir: where a further `learn` writes.
             **overrides: config keys to change.
         """
-        path = Path(path)
-        path = path / ckpt.MODEL_FILE if path.is_dir() else path
-        meta, payload = ckpt.load_tensors(path, "model", required=MODEL_KEYS)
-        config = _saved_config(meta, path)
+        path = persistence.model_file(path)
+        _, payload, config, saved = persistence.read_model(path)
         if device is not None:
             overrides["device"] = device
-        saved = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
         if tasks is None:  # a new run: its step axis starts at 0 (`resume` continues a run)
             model = cls(config=config, task_specs=saved, run_dir=run_dir, **overrides)
-            _load_weights(model, payload, path)
+            persistence.load_weights(model.learner, payload, path)
             return model
         config = config.replace(task_weights=None)  # they named the saved tasks
         model = cls(tasks, config=config, run_dir=run_dir, **overrides)
@@ -414,133 +411,48 @@ class MultiTaskDQN:
 
     def load_by_name(self, payload: Mapping[str, Any], saved_tasks: Sequence[str], path) -> None:
         """Copies every saved weight whose name and shape fit this model; logs what did not."""
-        own = self.learner.online.state_dict()
-        saved = self.learner.online.adapt_state_dict(payload.get("online", {}))
-        fits = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
-        self.learner.online.load_state_dict(fits, strict=False)
-        self.learner.sync_target(1.0)
-        self.learner.load_balance_state_dict(payload)
-        dropped = [n for n in saved_tasks if n not in self.learner.specs]
-        fresh = sorted({k.split(".")[0] for k in own if k not in fits})
-        if dropped:
-            log.info("loading %s: tasks left out of the new task set: %s", path, dropped)
-        mismatched = sorted(k for k in saved if k in own and own[k].shape != saved[k].shape)
-        if mismatched:
-            log.warning("loading %s: shapes differ, left fresh: %s", path, mismatched)
-        log.info("loading %s: %d of %d tensors copied; fresh: %s", path, len(fits), len(own), fresh)
+        persistence.load_by_name(self.learner, payload, saved_tasks, path)
 
-    def checkpoint_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(meta, tensors) of a checkpoint: everything a resume needs."""
-        meta, tensors = self.model_record()
-        meta.update(
-            {
-                "numpy_rng": self.rng.bit_generator.state,
-                "replay_saved_at": self.state.env_steps if self._replay_to_save() else None,
-                "run_id": run_id(self.run_dir),
-                "phases": [p.to_dict() for p in self.phases],
-                "run_info": self.run_info,
-                "teachers": {k: m for k, (m, _) in self.teacher_records.items()},
-            }
-        )
-        tensors.update(
-            {
-                "learner": self.learner.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "teachers": {k: t for k, (_, t) in self.teacher_records.items()},
-            }
-        )
-        collector = self.trainer.collector_record() if self.trainer is not None else None
-        if collector is not None:
-            meta["collector"], tensors["collector_obs"] = collector
-        return meta, tensors
-
-    def _check_finite_weights(self, path: Path) -> None:
-        bad = self.learner.nonfinite_parameters()
-        if bad:
-            raise NonFiniteError(
-                f"the network's weights hold NaN or infinite values ({', '.join(bad[:3])}"
-                f"{', ...' if len(bad) > 3 else ''}); {path} was not written"
-            )
+    def checkpoint_record(
+        self, collector: CollectorRecord | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(meta, tensors) of a checkpoint: everything a resume needs (`collector`: the live
+        collector's record, which the trainer hands over)."""
+        return persistence.checkpoint_record(self, self._replay_to_save(), collector)
 
     def _replay_to_save(self) -> bool:
-        return bool(self.config.save_replay and self.trainer and self.trainer.replay.buffers)
+        replay = self._context.replay if self._context is not None else None
+        return bool(self.config.save_replay and replay is not None and replay.buffers)
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, collector: CollectorRecord | None = None) -> None:
         """Weights, optimiser, counters, phases, RNG states and the envs' records (and the
-        replay if asked).
+        replay if asked); the trainer calls it with its live collector's record.
 
         Raises:
             NonFiniteError: a weight is NaN or infinite (the previous checkpoint stays).
         """
-        path = self.run_dir / ckpt.CHECKPOINT_FILE
-        self._check_finite_weights(path)
-        if self._replay_to_save():
-            arrays = {
-                **self.trainer.replay.state(),
-                REPLAY_STEP_KEY: np.array(self.state.env_steps),
-                REPLAY_RUN_KEY: np.array(run_id(self.run_dir) or ""),
-            }
-            ckpt.save_replay(self.run_dir / ckpt.REPLAY_FILE, arrays)
-        meta, tensors = self.checkpoint_record()
-        ckpt.save_tensors(path, "checkpoint", meta, tensors)
+        replay = self._context.replay if self._context is not None else None
+        persistence.save_checkpoint(self, replay, collector)
 
     @classmethod
     def resume(cls, run_dir: str | Path, device: str | None = None, **overrides: Any):
         """Continues a run from RUN_DIR/checkpoint.pt: weights, optimiser, phases, counters,
         RNGs and the envs' records (with the saved replay, the run continues exactly).
 
-        `total_steps_per_task` among the overrides sets the current (or last) phase's budget.
+        `total_steps_per_task` among the overrides sets the current (or last) phase's budget
+        (beyond a finished phase's budget, that phase trains on). A finished run stays
+        `finished` without it: its `learn` changes nothing.
 
         Raises:
             CheckpointError: no run folder or checkpoint, a corrupt one, or files that do not
                 belong together (checkpoint, config.yaml, run.json and replay.npz of one run).
         """
-        run_dir = Path(run_dir)
-        if not (run_dir / CONFIG_FILE).is_file():
-            raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: not a multiq run folder")
-        path = run_dir / ckpt.CHECKPOINT_FILE
-        meta, payload = ckpt.load_tensors(path, "checkpoint", required=CHECKPOINT_KEYS)
-        config = _saved_config(meta, path)
-        _check_belongs(run_dir, meta, config)
         steps = overrides.pop("total_steps_per_task", None)
         if device is not None:
             overrides["device"] = device
-        try:
-            model = cls._from_checkpoint(run_dir, meta, payload, config, device, overrides)
-        except (KeyError, RuntimeError, ValueError, TypeError) as error:
-            raise CheckpointError(
-                f"{path} does not fit the run it describes ({type(error).__name__}: "
-                f"{(str(error).splitlines() or [''])[0][:200]}); restore it from a copy or "
-                "start a new run"
-            ) from error
+        model = persistence.resume(cls, Path(run_dir), overrides)
         if steps is not None and model.phases:
             model._plan_phase(int(steps), list(model.phases[-1].tasks))
-            model.config = model.config.replace(total_steps_per_task=int(steps))
-        model._replay_arrays = _matching_replay(run_dir, meta.get("replay_saved_at"), meta)
-        if model._replay_arrays is None:
-            # No saved replay: refill the buffers for `learning_starts` steps before updating.
-            steps_done = model.state.phase_env_steps
-            model.state.learning_starts_at = steps_done + model.config.learning_starts
-        return model
-
-    @classmethod
-    def _from_checkpoint(cls, run_dir, meta, payload, config, device, overrides):
-        """The model of a checkpoint's contents (errors: the contents do not fit)."""
-        specs = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
-        model = cls(config=config, task_specs=specs, run_dir=run_dir, **overrides)
-        model.learner.load_state_dict(payload["learner"])
-        for teacher_id, teacher_meta in meta.get("teachers", {}).items():
-            teacher = cls.from_record(teacher_meta, payload["teachers"][teacher_id], device)
-            model.add_teacher(teacher_id, teacher)
-        torch.set_rng_state(payload["torch_rng"])
-        model.rng.bit_generator.state = meta["numpy_rng"]
-        model.state = TrainState.from_dict(meta["state"])
-        model.phases = [Phase.from_dict(p) for p in meta.get("phases", [])]
-        model.run_info = dict(meta.get("run_info", {}))
-        model._checkpointed_config = config.to_dict()
-        if "collector" in meta:
-            obs = {n: t.numpy() for n, t in payload.get("collector_obs", {}).items()}
-            model._collector_record = {**meta["collector"], "obs": obs}
         return model
 
     @classmethod
@@ -550,7 +462,7 @@ class MultiTaskDQN:
         overrides = {"device": device} if device is not None else {}
         specs = specs_from_record(meta.get("tasks", []), tensors.get("spaces", {}))
         model = cls(config=config, task_specs=specs, **overrides)
-        _load_weights(model, tensors, "a stored teacher")
+        persistence.load_weights(model.learner, tensors, "a stored teacher")
         return model
 
     @classmethod
@@ -643,73 +555,3 @@ class MultiTaskDQN:
         )  # fmt: skip
         self.add_phase(phase)
         return names
-
-
-def _cloned(tree: Any) -> Any:
-    """A copy of nested dicts of tensors whose tensors own their memory."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().clone()
-    if isinstance(tree, Mapping):
-        return {key: _cloned(value) for key, value in tree.items()}
-    return tree
-
-
-def _saved_config(meta: Mapping[str, Any], path: Path) -> Config:
-    try:
-        return Config.from_dict(meta["config"])
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{path} has no readable config ({error})") from error
-
-
-def _load_weights(model: MultiTaskDQN, payload: Mapping[str, Any], path) -> None:
-    try:
-        model.learner.online.load_state_dict(payload["online"])
-    except (KeyError, RuntimeError) as error:
-        raise CheckpointError(
-            f"{path}: the saved weights do not fit the saved tasks and config "
-            f"({str(error).splitlines()[0][:200]})"
-        ) from error
-    model.learner.sync_target(1.0)
-    model.learner.load_balance_state_dict(payload)
-
-
-def _check_belongs(run_dir: Path, meta: Mapping[str, Any], config: Config) -> None:
-    """Refuses a checkpoint copied from another run, or a config.yaml edited since it."""
-    path = run_dir / ckpt.CHECKPOINT_FILE
-    saved_id, folder_id = meta.get("run_id"), run_id(run_dir)
-    if saved_id and folder_id and saved_id != folder_id:
-        raise CheckpointError(
-            f"{path} belongs to run {saved_id}, but {run_dir / 'run.json'} is run {folder_id}: "
-            "the checkpoint was copied from another run folder; put back this run's checkpoint "
-            "or resume the other run"
-        )
-    on_disk = Config.from_yaml(run_dir / CONFIG_FILE).to_dict()
-    saved = config.to_dict()
-    changed = config_changes(saved, on_disk)
-    if changed:
-        shown = ", ".join(f"{k}: {on_disk.get(k)!r} (checkpoint {saved[k]!r})" for k in changed)
-        raise CheckpointError(
-            f"{run_dir / CONFIG_FILE} differs from the checkpoint's config in {shown}. A resume "
-            "continues with the checkpoint's config (only --steps and --device change it): "
-            "undo the edit, or start a new run with the new config"
-        )
-
-
-def _matching_replay(
-    run_dir: Path, saved_at: int | None, meta: Mapping[str, Any]
-) -> dict[str, np.ndarray] | None:
-    """The saved replay arrays, if they belong to the checkpoint's step (else None: the
-    buffers refill); a replay of another run is refused."""
-    path = run_dir / ckpt.REPLAY_FILE
-    if saved_at is None or not path.is_file():
-        return None
-    arrays = ckpt.load_replay(path)
-    owner = str(arrays.pop(REPLAY_RUN_KEY, np.array(""))) or None
-    if owner and meta.get("run_id") and owner != meta["run_id"]:
-        raise CheckpointError(
-            f"{path} belongs to run {owner}, not to this checkpoint's run {meta['run_id']}: "
-            "delete it to resume without the saved replay"
-        )
-    if int(arrays.pop(REPLAY_STEP_KEY, -1)) != saved_at:
-        return None
-    return arrays

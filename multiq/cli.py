@@ -9,11 +9,15 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multiq.errors import MultiqError
 from multiq.train.stop import Interrupted
+
+if TYPE_CHECKING:
+    from multiq.config import Config
 
 # Real command lines shown under each subcommand's help (a test parses every one of them).
 EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -143,7 +147,11 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
         help="override a config key (repeatable), e.g. --set learning_rate=1e-4",
     )
     train.add_argument("--run-dir", help="output folder (default runs/<date-time>-<tasks>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR (a finished run stays as it is: --steps trains more)",
+    )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="torch device")
     train.add_argument("--seed", type=int, help="random seed")
     _add_threads_option(train)
@@ -390,12 +398,48 @@ def _add_env_options(parser: argparse.ArgumentParser) -> None:
 _SWITCHES = {"true": True, "false": False}
 """`--async-updates` words -> config values (``auto`` stays a word)."""
 
+CONFIG_FLAGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "steps": ("total_steps_per_task", int),
+    "seed": ("seed", int),
+    "device": ("device", str),
+    "torch_threads": ("torch_threads", int),
+    "env_backend": ("env_backend", str),
+    "env_workers": ("env_workers", int),
+    "async_updates": ("async_updates", lambda word: _SWITCHES.get(word, word)),
+}
+"""The flags every command that builds a config shares: argparse dest -> (config key, value
+of the flag's word). A command without one of them leaves it out."""
 
-def _env_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The config changes of `--env-backend`, `--env-workers` and `--async-updates` given."""
-    flags = {"env_backend": args.env_backend, "env_workers": args.env_workers,
-             "async_updates": _SWITCHES.get(args.async_updates, args.async_updates)}  # fmt: skip
-    return {key: value for key, value in flags.items() if value is not None}
+
+@dataclass
+class Overrides:
+    """The config changes of a command line: its `--set KEY=VALUE` items, in order, and the
+    config key -> value of each `CONFIG_FLAGS` flag given (flags win over `--set`)."""
+
+    sets: list[str] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self, base: Config) -> Config:
+        """`base` with the changes (a dotted `--set` key changes one entry of its mapping)."""
+        return base.with_overrides(self.sets, **self.flags)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The changes as config keyword arguments (a dotted `--set` key gives a mapping of the
+        entries set), for the recipes that build the config themselves."""
+        from multiq.config import parse_overrides
+
+        return {**parse_overrides(self.sets), **self.flags}
+
+
+def config_overrides(args: argparse.Namespace) -> Overrides:
+    """The one place where command-line flags become config changes: `--set` and every
+    `CONFIG_FLAGS` flag the command has and was given."""
+    flags = {}
+    for dest, (key, value) in CONFIG_FLAGS.items():
+        given = getattr(args, dest, None)
+        if given is not None:
+            flags[key] = value(given)
+    return Overrides(list(getattr(args, "set", None) or []), flags)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -410,28 +454,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_env_options(parser)
 
 
-def _overrides(args: argparse.Namespace) -> dict:
-    """Config changes of `--set`, `--steps`, `--device` and `--seed` (the config they go into
-    validates them)."""
-    from multiq.config import parse_overrides
-
-    changes = parse_overrides(args.set)
-    flags = {
-        "total_steps_per_task": args.steps,
-        "device": args.device,
-        "seed": args.seed,
-        "torch_threads": args.torch_threads,
-    }
-    changes.update({key: value for key, value in flags.items() if value is not None})
-    changes.update(_env_flags(args))
-    return changes
-
-
 def cmd_transfer(args: argparse.Namespace) -> int:
     from multiq.api import MultiTaskDQN
 
     model = MultiTaskDQN.from_pretrained(
-        args.source, args.tasks, mode=args.mode, run_dir=args.run_dir, **_overrides(args)
+        args.source,
+        args.tasks,
+        mode=args.mode,
+        run_dir=args.run_dir,
+        **config_overrides(args).as_dict(),
     )
     print(f"transfer ({args.mode}) from {args.source} to {', '.join(args.tasks.split(','))}")
     print(f"run folder: {model.run_dir}")
@@ -444,7 +475,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from multiq.api import MultiTaskDQN
     from multiq.recipes.transfer import prepare_distillation
 
-    student = prepare_distillation(MultiTaskDQN, args.sources, args.run_dir, _overrides(args))
+    changes = config_overrides(args).as_dict()
+    student = prepare_distillation(MultiTaskDQN, args.sources, args.run_dir, changes)
     print(f"distilling {len(args.sources)} teacher(s) into {student.run_dir}")
     student.learn()
     _print_results(student.run_dir)
@@ -459,15 +491,10 @@ def _config_from_args(args: argparse.Namespace):
     from multiq.config import Config
 
     cfg = Config.from_yaml(args.config) if args.config else Config()
-    flags = {
-        "tasks": args.tasks,
-        "total_steps_per_task": args.steps,
-        "device": args.device,
-        "seed": args.seed,
-        "torch_threads": args.torch_threads,
-    }
-    changes = {key: value for key, value in flags.items() if value is not None}
-    return cfg.with_overrides(args.set, **changes, **_env_flags(args))
+    overrides = config_overrides(args)
+    if args.tasks is not None:
+        overrides.flags["tasks"] = args.tasks
+    return overrides.apply(cfg)
 
 
 def cmd_continual(args: argparse.Namespace) -> int:
@@ -479,7 +506,7 @@ def cmd_continual(args: argparse.Namespace) -> int:
     if not sequence:
         raise MultiqError("give the tasks in order: --sequence ID,ID,... (or a YAML's `tasks`)")
     # the keys the file sets, so that the others can follow the tasks (multiq.tasks.defaults)
-    hyperparameters = {**(base.given_values() if base else {}), **_overrides(args)}
+    hyperparameters = {**(base.given_values() if base else {}), **config_overrides(args).as_dict()}
     hyperparameters.pop("tasks", None)
     model = MultiTaskDQN.continual(
         sequence, args.method, args.cycles, args.run_dir, **hyperparameters
@@ -499,7 +526,7 @@ def cmd_meta(args: argparse.Namespace) -> int:
     from multiq.config import Config
     from multiq.recipes.meta import prepare_meta, resume_meta
 
-    changes = _overrides(args)
+    changes = config_overrides(args).as_dict()
     flags = {"meta_algo": args.algo, "meta_iterations": args.meta_iterations}
     changes.update({key: value for key, value in flags.items() if value is not None})
     if args.family:
@@ -511,6 +538,12 @@ def cmd_meta(args: argparse.Namespace) -> int:
                 "--meta-iterations or --set of training settings with it"
             )
         run = resume_meta(MultiTaskDQN, args.resume, changes)
+        if run.finished:
+            print(
+                f"{args.resume} is finished ({run.state.iteration} iterations): nothing was "
+                "changed; to train more, give --meta-iterations N beyond them"
+            )
+            return 0
         print(f"resuming {args.resume} at iteration {run.state.iteration}")
     else:
         base = Config.from_yaml(args.config) if args.config else Config()
@@ -545,8 +578,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     inits = load_inits(MultiTaskDQN, args.models)
     # the adaptation's settings: a YAML of them, or the defaults with head_init mean
     base = Config.from_yaml(args.adapt_config) if args.adapt_config else Config(head_init="mean")
-    flags = {"device": args.device, "torch_threads": args.torch_threads}
-    cfg = base.with_overrides(args.set, **{k: v for k, v in flags.items() if v is not None})
+    cfg = config_overrides(args).apply(base)
     options = {**family_options(inits, args.family), **_family_overrides(args.family_set)}
     count = f":{args.n_tasks}" if args.n_tasks else ""
     entry = {"id": f"family:{args.family}:{args.split}{count}", "kwargs": options}
@@ -621,14 +653,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "--run-dir cannot be combined with --resume: a resumed run continues in its own "
                 "folder (copy the folder first to branch it)"
             )
-        steps = {"total_steps_per_task": args.steps} if args.steps and not args.add_tasks else {}
-        if args.torch_threads is not None:
-            steps["torch_threads"] = args.torch_threads
-        steps.update(_env_flags(args))
-        model = MultiTaskDQN.resume(args.resume, device=args.device, **steps)
-        print(f"resuming {args.resume} at {model.state.env_steps} env steps per task")
+        changes = config_overrides(args).flags
+        if args.add_tasks or not args.steps:  # --steps of --add-tasks is the new phase's
+            changes.pop("total_steps_per_task", None)
+        model = MultiTaskDQN.resume(args.resume, **changes)
         if args.add_tasks:
             _add_tasks(args, model)
+        if model.finished:
+            print(_finished_text(args.resume, model))
+            return 0
+        print(f"resuming {args.resume} at {model.state.env_steps} env steps per task")
     else:
         model = MultiTaskDQN(config=_config_from_args(args), run_dir=args.run_dir)
         print(model.task_defaults.describe())
@@ -636,6 +670,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.learn()
     _print_results(model.run_dir)
     return 0
+
+
+def _finished_text(run_dir: str, model) -> str:
+    """What `train --resume` says of a finished run, which it leaves as it is."""
+    last = model.phases[-1]
+    return (
+        f"{run_dir} is finished: {len(model.phases)} phase(s), {model.state.env_steps} env "
+        f"steps per task (last phase {last.name!r}: {last.steps_per_task} per task); nothing "
+        "was changed. To train more, give --steps N beyond that budget, or --add-tasks ID "
+        "--steps N"
+    )
 
 
 def _print_results(run_dir: Path) -> None:
@@ -655,9 +700,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from multiq.train.checkpoint import MODEL_FILE
 
     path = Path(args.run_dir)
-    model = MultiTaskDQN.load(path / MODEL_FILE if path.is_dir() else path, device=args.device)
-    if args.torch_threads is not None:
-        model.config = model.config.replace(torch_threads=args.torch_threads)
+    changes = config_overrides(args).flags
+    model = MultiTaskDQN.load(path / MODEL_FILE if path.is_dir() else path, **changes)
     results = model.evaluate(episodes=args.episodes, epsilon=args.epsilon)
     if args.json:
         print(json.dumps(results))
@@ -719,7 +763,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from multiq.config.help import format_keys, format_yaml, key_help
 
     helps = key_help(args.keys)
-    print(format_yaml(helps) if args.yaml else format_keys(helps))
+    print(format_yaml(helps) if args.yaml else format_keys(helps, sections=not args.keys))
     return 0
 
 

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import tiny_config
 import torch
 
 from multiq.api import MultiTaskDQN
@@ -15,17 +16,7 @@ from multiq.train.callbacks import Callback
 from multiq.train.checkpoint import CHECKPOINT_FILE, MODEL_FILE, load_tensors
 
 TWO_TASKS = "gym:CartPole-v1,gym:Acrobot-v1"
-TINY = dict(
-    learning_starts=100,
-    batch_size=16,
-    eval_episodes=2,
-    eval_freq=0,
-    log_interval=100,
-    tensorboard=False,
-    progress_bar=False,
-    buffer_size=5000,
-    device="cpu",
-)
+TINY = tiny_config.TINY
 
 
 def tiny(tasks: str = "classic:CartPole", **changes) -> dict:
@@ -312,7 +303,7 @@ def test_resume_ignores_a_replay_older_than_the_checkpoint(tmp_path):
     (run_dir / "replay.npz").write_bytes(replay)  # the replay of step 300, checkpoint of 400
 
     again = MultiTaskDQN.resume(run_dir)
-    assert again._replay_arrays is None
+    assert again.resumed.replay_arrays is None
     assert again.state.learning_starts_at == 400 + 100
 
 

@@ -287,6 +287,8 @@ def config_blocks(stdout: str) -> dict[str, list[str]]:
     """`multiq config` output: key -> [its `key = default` line, its indented lines]."""
     blocks = {}
     for block in stdout.strip().split("\n\n"):
+        if block.startswith("# "):  # a section's title
+            continue
         first, *rest = block.splitlines()
         assert all(line.startswith("    ") for line in rest), block
         blocks[first.split(" = ")[0]] = [first, *rest]
@@ -311,7 +313,7 @@ def test_config_of_one_key(capsys):
     assert stdout.splitlines() == [
         "learning_rate = 0.00025",
         "    type: float; allowed: > 0",
-        "    Adam learning rate; > 0.",
+        "    Adam learning rate.",
         "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001 (unless set)",
     ]
 
@@ -337,7 +339,7 @@ def test_config_yaml_reads_back_as_the_defaults(tmp_path, capsys):
     assert code == 0
     path = tmp_path / "config.yaml"
     path.write_text(stdout)
-    assert Config.from_yaml(path) == Config()
+    assert Config.from_yaml(path).to_dict() == Config().to_dict()
     args = build_parser().parse_args(["train", str(path)])  # what `multiq train FILE` loads
     assert args.config == str(path)
 
@@ -394,3 +396,55 @@ def test_parsing_imports_no_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+# --- flags -> config changes (`config_overrides`, one place for every command) -----------------
+
+FLAG_CASES = [
+    (["--steps", "500"], {"total_steps_per_task": 500}),
+    (["--seed", "3"], {"seed": 3}),
+    (["--device", "cuda"], {"device": "cuda"}),
+    (["--torch-threads", "2"], {"torch_threads": 2}),
+    (["--env-backend", "subprocess"], {"env_backend": "subprocess"}),
+    (["--env-workers", "4"], {"env_workers": 4}),
+    (["--async-updates", "false"], {"async_updates": False}),
+    (["--async-updates", "true"], {"async_updates": True}),
+    (["--async-updates", "auto"], {"async_updates": "auto"}),
+]
+
+
+@pytest.mark.parametrize("command", ["train", "continual", "transfer", "distill", "meta"])
+@pytest.mark.parametrize(("flags", "changes"), FLAG_CASES)
+def test_each_flag_maps_to_its_config_key(command, flags, changes):
+    from multiq.cli import config_overrides
+
+    required = {"transfer": ["runs/x", "--tasks", "classic:Acrobot"], "distill": ["runs/x"]}
+    args = build_parser().parse_args([command, *required.get(command, []), *flags])
+    overrides = config_overrides(args)
+    assert overrides.flags == changes and overrides.sets == []
+    assert overrides.as_dict() == changes
+
+
+def test_set_items_and_flags_apply_in_one_place():
+    from multiq.cli import config_overrides
+
+    args = build_parser().parse_args(
+        ["train", "--set", "task_weights.A=2", "--set", "seed=1", "--seed", "5", "--steps", "9000"]
+    )
+    overrides = config_overrides(args)
+    assert overrides.sets == ["task_weights.A=2", "seed=1"]
+    expected = {"task_weights": {"A": 2.0}, "seed": 5, "total_steps_per_task": 9000}
+    assert overrides.as_dict() == expected
+    base = Config(task_weights={"A": 1.0, "B": 3.0})
+    cfg = overrides.apply(base)  # a dotted key changes one entry of the file's mapping
+    assert cfg.task_weights == {"A": 2.0, "B": 3.0}
+    assert (cfg.seed, cfg.total_steps_per_task) == (5, 9000)  # flags win over --set
+
+
+def test_commands_without_a_flag_leave_its_key_alone():
+    from multiq.cli import config_overrides
+
+    adapt = build_parser().parse_args(["adapt", "scratch", "--family", "f", "--torch-threads", "2"])
+    assert config_overrides(adapt).flags == {"torch_threads": 2}  # adapt has no --steps
+    evaluate = build_parser().parse_args(["eval", "runs/x", "--device", "cpu"])
+    assert config_overrides(evaluate).flags == {"device": "cpu"}

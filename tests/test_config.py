@@ -11,8 +11,8 @@ import yaml
 
 import multiq.config
 from multiq.config import (
-    CONFIG_FILE,
     CONFIG_KEYS,
+    KEYS,
     MAX_EVAL_EPISODES,
     MAX_GRADIENT_STEPS,
     MAX_HIDDEN_SIZE,
@@ -25,7 +25,10 @@ from multiq.config import (
     MAX_YAML_NODES,
     Config,
 )
+from multiq.config.names import SCHEME_NAMES
 from multiq.errors import ConfigError
+from multiq.runio.config_file import save_config
+from multiq.runio.layout import CONFIG_FILE
 
 
 def test_defaults_are_valid_and_match_the_keys():
@@ -60,18 +63,18 @@ def _rich_config() -> Config:
 
 @pytest.mark.parametrize("cfg", [Config(), _rich_config()], ids=["defaults", "rich"])
 def test_yaml_round_trip_is_exact(tmp_path, cfg):
-    path = cfg.to_yaml(tmp_path / "run" / CONFIG_FILE)
+    path = save_config(cfg, tmp_path / "run" / CONFIG_FILE)
     assert path == tmp_path / "run" / CONFIG_FILE
     loaded = Config.from_yaml(path)
-    assert loaded == cfg
+    assert loaded == cfg.settled()  # the same values, every key given
     assert loaded.to_dict() == cfg.to_dict()
     assert os.listdir(path.parent) == [CONFIG_FILE]
 
 
-def test_to_yaml_replaces_atomically_and_cleans_up_on_failure(tmp_path, monkeypatch):
+def test_save_config_replaces_atomically_and_cleans_up_on_failure(tmp_path, monkeypatch):
     path = tmp_path / CONFIG_FILE
-    Config(seed=1).to_yaml(path)
-    Config(seed=2).to_yaml(path)
+    save_config(Config(seed=1), path)
+    assert save_config(Config(seed=2), tmp_path) == path  # a folder: its config.yaml
     assert Config.from_yaml(path).seed == 2
 
     def fail(*args):
@@ -79,7 +82,7 @@ def test_to_yaml_replaces_atomically_and_cleans_up_on_failure(tmp_path, monkeypa
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        Config(seed=3).to_yaml(path)
+        save_config(Config(seed=3), path)
     assert os.listdir(tmp_path) == [CONFIG_FILE]
     assert Config.from_yaml(path).seed == 2
 
@@ -106,7 +109,7 @@ def test_unknown_key_suggests_the_closest_key():
     with pytest.raises(ConfigError, match="unknown config key 'learning_rat'") as info:
         Config.from_dict({"learning_rat": 1e-3})
     assert "did you mean 'learning_rate'?" in str(info.value)
-    assert "Valid keys: tasks, scheme" in str(info.value)
+    assert "Valid keys: tasks, env_imports, seed" in str(info.value)
 
 
 def test_unknown_task_entry_key_suggests_the_closest_key():
@@ -170,7 +173,7 @@ def test_non_finite_float_rejected():
         ("eval_epsilon", 2.0, "in [0, 1]"),
         ("checkpoint_freq", -5, ">= 0"),
         ("hidden_size", 0, ">= 1"),
-        ("scheme", " ", "a non-empty scheme name"),
+        ("scheme", " ", "one of " + ", ".join(SCHEME_NAMES)),
         ("device", "gpu", "one of auto, cpu, cuda, cuda:<index>, mps"),
         ("device", "cuda:x", "one of auto, cpu, cuda, cuda:<index>, mps"),
     ],
@@ -261,7 +264,7 @@ def test_overrides_keep_text_values_verbatim_and_apply_in_order():
     cfg = Config().with_overrides(["tasks=gym:CartPole-v1,gym:Acrobot-v1", "seed=1", "seed=2"])
     assert cfg.tasks == "gym:CartPole-v1,gym:Acrobot-v1"
     assert cfg.seed == 2
-    assert Config().with_overrides(["scheme=no"]).scheme == "no"
+    assert Config().with_overrides(["scheme=shared-private"]).scheme == "shared-private"
 
 
 def test_override_can_reset_task_weights():
@@ -375,10 +378,11 @@ def test_limit_rejects_the_next_value_and_names_key_and_limit(key, limit, name):
 
 
 @pytest.mark.parametrize(("key", "limit", "name"), _LIMITS, ids=[k for k, _, _ in _LIMITS])
-def test_limit_itself_is_accepted_and_documented(key, limit, name):
+def test_limit_itself_is_accepted_declared_and_documented(key, limit, name):
     assert getattr(Config.from_dict({key: limit}), key) == limit
+    assert KEYS[key].bounds.high == limit
     entry = re.search(rf"^\s{{8}}{key}:(.*?)(?=^\s{{8}}\w+:)", Config.__doc__, re.M | re.S)
-    assert f"`{name}`" in entry.group(1)
+    assert f"<= {limit}" in " ".join(entry.group(1).split())
     assert name in multiq.config.__all__
 
 

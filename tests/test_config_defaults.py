@@ -1,5 +1,5 @@
 """`multiq.config`: the table of defaults by observation family, and the keys a config was given
-(`Config.given_keys`), which those defaults never change."""
+(`Config.given_keys`), which those defaults never change and which its equality sees."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from multiq.config import CONFIG_KEYS, FAMILY_DEFAULTS, Config
+from multiq.runio.config_file import save_config
 
 FAMILY_KEYS = tuple(FAMILY_DEFAULTS["minatar"])
 CLASSIC_YAML = Path(__file__).resolve().parents[1] / "configs" / "classic.yaml"
@@ -54,9 +55,13 @@ def test_a_config_knows_the_keys_it_was_given():
     assert Config.from_dict({"n_step": 3}).given_keys == {"n_step"}
 
 
-def test_given_keys_do_not_change_equality():
-    assert Config() == Config(learning_rate=2.5e-4)
-    assert Config().given_keys != Config(learning_rate=2.5e-4).given_keys
+def test_given_keys_are_part_of_equality_and_repr():
+    # equal values, but only the first lets the tasks change the learning rate
+    assert Config() != Config(learning_rate=2.5e-4)
+    assert Config().to_dict() == Config(learning_rate=2.5e-4).to_dict()
+    assert Config(learning_rate=2.5e-4) == Config.from_dict({"learning_rate": 2.5e-4})
+    assert repr(Config()) == "Config()"
+    assert repr(Config(seed=1, tasks="classic")) == "Config(tasks='classic', seed=1)"
 
 
 def test_replace_and_overrides_add_the_keys_they_change():
@@ -76,17 +81,20 @@ def test_a_yaml_file_gives_its_keys(tmp_path):
 
 
 def test_a_config_written_and_read_back_sets_every_key(tmp_path):
-    written = Config(seed=3).to_yaml(tmp_path / "config.yaml")
+    written = save_config(Config(seed=3), tmp_path / "config.yaml")
     read = Config.from_yaml(written)
-    assert read == Config(seed=3)
+    assert read.to_dict() == Config(seed=3).to_dict()
+    assert read == Config(seed=3).settled() != Config(seed=3)
     assert read.given_keys == set(CONFIG_KEYS)
 
 
 def test_settled_sets_every_key_and_stays_equal():
     config = Config(tasks="classic")
     settled = config.settled()
-    assert settled == config
+    assert settled.to_dict() == config.to_dict()
+    assert settled != config  # it no longer follows the tasks
     assert settled.given_keys == set(CONFIG_KEYS)
+    assert settled.settled() == settled
 
 
 def test_copies_and_pickles_keep_the_given_keys():

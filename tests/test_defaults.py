@@ -69,6 +69,12 @@ def test_keys_of_a_yaml_file_and_of_overrides_keep_their_values(tmp_path):
     assert cfg.learning_rate == VECTOR["learning_rate"]
 
 
+def test_the_run_config_gives_every_key():
+    cfg, _ = resolved(Config(seed=1), CARTPOLE)
+    assert cfg.given_keys == set(Config.keys())
+    assert cfg.to_dict() == Config(seed=1, **VECTOR).to_dict()
+
+
 def test_applying_twice_changes_nothing_more():
     cfg, _ = resolved(Config(), CARTPOLE)
     again, chosen = resolved(cfg, BREAKOUT)  # the filled keys now count as set
@@ -78,7 +84,7 @@ def test_applying_twice_changes_nothing_more():
 
 def test_tasks_of_several_families_keep_the_base_defaults():
     cfg, chosen = resolved(Config(), CARTPOLE, BREAKOUT)
-    assert cfg == Config()
+    assert cfg == Config().settled()
     assert chosen.family is None and not chosen.applied
     assert dict(chosen.families) == {"vector": ("t0",), "minatar": ("t1",)}
     assert "several observation families (vector: t0; minatar: t1)" in chosen.describe()
@@ -86,7 +92,7 @@ def test_tasks_of_several_families_keep_the_base_defaults():
 
 def test_a_family_without_a_row_keeps_the_base_defaults():
     cfg, chosen = resolved(Config(), MINIGRID)
-    assert cfg == Config() and chosen.family == "minigrid" and not chosen.applied
+    assert cfg == Config().settled() and chosen.family == "minigrid" and not chosen.applied
     assert chosen.describe() == (
         "defaults for minigrid tasks: the base ones (as for minatar; no row of their own)"
     )
@@ -94,12 +100,13 @@ def test_a_family_without_a_row_keeps_the_base_defaults():
 
 def test_minatar_tasks_take_the_base_values():
     cfg, chosen = resolved(Config(), BREAKOUT)
-    assert cfg == Config() and dict(chosen.applied) == BASE
+    assert cfg == Config().settled() and dict(chosen.applied) == BASE
 
 
 def test_a_settled_config_is_left_alone():
-    cfg, chosen = resolved(Config(tasks="classic").settled(), CARTPOLE)
-    assert cfg == Config(tasks="classic")
+    settled = Config(tasks="classic").settled()
+    cfg, chosen = resolved(settled, CARTPOLE)
+    assert cfg is settled
     assert chosen.describe() == "defaults for vector tasks: none taken, the config sets every one"
 
 
@@ -112,7 +119,7 @@ def test_the_line_names_the_family_the_values_and_how_to_override():
     _, chosen = resolved(Config(n_step=1), CARTPOLE)
     line = chosen.describe()
     assert line.startswith("defaults for vector tasks: total_steps_per_task=100000, ")
-    assert "learning_rate=0.001, buffer_size=50000" in line
+    assert "learning_rate=0.001, batch_size=64" in line
     assert "n_step=" not in line
     assert line.endswith("(set any of them to override; kept as set: n_step)")
 

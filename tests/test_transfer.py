@@ -14,24 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_config
 import torch
 
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
 
-TINY = {
+TINY = tiny_config.TINY | {
     "hidden_size": 16,
     "buffer_size": 2000,
-    "learning_starts": 100,
-    "batch_size": 16,
     "target_update_interval": 100,
-    "eval_episodes": 2,
-    "eval_freq": 0,
     "checkpoint_freq": 0,
-    "log_interval": 100,
-    "progress_bar": "false",
-    "tensorboard": "false",
-    "device": "cpu",
 }
 SETS = [arg for key, value in TINY.items() for arg in ("--set", f"{key}={value}")]
 MODES = ("scratch", "finetune", "freeze", "joint", "distill")

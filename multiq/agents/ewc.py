@@ -191,13 +191,15 @@ class EwcState:
         for name in dict.fromkeys([*self.fisher, *fisher]):
             old, new = self.fisher.get(name), fisher.get(name)
             anchor = anchors[name] if name in anchors else self.anchors[name]
-            shape = (new if new is not None else old).shape
-            if (old is not None and old.shape != shape) or anchor.shape != shape:
+            shapes = {t.shape for t in (old, new, anchor) if t is not None}
+            if len(shapes) > 1:
                 raise ValueError(f"parameter {name!r}: Fisher and anchor shapes differ")
-            if old is None:
+            if old is not None and new is not None:
+                new_fisher[name] = decay * old + new.detach()
+            elif old is not None:
+                new_fisher[name] = decay * old
+            elif new is not None:
                 new_fisher[name] = new.detach().clone()
-            else:
-                new_fisher[name] = decay * old if new is None else decay * old + new.detach()
             new_anchors[name] = anchor.detach().clone()
         self.fisher, self.anchors = new_fisher, new_anchors
 

@@ -22,29 +22,32 @@ from multiq.agents.host_batch import HostBatch
 from multiq.agents.losses import q_target, td_loss
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
+from multiq.config.views import declared
 from multiq.errors import ConfigError, NonFiniteError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
 from multiq.mtl.reduce import per_task_mean
 from multiq.nets import SchemeOptions, build_qnet
+from multiq.nets.base import MultiTaskQNet
 from multiq.replay.buffers import NStepSample
 from multiq.tasks.spec import TaskSpec
 
 
 @dataclass
 class LearnerSettings(SchemeOptions):
-    """Learner hyperparameters (names follow Stable-Baselines3) plus the scheme options."""
+    """Learner hyperparameters (names follow Stable-Baselines3) plus the scheme options: a view
+    of the config (`LearnerSettings.from_config(cfg)`), its defaults the keys' declarations."""
 
-    scheme: str = "shared"
-    hidden_size: int = 128
-    dueling: bool = False
-    learning_rate: float = 2.5e-4
-    gamma: float = 0.99
-    double_q: bool = True
-    max_grad_norm: float = 10.0
-    balancer: str = "fixed"
-    gradnorm_alpha: float = 1.5
-    popart: bool = False
-    popart_beta: float = 3e-4
+    scheme: str = declared("scheme")
+    hidden_size: int = declared("hidden_size")
+    dueling: bool = declared("dueling")
+    learning_rate: float = declared("learning_rate")
+    gamma: float = declared("gamma")
+    double_q: bool = declared("double_q")
+    max_grad_norm: float = declared("max_grad_norm")
+    balancer: str = declared("balancer")
+    gradnorm_alpha: float = declared("gradnorm_alpha")
+    popart: bool = declared("popart")
+    popart_beta: float = declared("popart_beta")
 
 
 @dataclass
@@ -125,7 +128,6 @@ class Learner:
         for spec in tasks:
             self._add_task_state(spec.name)
         self.training = Training(task_weights=equal_weights(self.specs))
-        self.optimizer: torch.optim.Optimizer | None = None
         self.policy = Policy(self.online, self.popart)
         self.check_finite = True  # a non-finite loss or gradient raises instead of stepping
         self.ewc = EwcState()  # online EWC's Fisher and anchors (continual method ewc)
@@ -220,8 +222,9 @@ class Learner:
         if not groups:
             raise ConfigError("every parameter group is frozen: nothing would train")
         optimizer = make_adam(groups, lr, self.device)
-        if self.optimizer is not None:
-            optimizer.state.update(self.optimizer.state)
+        previous: torch.optim.Optimizer | None = getattr(self, "optimizer", None)  # __init__: None
+        if previous is not None:
+            optimizer.state.update(previous.state)
         self.optimizer = optimizer
 
     def trainable_groups(self) -> list[str]:
@@ -364,7 +367,8 @@ class Learner:
     def sync_target(self, tau: float = 1.0) -> None:
         """Target <- tau * online + (1 - tau) * target (tau = 1: hard copy)."""
         with torch.no_grad():
-            online, target = list(self.online.parameters()), list(self.target.parameters())
+            online: list[torch.Tensor] = list(self.online.parameters())
+            target: list[torch.Tensor] = list(self.target.parameters())
             if tau >= 1.0:
                 torch._foreach_copy_(target, online)
             else:
@@ -452,7 +456,7 @@ def nonfinite_message(
     )
 
 
-def mean_head_init(net: nn.Module, name: str, held: Sequence[str]) -> bool:
+def mean_head_init(net: MultiTaskQNet, name: str, held: Sequence[str]) -> bool:
     """Sets the group ``head/<name>`` to the mean of the held tasks' head groups whose tensors
     have the same shapes; returns False (head left as it is) when none has.
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,11 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from multiq.agents.policy import Policy
+from multiq.collect.args import CollectorArgs
 from multiq.collect.chunks import Chunk, ChunkStore, CollectorWorker, cpu_snapshot
 from multiq.envs.backends import EnvSettings
 from multiq.errors import ConfigError, EnvError, MultiqError, NonFiniteError
 from multiq.phases.state import TrainState
-from multiq.replay.buffers import MultiTaskReplay
-from multiq.tasks.spec import TaskSpec
 
 START_TIMEOUT_S = 300.0  # the child imports torch and builds the envs
 POLL_S = 1.0  # how often a wait for the child checks that it is alive
@@ -121,14 +119,10 @@ class AsyncCollector(ChunkStore):
     The in-process `Collector`'s interface (see the module docstring for the rules).
 
     Args:
-        tasks: the phase's active tasks.
-        n_envs: envs per task.
-        seed: seed of the envs' first reset (task k's env i: seed + 10,000 k + i).
-        replay: holds a buffer for each active task.
-        policy: the learner's live policy; its weights are copied to the child's.
-        rng: seeds the child's exploration noise.
-        restarts: envs rebuilt per task after raising before an env error stops the run.
-        record: a saved `record()` (of this or the in-process collector) to continue from.
+        args: the phase's tasks, envs per task, seed (task k's env i: seed + 10,000 k + i),
+            replay, the learner's live policy (its weights are copied to the child's), the rng
+            seeding the child's exploration noise, restarts, and a saved `record()` (of this
+            or the in-process collector) to continue from (`CollectorArgs`).
         budget: the phase's env steps per task (no request goes past it).
         chunk: vector steps per request (`async_chunk`).
         env_settings: how the child's envs run (``inprocess`` or ``envpool``: the child is a
@@ -137,22 +131,16 @@ class AsyncCollector(ChunkStore):
 
     def __init__(
         self,
-        tasks: Sequence[TaskSpec],
-        n_envs: int,
-        seed: int,
-        replay: MultiTaskReplay,
-        policy: Policy,
-        rng: np.random.Generator,
-        restarts: int = 0,
-        record: Mapping[str, Any] | None = None,
+        args: CollectorArgs,
         *,
         budget: int,
         chunk: int = 1,
         env_settings: EnvSettings | None = None,
     ):
-        super().__init__(tasks, n_envs, replay)
+        tasks, n_envs, policy, record = args.tasks, args.n_envs, args.policy, args.record
+        super().__init__(tasks, n_envs, args.replay)
         self.policy, self.budget, self.chunk = policy, budget, chunk
-        self.seed = int(record["seed"]) if record is not None else seed
+        self.seed = args.start_seed()
         self._pending: Chunk | None = None  # an answer taken in but not stored yet
         self._in_flight = False
         self._credit_before = self.allocator.credit.copy()  # before the request in flight
@@ -163,9 +151,9 @@ class AsyncCollector(ChunkStore):
         child_record = self._restore_async(record) if record is not None else None
         # a resumed child takes its noise state from the record: the run's rng is not drawn
         resumed = child_record is not None and child_record["noise"] is not None
-        noise_seed = (0, 0) if resumed else (int(rng.integers(2**31)), 0)
+        noise_seed = (0, 0) if resumed else (int(args.rng.integers(2**31)), 0)
         worker_args = (
-            list(tasks), n_envs, self.seed, snapshot, noise_seed, restarts, env_settings
+            list(tasks), n_envs, self.seed, snapshot, noise_seed, args.restarts, env_settings
         )  # fmt: skip
         self._start(worker_args, child_record)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from multiq.collect.args import CollectorArgs
 from multiq.collect.child import AsyncCollector, main_is_multiq_command
 from multiq.collect.ray_actors import RayCollector
 from multiq.collect.sequential import Collector
@@ -14,21 +15,21 @@ from multiq.threads import usable_cores
 ASYNC_AUTO_MIN_ENV_STEPS = 100_000  # async_updates auto: phases at least this long (all tasks)
 
 
-def _local_collector(cfg: Config, phase: Phase, *args) -> Collector:
-    return Collector(*args, env_settings=EnvSettings.from_config(cfg))
+def _local_collector(cfg: Config, phase: Phase, args: CollectorArgs) -> Collector:
+    return Collector(args, env_settings=EnvSettings.from_config(cfg))
 
 
-def _ray_collector(cfg: Config, phase: Phase, *args) -> RayCollector:
+def _ray_collector(cfg: Config, phase: Phase, args: CollectorArgs) -> RayCollector:
     return RayCollector(
-        *args, collectors=cfg.collectors, chunk=cfg.collector_chunk,
+        args, collectors=cfg.collectors, chunk=cfg.collector_chunk,
         broadcast_interval=cfg.broadcast_interval, budget=phase.steps_per_task,
         address=cfg.ray_address,
     )  # fmt: skip
 
 
-def _async_collector(cfg: Config, phase: Phase, *args) -> AsyncCollector:
+def _async_collector(cfg: Config, phase: Phase, args: CollectorArgs) -> AsyncCollector:
     return AsyncCollector(
-        *args, budget=phase.steps_per_task, chunk=cfg.async_chunk,
+        args, budget=phase.steps_per_task, chunk=cfg.async_chunk,
         env_settings=EnvSettings.from_config(cfg),
     )  # fmt: skip
 
@@ -59,11 +60,8 @@ def async_pays(env_steps: int) -> bool:
     )
 
 
-def build_collector(cfg: Config, phase: Phase, *args) -> Collector | RayCollector | AsyncCollector:
-    """The phase's collector (`collector_kind`).
-
-    Args:
-        args: `Collector`'s arguments (tasks, n_envs, seed, replay, policy, rng, restarts,
-            record).
-    """
-    return COLLECTORS[collector_kind(cfg, phase)](cfg, phase, *args)
+def build_collector(
+    cfg: Config, phase: Phase, args: CollectorArgs
+) -> Collector | RayCollector | AsyncCollector:
+    """The phase's collector (`collector_kind`), built from `args` and its kind's settings."""
+    return COLLECTORS[collector_kind(cfg, phase)](cfg, phase, args)

@@ -29,13 +29,12 @@ actors are killed when the phase ends, Ray itself stays up for the next phase.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from multiq.agents.policy import Policy
+from multiq.collect.args import CollectorArgs
 from multiq.collect.chunks import (
     TASK_SEED_STRIDE,
     Chunk,
@@ -47,23 +46,16 @@ from multiq.collect.chunks import (
 from multiq.collect.cluster import start_ray
 from multiq.errors import MultiqError
 from multiq.phases.state import TrainState
-from multiq.replay.buffers import MultiTaskReplay
-from multiq.tasks.spec import TaskSpec
 
 
 class RayCollector(ChunkStore):
     """Collects a phase's transitions with Ray actors; the in-process `Collector`'s interface.
 
     Args:
-        tasks: the phase's active tasks.
-        n_envs: envs per task.
-        seed: seed of the envs' first reset.
-        replay: holds a buffer for each active task.
-        policy: the learner's live policy (snapshots of it go to the actors).
-        rng: seeds the actors' exploration noise.
-        restarts: envs rebuilt per task after raising before an env error stops the run.
-        record: a saved `record()`: its episode statistics and credit are kept (the envs start
-            new episodes).
+        args: the phase's tasks, envs per task, seed, replay, the learner's live policy
+            (snapshots of it go to the actors), the rng seeding the actors' exploration noise,
+            restarts, and a saved `record()` whose episode statistics and credit are kept (the
+            envs start new episodes) (`CollectorArgs`).
         collectors: actors (cut to the number of tasks).
         chunk: vector steps per request.
         broadcast_interval: updates between weight snapshots sent to the actors.
@@ -73,14 +65,7 @@ class RayCollector(ChunkStore):
 
     def __init__(
         self,
-        tasks: Sequence[TaskSpec],
-        n_envs: int,
-        seed: int,
-        replay: MultiTaskReplay,
-        policy: Policy,
-        rng: np.random.Generator,
-        restarts: int = 0,
-        record: Mapping[str, Any] | None = None,
+        args: CollectorArgs,
         *,
         collectors: int,
         chunk: int,
@@ -91,15 +76,16 @@ class RayCollector(ChunkStore):
         import ray
 
         start_ray(address, collectors)
-        super().__init__(tasks, n_envs, replay)
+        tasks, n_envs, restarts = args.tasks, args.n_envs, args.restarts
+        super().__init__(tasks, n_envs, args.replay)
         self.chunk, self.budget = chunk, budget
-        self.policy = policy
+        self.policy = policy = args.policy
         self.broadcast_interval = broadcast_interval
-        self.seed = int(record["seed"]) if record is not None else seed
-        if record is not None:
-            self._restore(record)
+        self.seed = args.start_seed()
+        if args.record is not None:
+            self._restore(args.record)
         self.blocks = blocks(len(tasks), collectors)
-        noise = int(rng.integers(2**31))
+        noise = int(args.rng.integers(2**31))
         remote = ray.remote(num_cpus=1, max_restarts=0)(CollectorWorker)
         snapshot = ray.put(cpu_snapshot(policy))
         self.actors = [

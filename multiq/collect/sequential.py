@@ -13,20 +13,18 @@ reaches the replay.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from multiq.agents.policy import Policy
+from multiq.collect.args import CollectorArgs
 from multiq.envs.backends import EnvSettings
 from multiq.envs.multi import MultiTaskEnvs
 from multiq.errors import EnvError, NonFiniteError
 from multiq.mtl.schedules import StepAllocator, TaskStats
 from multiq.phases.state import TrainState
-from multiq.replay.buffers import MultiTaskReplay
-from multiq.tasks.spec import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -35,41 +33,25 @@ class Collector:
     """Steps the active tasks' envs and stores their transitions.
 
     Args:
-        tasks: the phase's active tasks.
-        n_envs: envs per task.
-        seed: seed of the envs' first reset.
-        replay: holds a buffer for each active task.
-        policy: what acts.
-        rng: exploration noise.
-        restarts: envs rebuilt per task after raising before an env error stops the run.
-        record: a saved `record()` to continue from instead of resetting the envs.
+        args: the phase's tasks, envs per task, seed, replay, policy, rng, restarts and record
+            (`CollectorArgs`).
         env_settings: how the envs run (`env_backend`, `env_workers`); default in this process.
     """
 
-    def __init__(
-        self,
-        tasks: Sequence[TaskSpec],
-        n_envs: int,
-        seed: int,
-        replay: MultiTaskReplay,
-        policy: Policy,
-        rng: np.random.Generator,
-        restarts: int = 0,
-        record: Mapping[str, Any] | None = None,
-        env_settings: EnvSettings | None = None,
-    ):
+    def __init__(self, args: CollectorArgs, env_settings: EnvSettings | None = None):
+        tasks = args.tasks
         self.names = [t.name for t in tasks]
-        self.n_envs = n_envs
-        self.replay, self.policy, self.rng = replay, policy, rng
-        self.seed = int(record["seed"]) if record is not None else seed
+        self.n_envs = args.n_envs
+        self.replay, self.policy, self.rng = args.replay, args.policy, args.rng
+        self.seed = args.start_seed()
         self.envs = MultiTaskEnvs(
-            tasks, n_envs, self.seed, restarts=restarts, settings=env_settings
+            tasks, self.n_envs, self.seed, restarts=args.restarts, settings=env_settings
         )
         try:
             self.allocator = StepAllocator(len(tasks))
             self.obs = self.envs.reset()
-            if record is not None:
-                self._restore(record)
+            if args.record is not None:
+                self._restore(args.record)
         except BaseException:
             self.envs.close()  # worker processes must not outlive a collector that never was
             raise

@@ -1,54 +1,25 @@
-"""Help on config keys (`multiq config`): default, allowed values and meaning of every key.
-
-Nothing here is written by hand a second time; every part comes from the one place it lives:
-
-- names, types and defaults: the fields of `multiq.config.Config`;
-- meanings: the ``Attributes:`` section of its docstring;
-- defaults by observation family: `multiq.config.FAMILY_DEFAULTS`;
-- allowed values: the registry the key is looked up in (`REGISTRIES`), else the key's range
-  rule in `multiq.config`, asked for its requirement with a value that breaks every rule.
-
-The functions return text; the CLI prints it.
-"""
+"""Help on config keys (`multiq config`): default, allowed values and meaning of every key, by
+section, read from the keys' declarations (`multiq.config.keys`). The functions return text;
+the CLI prints it."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-import importlib
-import inspect
 import math
-import re
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from multiq.config import CONFIG_KEYS, FAMILY_DEFAULTS, Config, broken_rule
+from multiq.config.declare import Key
+from multiq.config.keys import KEYS, SECTIONS
+from multiq.config.model import CONFIG_KEYS
 from multiq.errors import ConfigError
 
-# Keys whose value names a registry entry: key -> (module, registry). The modules import torch,
-# so they load only when a key of theirs is described.
-REGISTRIES: dict[str, tuple[str, str]] = {
-    "scheme": ("multiq.nets", "SCHEMES"),
-    "balancer": ("multiq.mtl", "BALANCERS"),
-    "task_schedule": ("multiq.mtl.schedules", "SCHEDULES"),
-    "meta_algo": ("multiq.recipes.meta", "ALGORITHMS"),
-}
-
-# Values at the far ends of each type's range: a rule a probe breaks answers with its requirement
-# (`config.broken_rule`, so that no range is written out twice).
-_PROBES: dict[str, tuple[Any, ...]] = {
-    "int": (-math.inf, math.inf),
-    "float": (-math.inf, math.inf),
-    "str": ("",),
-}
-_BOOL_WORDS = "true or false"
 _WIDTH = 96
-_ENTRY = re.compile(r"^ {4}(\w+): (.*)$")
-_CONTINUATION = re.compile(r"^ {5,}(\S.*)$")
+_SECTION_TITLES = {section.name: section.title for section in SECTIONS}
 
 
 @dataclass(frozen=True)
@@ -60,9 +31,10 @@ class KeyHelp:
         type: its annotation, e.g. ``"float"``.
         default: its default value.
         allowed: the allowed values in words (empty when only the type constrains it).
-        meaning: what the key does, from `Config`'s docstring.
+        meaning: what the key does.
         by_family: observation family -> its default, for a key whose default follows the
-            tasks (`FAMILY_DEFAULTS`); empty for the others.
+            tasks; empty for the others.
+        section: the name of the key's section (``net``, ``dqn``, ...).
     """
 
     name: str
@@ -70,57 +42,57 @@ class KeyHelp:
     default: Any
     allowed: str
     meaning: str
-    by_family: dict[str, Any] = dataclasses.field(default_factory=dict)
+    by_family: dict[str, Any] = field(default_factory=dict)
+    section: str = ""
 
 
 def registry_names(key: str) -> list[str]:
-    """The sorted names of the registry that validates `key` (empty if no registry does)."""
-    if key not in REGISTRIES:
-        return []
-    module, attribute = REGISTRIES[key]
-    return sorted(getattr(importlib.import_module(module), attribute))
+    """The sorted names `key` may take (empty for a key without choices)."""
+    return sorted(KEYS[key].choices) if key in KEYS else []
 
 
 def key_help(keys: Sequence[str] = ()) -> list[KeyHelp]:
-    """Help on `keys`, in the order given (default: every key, in declaration order).
+    """Help on `keys`, in the order given (default: every key, in declaration order, which
+    groups them by section).
 
     Raises:
         ConfigError: on an unknown key, naming the closest valid one.
     """
     for key in keys:
         _check_known(key)
-    meanings = _docstring_meanings()
-    by_name = {field.name: field for field in dataclasses.fields(Config)}
-    return [
-        KeyHelp(
-            name=name,
-            type=str(by_name[name].type),
-            default=_default(by_name[name]),
-            allowed=_allowed(name, str(by_name[name].type)),
-            meaning=meanings.get(name, ""),
-            by_family={f: row[name] for f, row in FAMILY_DEFAULTS.items() if name in row},
-        )
-        for name in dict.fromkeys(keys or CONFIG_KEYS)
-    ]
+    return [_help(KEYS[name]) for name in dict.fromkeys(keys or CONFIG_KEYS)]
 
 
-def format_keys(helps: Sequence[KeyHelp]) -> str:
-    """Plain text: per key a line ``name = default``, then its type, allowed values, meaning."""
-    return "\n\n".join(_format_key(h) for h in helps)
+def format_keys(helps: Sequence[KeyHelp], sections: bool = False) -> str:
+    """Plain text: per key a line ``name = default``, then its type, allowed values, meaning;
+    with `sections`, a ``# section: title`` line before each section's first key."""
+    blocks, current = [], None
+    for h in helps:
+        if sections and h.section != current:
+            current = h.section
+            blocks.append(f"# {h.section}: {_SECTION_TITLES[h.section]}")
+        blocks.append(_format_key(h))
+    return "\n\n".join(blocks)
 
 
 def format_yaml(helps: Sequence[KeyHelp]) -> str:
     """A config file of the keys' defaults, each key under a comment with its meaning and
-    allowed values; `multiq train FILE` (and `Config.from_yaml`) reads it back.
+    allowed values, the keys under their sections' names; `multiq train FILE` (and
+    `Config.from_yaml`) reads it back.
 
     Keys whose defaults follow the tasks are commented out, so that they still do; a key
     uncommented is set, and keeps its value whatever the tasks."""
     header = (
         "# multiq config: every key at its default (`multiq config` explains them).\n"
         "# Keys left commented out follow the tasks' observation family; uncomment one to set it.\n"
+        "# Sections group the keys; a flat file of the same keys is read the same.\n"
         "# Edit, then run: multiq train THIS_FILE\n"
     )
-    return header + "".join(f"\n{_yaml_entry(h)}" for h in helps).rstrip("\n")
+    by_section: dict[str, list[KeyHelp]] = {}
+    for h in helps:
+        by_section.setdefault(h.section, []).append(h)
+    parts = [_yaml_section(name, entries) for name, entries in by_section.items()]
+    return header + "".join(parts).rstrip("\n")
 
 
 def flow_yaml(value: Any) -> str:
@@ -129,46 +101,24 @@ def flow_yaml(value: Any) -> str:
     return text.removesuffix("...\n").strip()
 
 
+def _help(key: Key) -> KeyHelp:
+    return KeyHelp(
+        name=key.name,
+        type=key.type,
+        default=key.default,
+        allowed=key.allowed(),
+        meaning=key.meaning,
+        by_family=dict(key.by_family),
+        section=key.section,
+    )
+
+
 def _check_known(key: str) -> None:
-    if key in CONFIG_KEYS:
+    if key in KEYS:
         return
     close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise ConfigError(f"unknown config key {key!r}; {hint}`multiq config` lists every key")
-
-
-def _default(field: dataclasses.Field) -> Any:
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return field.default
-
-
-def _allowed(key: str, annotation: str) -> str:
-    """The allowed values in words: a registry's names, a rule's requirement, or ''."""
-    names = registry_names(key)
-    if names:
-        return "one of " + ", ".join(names)
-    if annotation == "bool":
-        return _BOOL_WORDS
-    requirements = [broken_rule(key, probe) for probe in _PROBES.get(annotation, ())]
-    return " and ".join(dict.fromkeys(r for r in requirements if r))
-
-
-def _docstring_meanings() -> dict[str, str]:
-    """Key -> its entry in the ``Attributes:`` section of `Config`'s docstring, on one line."""
-    lines = inspect.cleandoc(Config.__doc__ or "").splitlines()
-    start = lines.index("Attributes:") + 1 if "Attributes:" in lines else len(lines)
-    meanings: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in lines[start:]:
-        entry, more = _ENTRY.match(line), _CONTINUATION.match(line)
-        if entry:
-            current = meanings.setdefault(entry.group(1), [entry.group(2)])
-        elif more and current:
-            current.append(more.group(1))
-        elif line.strip():  # the section ended
-            break
-    return {key: " ".join(words).replace("``", "`") for key, words in meanings.items()}
 
 
 def _by_family(h: KeyHelp) -> str:
@@ -195,6 +145,13 @@ def _fill(text: str, prefix: str) -> str:
     return textwrap.fill(
         text, _WIDTH, initial_indent=prefix, subsequent_indent=prefix, break_on_hyphens=False
     )
+
+
+def _yaml_section(name: str, helps: Sequence[KeyHelp]) -> str:
+    """``name:`` and its keys' entries, indented under it (a commented-out key included)."""
+    entries = "".join(f"\n{_yaml_entry(h)}" for h in helps)
+    body = textwrap.indent(entries, "  ", lambda line: line.strip() != "")
+    return f"\n# --- {name}: {_SECTION_TITLES[name]}\n{name}:{body}"
 
 
 def _yaml_entry(h: KeyHelp) -> str:

@@ -39,6 +39,17 @@ def episode_seed(first_seed: int, episode: int) -> int:
     return int(np.random.SeedSequence([first_seed, episode]).generate_state(1)[0])
 
 
+def started_actions(actions: np.ndarray | None) -> np.ndarray:
+    """The actions a `step_async` kept, for the `step_wait` that finishes the step.
+
+    Raises:
+        RuntimeError: `step_wait` came without a `step_async` before it.
+    """
+    if actions is None:
+        raise RuntimeError("step_wait without a step_async before it")
+    return actions
+
+
 class EnvHistory:
     """What rebuilds `n_envs` envs' states: each env's first seed, the index of its current
     episode, that episode's actions, and whether its next step resets it (NEXT_STEP autoreset).
@@ -191,7 +202,7 @@ class TaskEnvs:
 
     def step_wait(self) -> tuple[np.ndarray, ...]:
         """Finishes the step `step_async` started; returns what `step` returns."""
-        actions, self._actions = self._actions, None
+        actions, self._actions = started_actions(self._actions), None
         n = len(self.envs)
         obs = self._new_obs()
         rewards = np.zeros(n, dtype=np.float32)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from multiq.envs.inprocess import EnvHistory
+from multiq.envs.inprocess import EnvHistory, started_actions
 from multiq.errors import ConfigError, EnvError
 from multiq.tasks.spec import TaskSpec
 from multiq.tasks.suites import SUITES as TASK_SUITES
@@ -162,7 +162,7 @@ class EnvPoolTaskEnvs:
 
     def step_wait(self) -> tuple[np.ndarray, ...]:
         """Finishes the step `step_async` started; returns what `TaskEnvs.step` returns."""
-        actions, self._actions = self._actions, None
+        actions, self._actions = started_actions(self._actions), None
         obs, rewards, terminated, truncated, info = self._call("stepping", self.pool.recv)
         order = np.argsort(info["env_id"])  # a new array each: the pool reuses its buffers
         terminated, truncated = terminated[order].astype(bool), truncated[order].astype(bool)

@@ -41,7 +41,7 @@ import cloudpickle
 import gymnasium as gym
 import numpy as np
 
-from multiq.envs.inprocess import RESTART_MESSAGE, EnvHistory, TaskEnvs
+from multiq.envs.inprocess import RESTART_MESSAGE, EnvHistory, TaskEnvs, started_actions
 from multiq.errors import EnvError
 from multiq.tasks.gym_ids import import_env_modules
 
@@ -353,7 +353,7 @@ class SubprocessTaskEnvs:
 
     def step_wait(self) -> tuple[np.ndarray, ...]:
         """Finishes the step `step_async` started; returns what `TaskEnvs.step` returns."""
-        actions, self._actions = self._actions, None
+        actions, self._actions = started_actions(self._actions), None
         replies = self._collect()
         self._check_restarts(replies)
         obs, rewards, terminated, truncated, failed = (

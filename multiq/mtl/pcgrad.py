@@ -32,9 +32,8 @@ def project_conflicting(
     num_tasks = grads.shape[0]
     gram = grads @ grads.T
     sq_norms = gram.diagonal().clamp_min(1e-20)
-    if orders is None:
-        orders = torch.rand(num_tasks, num_tasks).argsort(1)
-    steps = torch.as_tensor(orders, device=grads.device).view(num_tasks, -1).T  # [S, T]
+    visits = torch.rand(num_tasks, num_tasks).argsort(1) if orders is None else orders
+    steps = torch.as_tensor(visits, device=grads.device).view(num_tasks, -1).T  # [S, T]
     tasks = torch.arange(num_tasks, device=grads.device)
     coefs = torch.eye(num_tasks, dtype=grads.dtype, device=grads.device)  # [T, T] C
     for j in steps:  # [T]: the task each task i visits at this step

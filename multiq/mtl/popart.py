@@ -49,7 +49,7 @@ class PopArt(nn.Module):
         beta: step size of the running first and second moments, in (0, 1].
     """
 
-    def __init__(self, nets: list[nn.Module], beta: float):
+    def __init__(self, nets: Sequence[nn.Module], beta: float):
         super().__init__()
         self.beta = beta
         self.heads = [task_heads(net) for net in nets]  # plain list: the nets own them
@@ -102,7 +102,7 @@ class PopArt(nn.Module):
         scale, shift = old_std / new_std, (old_mean - new_mean) / new_std
         for heads in self.heads:
             for t, name in enumerate(names):
-                layer = heads.heads[name].advantage
+                layer = heads.head(name).advantage
                 layer.weight.mul_(scale[t])
                 layer.bias.mul_(scale[t]).add_(shift[t])
         return (targets - new_mean[task_ids]) / new_std[task_ids]

@@ -167,6 +167,7 @@ class TaskGradients:
         if capture.output_grad is None:  # the layer's output did not reach the loss
             out.zero_()
             return
+        assert capture.inputs is not None  # `_usable_capture` passes only captures with inputs
         deltas = [d.flatten(0, -2) for d in capture.output_grad.split(counts)]
         inputs = [x.flatten(0, -2) for x in capture.inputs.split(counts)]
         for row, d, x in zip(out, deltas, inputs, strict=True):

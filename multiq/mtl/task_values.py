@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -28,8 +29,12 @@ class TaskValues(nn.Module):
 
     def gather(self, names: Sequence[str]) -> torch.Tensor:
         """[T_b] the values of `names`."""
-        return torch.stack([self._buffers[n] for n in names])
+        return torch.stack(self._values(names))
 
     def write(self, names: Sequence[str], values: torch.Tensor) -> None:
         """Sets the values of `names` from [T_b] `values`."""
-        torch._foreach_copy_([self._buffers[n] for n in names], list(values.unbind()))
+        torch._foreach_copy_(self._values(names), list(values.unbind()))
+
+    def _values(self, names: Sequence[str]) -> list[torch.Tensor]:
+        """The buffers of `names` (`add` puts tensors only, never None, in `_buffers`)."""
+        return cast("list[torch.Tensor]", [self._buffers[n] for n in names])

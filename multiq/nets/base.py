@@ -37,6 +37,7 @@ class MultiTaskQNet(nn.Module, abc.ABC):
     """
 
     option_names: tuple[str, ...] = ()
+    _anchor: torch.Tensor  # a buffer
 
     def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int, dueling: bool):
         super().__init__()

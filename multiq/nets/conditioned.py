@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -55,7 +56,7 @@ class ConditionedQNet(MultiTaskQNet):
 
     @property
     def union_actions(self) -> int:
-        return sum(chunk.out_features for chunk in self.advantage)
+        return sum(cast(nn.Linear, chunk).out_features for chunk in self.advantage)
 
     def _add_modules(self, spec: TaskSpec) -> None:
         self.inputs.add(spec)

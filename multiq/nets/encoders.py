@@ -48,7 +48,7 @@ class EncoderFamily:
     name: str
     matches: Callable[[gym.spaces.Box], bool]
     input_layer: Callable[[gym.spaces.Box, int], nn.Module]
-    body: Callable[[gym.spaces.Box, int], tuple[nn.Module, int]]
+    body: Callable[[gym.spaces.Box, int], tuple[nn.Sequential, int]]
     body_key: Callable[[gym.spaces.Box], tuple]
 
 
@@ -62,7 +62,7 @@ def _mlp_input(space: gym.spaces.Box, hidden: int) -> nn.Module:
     return nn.Sequential(ToFloat(_scale(space)), nn.Linear(space.shape[0], hidden), nn.ReLU())
 
 
-def _mlp_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Module, int]:
+def _mlp_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Sequential, int]:
     return nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU()), hidden
 
 
@@ -71,7 +71,7 @@ def _minatar_input(space: gym.spaces.Box, hidden: int) -> nn.Module:
     return nn.Sequential(ToFloat(_scale(space)), nn.Conv2d(channels, 16, 3), nn.ReLU())
 
 
-def _minatar_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Module, int]:
+def _minatar_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Sequential, int]:
     _, height, width = space.shape
     flat = 16 * (height - 2) * (width - 2)
     return nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU()), hidden
@@ -82,7 +82,7 @@ def _nature_input(space: gym.spaces.Box, hidden: int) -> nn.Module:
     return nn.Sequential(ToFloat(_scale(space)), nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU())
 
 
-def _nature_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Module, int]:
+def _nature_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Sequential, int]:
     convs = nn.Sequential(
         nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten()
     )

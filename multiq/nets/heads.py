@@ -38,6 +38,9 @@ def dueling_combine(value: torch.Tensor, advantage: torch.Tensor) -> torch.Tenso
 class QHead(nn.Module):
     """One task's Q head: `A_t` outputs, optionally dueling."""
 
+    advantage: nn.Linear
+    value: nn.Linear | None
+
     def __init__(self, feature_dim: int, num_actions: int, dueling: bool = False):
         super().__init__()
         self.advantage = nn.Linear(feature_dim, num_actions)
@@ -88,11 +91,17 @@ class TaskHeads(nn.Module):
         self.heads[name] = QHead(self.feature_dim, num_actions, self.dueling)
         self._layouts.clear()
 
+    def head(self, name: str) -> QHead:
+        """The head of task `name`."""
+        head = self.heads[name]
+        assert isinstance(head, QHead)  # `add` puts only QHeads in
+        return head
+
     def _layout(self, names: Sequence[str]) -> tuple[list[QHead], int]:
         """The heads of `names` and their widest output (cached: batch layouts repeat)."""
         key = tuple(names)
         if key not in self._layouts:
-            heads = [self.heads[n] for n in names]
+            heads = [self.head(n) for n in names]
             self._layouts[key] = (heads, max(h.advantage.out_features for h in heads))
         return self._layouts[key]
 

@@ -20,7 +20,7 @@ class IndependentQNet(MultiTaskQNet):
     def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int = 128, dueling: bool = False):
         super().__init__(tasks, hidden_size, dueling)
         self.private = nn.ModuleDict()
-        self.heads = None
+        self.heads = TaskHeads(0, dueling)  # feature_dim: set by each task as it joins
         for spec in tasks:
             self.add_task(spec)
 
@@ -29,8 +29,6 @@ class IndependentQNet(MultiTaskQNet):
         body, feature_dim = family.body(spec.observation_space, self.hidden_size)
         input_layer = family.input_layer(spec.observation_space, self.hidden_size)
         self.private[spec.name] = nn.Sequential(input_layer, body)
-        if self.heads is None:
-            self.heads = TaskHeads(feature_dim, self.dueling)
         # tasks of other observation kinds have other feature sizes: heads are built to fit
         self.heads.feature_dim = feature_dim
         self.heads.add(spec.name, spec.num_actions)

@@ -62,7 +62,7 @@ class SharedInputs(nn.Module):
         self.task_signature[spec.name] = key
         self._layouts.clear()
 
-    def body(self) -> tuple[nn.Module, int]:
+    def body(self) -> tuple[nn.Sequential, int]:
         """A new shared body for these inputs, and its feature size."""
         return self.family.body(self.first_space, self.hidden_size)
 

@@ -1,44 +1,36 @@
-"""Options of the sharing schemes that take more than a hidden size and a head type."""
+"""Options of the sharing schemes that take more than a hidden size and a head type: a view of
+the ``net`` section of the config (defaults and allowed values are the keys' declarations)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from multiq.config.names import PRIVATE_MERGES, ROUTINGS, TASK_EMBEDDINGS
+from multiq.config.views import ConfigView, declared
 from multiq.errors import ConfigError
 
-TASK_EMBEDDINGS = ("onehot", "learned")
-PRIVATE_MERGES = ("sum", "concat")
-ROUTINGS = ("softmax", "gumbel")
+__all__ = ["PRIVATE_MERGES", "ROUTINGS", "TASK_EMBEDDINGS", "SchemeOptions", "check_choice"]
 
 
 @dataclass
-class SchemeOptions:
-    """Scheme settings, named as the `Config` keys; each scheme reads the ones it needs.
+class SchemeOptions(ConfigView):
+    """Scheme settings, named as the `Config` keys; each scheme reads the ones it needs
+    (``multiq config task_embedding`` and so on say what each means)."""
 
-    Attributes:
-        task_embedding: `conditioned`: ``onehot`` (T dims) or ``learned`` vectors.
-        task_embedding_dim: `conditioned`: size of a learned task embedding.
-        private_merge: `shared-private`: ``sum`` or ``concat`` shared and private features.
-        routing: `routed`: ``softmax`` over learned logits or ``gumbel`` (Gumbel-softmax).
-        routing_modules: `routed`: modules K per routed layer.
-        routing_tau_start: `routed` + gumbel: temperature at the start of training.
-        routing_tau_end: `routed` + gumbel: temperature at the end of training.
-        routing_hard: `routed` + gumbel: one-hot forward, soft gradient (straight-through).
-    """
-
-    task_embedding: str = "onehot"
-    task_embedding_dim: int = 16
-    private_merge: str = "sum"
-    routing: str = "softmax"
-    routing_modules: int = 4
-    routing_tau_start: float = 1.0
-    routing_tau_end: float = 0.1
-    routing_hard: bool = False
+    task_embedding: str = declared("task_embedding")
+    task_embedding_dim: int = declared("task_embedding_dim")
+    private_merge: str = declared("private_merge")
+    routing: str = declared("routing")
+    routing_modules: int = declared("routing_modules")
+    routing_tau_start: float = declared("routing_tau_start")
+    routing_tau_end: float = declared("routing_tau_end")
+    routing_hard: bool = declared("routing_hard")
 
 
 def check_choice(key: str, value: str, allowed: Iterable[str]) -> None:
-    """Raises ConfigError unless `value` is one of `allowed`."""
+    """Raises ConfigError unless `value` is one of `allowed` (for options built without a
+    `Config`, which checks them when it is built)."""
     allowed = tuple(allowed)
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {value!r}")

@@ -51,6 +51,7 @@ class RoutedQNet(MultiTaskQNet):
     Task t's routing logits are its own [L, K] parameter (`routing/<task>`).
     """
 
+    tau: torch.Tensor  # a buffer
     option_names = (
         "routing",
         "routing_modules",

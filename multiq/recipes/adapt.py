@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from multiq.agents.learner import Learner, LearnerSettings
-from multiq.api import resolve_device
 from multiq.config import Config
 from multiq.errors import ConfigError
 from multiq.recipes.transfer import load_source
@@ -42,6 +41,7 @@ from multiq.runio.layout import ADAPT_FILE, claim_run_dir
 from multiq.tasks.families import check_family, resolve_options
 from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
+from multiq.train.device import resolve_device
 from multiq.train.inner import InnerLoop
 
 SCRATCH = "scratch"

@@ -183,7 +183,7 @@ def _consolidate_ewc(model, action: Mapping[str, Any], trainer) -> None:
     params = learner.shared_parameter_names()
     total: dict[str, torch.Tensor] = {}
     for task in action["tasks"]:
-        obs = trainer.replay.sample({task: cfg.ewc_fisher_states}, model.rng)[task].obs
+        obs = trainer.sample({task: cfg.ewc_fisher_states})[task].obs
         batches = np.array_split(obs, max(1, len(obs) // FISHER_BATCH))
         fisher = fisher_diagonal(learner.online, batches, task, params=params)
         for name, value in fisher.items():

@@ -40,6 +40,7 @@ import torch
 from multiq.config import Config
 from multiq.errors import ConfigError, EnvError, NonFiniteError, TaskError
 from multiq.registry import lookup
+from multiq.runio.config_file import save_config
 from multiq.runio.files import atomic_write_text
 from multiq.runio.folder import RunFolder, write_run_record
 from multiq.runio.layout import (
@@ -247,12 +248,25 @@ class MetaRun:
         self.loop = InnerLoop(inner_learner, self.cfg, META_TASK)
         self._stop = StopRequests()
 
+    @property
+    def finished(self) -> bool:
+        """True when every outer iteration is done and the run folder holds the finished run
+        (its summary.json, written last, is this state's): `run` has nothing to do."""
+        if self.state.iteration < self.cfg.meta_iterations:
+            return False
+        path = self.run_dir / SUMMARY_FILE
+        return path.is_file() and path.read_text() == summary_text(self.summary())
+
     def run(self) -> dict[str, Any]:
         """Runs the remaining outer iterations; returns the summary. SIGINT/SIGTERM stop it
-        after a checkpoint of the last whole iteration (`Interrupted`)."""
+        after a checkpoint of the last whole iteration (`Interrupted`). A finished run (see
+        `finished`) is left as it is."""
+        if self.finished:
+            log.info("%s: the meta run is finished; nothing to train", self.run_dir)
+            return self.summary()
         with RunFolder(self.run_dir), torch_threads(self.cfg.torch_threads):
-            write_run_record(self.run_dir, self.model._session_record())
-            self.cfg.to_yaml(self.run_dir / CONFIG_FILE)
+            write_run_record(self.run_dir, self.model.runtime_record())
+            save_config(self.cfg, self.run_dir / CONFIG_FILE)
             self._views = ScalarViews(
                 self.run_dir, tensorboard_wanted(self.cfg), self.state.iteration,
                 wandb_settings(self.cfg, self.run_dir),
@@ -349,8 +363,17 @@ class MetaRun:
 
     def _finish(self) -> dict[str, Any]:
         self.model.save(self.run_dir / MODEL_FILE)
+        summary = self.summary()
+        atomic_write_text(self.run_dir / SUMMARY_FILE, summary_text(summary))
+        from multiq.report.meta import plot_meta
+
+        plot_meta(self.run_dir)
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json of the run as it stands."""
         last = self.state.rows[-1] if self.state.rows else {}
-        summary = {
+        return {
             "meta": {
                 "algorithm": self.cfg.meta_algo,
                 "pool": [entry["name"] for entry in self.pool_entries],
@@ -361,12 +384,11 @@ class MetaRun:
                 "final": last,
             }
         }
-        text = json.dumps(summary, indent=2, allow_nan=True)
-        atomic_write_text(self.run_dir / SUMMARY_FILE, text)
-        from multiq.report.meta import plot_meta
 
-        plot_meta(self.run_dir)
-        return summary
+
+def summary_text(summary: Mapping[str, Any]) -> str:
+    """summary.json's text of a meta run's summary."""
+    return json.dumps(summary, indent=2, allow_nan=True)
 
 
 def view_scalars(row: Mapping[str, float]) -> dict[str, float]:

@@ -27,7 +27,7 @@ import bisect
 
 import numpy as np
 
-from multiq.replay.buffers import TaskReplay
+from multiq.replay.task_buffer import TaskReplay
 
 SCALARS = ("actions", "rewards", "terminated", "done", "pos", "size")
 FRAME_STATE = ("frames", "frame_at", "depth", "written", "open_at", "open_depth")

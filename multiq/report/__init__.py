@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from multiq.report.continual import (
-    MATRIX_FILE,
-    SEQUENCE_FILE,
     ContinualMatrix,
     ContinualMetrics,
     aggregate_continual,
@@ -23,10 +21,8 @@ from multiq.report.continual import (
     reference_curves,
     reference_returns,
 )
-from multiq.report.curves import CURVES_FILE, build_figure, plot_curves
+from multiq.report.curves import build_figure, plot_curves
 from multiq.report.metrics import (
-    METRICS_FILE,
-    SUMMARY_FILE,
     ReportError,
     RunFolderError,
     Series,
@@ -34,7 +30,7 @@ from multiq.report.metrics import (
     read_summary,
     task_names,
 )
-from multiq.report.routing import ROUTING_FILE, plot_routing, routing_weights
+from multiq.report.routing import plot_routing, routing_weights
 from multiq.report.stats import bootstrap_ci
 from multiq.report.table import format_markdown_table, format_table
 from multiq.report.transfer import (
@@ -44,6 +40,14 @@ from multiq.report.transfer import (
     read_transfer_run,
     transfer_metrics,
     verdict,
+)
+from multiq.runio.layout import (
+    CURVES_FILE,
+    MATRIX_FILE,
+    METRICS_FILE,
+    ROUTING_FILE,
+    SEQUENCE_FILE,
+    SUMMARY_FILE,
 )
 
 __all__ = [

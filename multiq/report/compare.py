@@ -210,10 +210,12 @@ def improvement_probabilities(
             pairs, metrics.probability_of_improvement, reps=reps,
             random_state=np.random.RandomState(seed),
         )  # fmt: skip
-    return {
-        tuple(key.split("\x00")): (float(points[key]), *map(float, intervals[key].ravel()))
-        for key in pairs
-    }
+    result = {}
+    for key in pairs:
+        x, y = key.split("\x00")
+        low, high = map(float, intervals[key].ravel())
+        result[x, y] = (float(points[key]), low, high)
+    return result
 
 
 @contextlib.contextmanager

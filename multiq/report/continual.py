@@ -33,10 +33,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from multiq.report.curves import save_figure
-from multiq.report.metrics import ReportError, Series, read_metrics, read_summary, task_names
+from multiq.report.metrics import (
+    ReportError,
+    Series,
+    random_policy_return,
+    read_metrics,
+    read_summary,
+    task_names,
+)
 from multiq.report.stats import bootstrap_ci
-from multiq.report.table import MISSING, _markdown_line
-from multiq.report.transfer import _random_return
+from multiq.report.table import MISSING, markdown_line
 from multiq.runio.layout import MATRIX_FILE, METRICS_FILE, SEQUENCE_FILE, SUMMARY_FILE, return_key
 
 if TYPE_CHECKING:
@@ -142,7 +148,7 @@ def evaluation_matrix(run_dir: str | Path) -> ContinualMatrix:
     names = [str(phase.get("name") or f"phase {i + 1}") for i, phase in enumerate(phases)]
     steps = [(int(phase["start_step"]), int(phase["end_step"])) for phase in phases]
     returns = _phase_end_returns(curves, names, steps, Path(run_dir) / METRICS_FILE)
-    random = [_random_return(task, metrics, summary) for task in tasks]
+    random = [random_policy_return(task, metrics, summary) for task in tasks]
     return ContinualMatrix(
         run_dir=Path(run_dir),
         phases=names,
@@ -332,10 +338,9 @@ def aggregate_continual(
     if len(sequences) > 1:
         raise ReportError(f"the seeds' runs have different task sequences: {sorted(sequences)}")
     rng = np.random.default_rng(0) if rng is None else rng
-    settings = {"confidence": confidence, "resamples": resamples, "rng": rng}
 
     def stat(values: list[float]) -> dict[str, Any]:
-        mean, low, high = bootstrap_ci(values, **settings)
+        mean, low, high = bootstrap_ci(values, confidence, resamples, rng)
         return {"mean": mean, "low": low, "high": high, "n": int(np.isfinite(values).sum())}
 
     result: dict[str, Any] = {"seeds": len(per_seed), "confidence": float(confidence)}
@@ -463,9 +468,8 @@ def format_continual_report(
     """
     matrix = evaluation_matrix(run_dir)
     sections = [_phases_section(matrix)]
-    reference = None
-    if references:
-        reference = reference_returns(references, matrix.tasks)
+    reference_runs = list(references or ())
+    reference = reference_returns(reference_runs, matrix.tasks) if reference_runs else None
     sections.append(_raw_section(matrix, reference))
     if reference is None:
         sections.append(
@@ -475,7 +479,9 @@ def format_continual_report(
         )
         notes = matrix.notes
     else:
-        metrics = continual_metrics(matrix, reference, reference_curves(references, matrix.tasks))
+        metrics = continual_metrics(
+            matrix, reference, reference_curves(reference_runs, matrix.tasks)
+        )
         sections += [_normalised_section(matrix, metrics), _metrics_section(matrix, metrics)]
         notes = [*matrix.notes, *metrics.notes]
     if notes:
@@ -701,7 +707,7 @@ def _plot_sequence_task(axes: Axes, matrix: ContinualMatrix, task: str, random: 
 
 def _phases_section(matrix: ContinualMatrix) -> str:
     rows = [
-        _markdown_line((name, f"{start:,}", f"{end:,}", _trained(matrix, i)))
+        markdown_line((name, f"{start:,}", f"{end:,}", _trained(matrix, i)))
         for i, (name, (start, end)) in enumerate(
             zip(matrix.phases, matrix.phase_steps, strict=True)
         )
@@ -712,8 +718,8 @@ def _phases_section(matrix: ContinualMatrix) -> str:
             "",
             f"{len(matrix.phases)} phases; steps are env steps per active task.",
             "",
-            _markdown_line(("phase", "start step", "end step", "new tasks")),
-            _markdown_line((":---", "---:", "---:", ":---")),
+            markdown_line(("phase", "start step", "end step", "new tasks")),
+            markdown_line((":---", "---:", "---:", ":---")),
             *rows,
         ]
     )
@@ -756,22 +762,22 @@ def _matrix_table(
     matrix: ContinualMatrix, values: np.ndarray, extra: list[tuple[str, np.ndarray]]
 ) -> str:
     lines = [
-        _markdown_line(("after phase", *matrix.tasks)),
-        _markdown_line((":---", *("---:" for _ in matrix.tasks))),
+        markdown_line(("after phase", *matrix.tasks)),
+        markdown_line((":---", *("---:" for _ in matrix.tasks))),
     ]
     for i, name in enumerate(matrix.phases):
         cells = [_number(v) for v in values[i]]
         for task, phase in matrix.trained_in.items():
             if phase == i:
                 cells[matrix.tasks.index(task)] = f"**{cells[matrix.tasks.index(task)]}**"
-        lines.append(_markdown_line((name, *cells)))
-    lines += [_markdown_line((f"*{label}*", *map(_number, row))) for label, row in extra]
+        lines.append(markdown_line((name, *cells)))
+    lines += [markdown_line((f"*{label}*", *map(_number, row))) for label, row in extra]
     return "\n".join(lines)
 
 
 def _metrics_section(matrix: ContinualMatrix, metrics: ContinualMetrics) -> str:
     rows = [
-        _markdown_line(
+        markdown_line(
             (
                 task,
                 matrix.phases[matrix.trained_in[task]],
@@ -798,8 +804,8 @@ def _metrics_section(matrix: ContinualMatrix, metrics: ContinualMetrics) -> str:
             "phase (the reference's over as many first steps; p = 0 before a first evaluation); "
             "positive: the earlier tasks helped.",
             "",
-            _markdown_line(header),
-            _markdown_line((":---", ":---", *("---:" for _ in header[2:]))),
+            markdown_line(header),
+            markdown_line((":---", ":---", *("---:" for _ in header[2:]))),
             *rows,
         ]
     )

@@ -17,6 +17,7 @@ from multiq.report.metrics import (
     ReportError,
     RunFolderError,
     Series,
+    random_policy_return,
     read_metrics,
     read_summary,
     task_names,
@@ -102,7 +103,7 @@ def build_figure(
     episodes = _eval_episodes(summary)
     for index, name in enumerate(names):
         axes = figure.add_subplot(nrows, ncols, index + 1)
-        _plot_task(axes, name, metrics, _random_return(name, metrics, summary), episodes)
+        _plot_task(axes, name, metrics, random_policy_return(name, metrics, summary), episodes)
     handles, labels = _legend_entries(figure)
     if len(names) < nrows * ncols:  # the first free panel holds the legend
         spare = figure.add_subplot(nrows, ncols, len(names) + 1)
@@ -170,7 +171,7 @@ def _plot_task(
     low, high, band = _band(name, steps, means, metrics, episodes)
     style = "o" if len(steps) == 1 else "o-"
     axes.plot(steps, means, style, color="tab:orange", markersize=3, label="eval return (mean)")
-    if low is not None:
+    if low is not None and high is not None:
         if len(steps) == 1:
             yerr = [[means[0] - low[0]], [high[0] - means[0]]]
             axes.errorbar(steps, means, yerr=yerr, fmt="none", ecolor="tab:orange", capsize=4)
@@ -215,19 +216,6 @@ def _eval_episodes(summary: Mapping[str, Any] | None) -> int | None:
         if isinstance(episodes, int) and episodes > 0:
             return episodes
     return None
-
-
-def _random_return(
-    name: str, metrics: Mapping[str, Series], summary: Mapping[str, Any] | None
-) -> float | None:
-    """The task's random-policy return: last logged value, else summary.json's, else None."""
-    logged = metrics.get(f"task/{name}/random_return")
-    if logged:
-        value = logged[-1][1]
-    else:
-        task = (summary or {}).get("tasks", {}).get(name, {})
-        value = task.get("random_return_mean")
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _unzip(points: Series) -> tuple[list[int], list[float]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +126,19 @@ def task_names(metrics: dict[str, Series]) -> list[str]:
         for key in metrics
         if key.startswith(prefix) and key.endswith(suffix) and len(key) > len(prefix + suffix)
     ]
+
+
+def random_policy_return(
+    name: str, metrics: Mapping[str, Series], summary: Mapping[str, Any] | None
+) -> float | None:
+    """A task's random-policy return: the last logged `task/<name>/random_return`, else
+    summary.json's `random_return_mean`; None when neither is there or finite."""
+    logged = metrics.get(rundir.random_return_key(name))
+    if logged:
+        value = logged[-1][1]
+    else:
+        value = (summary or {}).get("tasks", {}).get(name, {}).get("random_return_mean")
+    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def _check_summary(summary: dict[str, Any], path: Path) -> None:

@@ -32,9 +32,9 @@ def format_markdown_table(summary: Mapping[str, Any]) -> str:
         The markdown text.
     """
     lines = [
-        _markdown_line(COLUMNS),
-        _markdown_line((":---", "---:", "---:", "---:")),
-        *(_markdown_line(row) for row in _rows(summary)),
+        markdown_line(COLUMNS),
+        markdown_line((":---", "---:", "---:", "---:")),
+        *(markdown_line(row) for row in _rows(summary)),
     ]
     return "\n".join([*lines, "", _footer(summary)])
 
@@ -119,5 +119,6 @@ def _aligned_line(row: Sequence[str], widths: list[int]) -> str:
     return "  ".join(cells).rstrip()
 
 
-def _markdown_line(row: tuple[str, ...]) -> str:
+def markdown_line(row: tuple[str, ...]) -> str:
+    """One markdown table row of `row`'s cells (a `|` inside a cell is escaped)."""
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |"

@@ -20,7 +20,7 @@ also divided by (first eval − R_rand), what the source training had gained ove
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 from multiq.report.metrics import (
     ReportError,
     Series,
+    random_policy_return,
     read_metrics,
     read_summary,
     task_names,
@@ -92,7 +93,7 @@ def read_transfer_run(run_dir: str | Path) -> TransferRun:
     names = dict.fromkeys(
         [*curves, *info["source_tasks"], *info["target_tasks"], *summary.get("tasks", {})]
     )
-    random = {name: _random_return(name, metrics, summary) for name in names}
+    random = {name: random_policy_return(name, metrics, summary) for name in names}
     source = info.get("source")
     return TransferRun(
         run_dir=Path(run_dir),
@@ -334,18 +335,6 @@ def _transfer_info(summary: Mapping[str, Any], run_dir: str | Path) -> Mapping[s
     return info
 
 
-def _random_return(
-    name: str, metrics: Mapping[str, Series], summary: Mapping[str, Any]
-) -> float | None:
-    """The last logged random-policy return, else summary.json's; None when neither is finite."""
-    logged = metrics.get(random_return_key(name))
-    if logged:
-        value = logged[-1][1]
-    else:
-        value = summary.get("tasks", {}).get(name, {}).get("random_return_mean")
-    return float(value) if value is not None and math.isfinite(float(value)) else None
-
-
 # --- metrics -----------------------------------------------------------------------------------
 
 
@@ -461,7 +450,7 @@ def _header(run: TransferRun, scratch: TransferRun | None) -> str:
 
 
 def _target_block(target: Mapping[str, Mapping[str, Any]], threshold_fraction: float) -> str:
-    rows = [
+    rows: list[tuple[str, str, Callable[[Any], str]]] = [
         ("random return", "random_return", format_mean_std),
         ("first return", "first_return", format_mean_std),
         ("scratch first return", "scratch_first_return", format_mean_std),

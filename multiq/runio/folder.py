@@ -186,7 +186,7 @@ def git_commit() -> str | None:
     None when git is missing, slow (`GIT_TIMEOUT_S`) or fails, or the package is installed
     outside a checkout (in site-packages, even when that lies inside another repository).
     """
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]  # multiq/, this file is multiq/runio/
     try:
         result = subprocess.run(
             ["git", "rev-parse", "--show-toplevel", "HEAD"],

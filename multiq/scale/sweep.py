@@ -225,8 +225,9 @@ def _tune(
     finally:
         ray.shutdown()
     states: dict[str, dict[str, Any]] = {}
-    for result in results:
-        name = result.config["trial"]
+    for index in range(len(results)):  # a ResultGrid indexes, it does not declare __iter__
+        result = results[index]
+        name = (result.config or {})["trial"]
         error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
         states[name] = {"state": trial_state(folder / name) if error is None else "failed",
                         "error": error}  # fmt: skip

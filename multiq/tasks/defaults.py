@@ -1,13 +1,14 @@
 """Defaults that follow the tasks: a run takes its observation family's row of
-`multiq.config.FAMILY_DEFAULTS` for every key the user did not set.
+`multiq.config.FAMILY_DEFAULTS` (the keys' `by_family` declarations) for every key the user did
+not set.
 
 The rule: when every task of the run belongs to one observation family
 (`multiq.tasks.obs_family`) and the table has a row for it, each key of that row that the
 config does not set explicitly (`Config.given_keys`) takes the row's value. Tasks of several
 families (e.g. CartPole with MinAtar Breakout), or of a family without a row, keep the Config
 defaults (the ``minatar`` row): no one family's settings would suit them all. Keys set
-explicitly always keep their values, and a config read back from a run folder sets every key,
-so a resumed or loaded run is never changed.
+explicitly always keep their values. Once its tasks are known, a run's config gives every key,
+as a config read back from a run folder does, so a resumed or loaded run is never changed.
 """
 
 from __future__ import annotations
@@ -62,15 +63,17 @@ class TaskDefaults:
 
 
 def apply_task_defaults(cfg: Config, specs: Sequence[TaskSpec]) -> tuple[Config, TaskDefaults]:
-    """`cfg` with its tasks' family defaults in the keys it does not set (see the module doc).
+    """The run's config: `cfg` with its tasks' family defaults in the keys it does not set (see
+    the module doc), every key then counting as given.
 
     Args:
-        cfg: the run's config.
+        cfg: the config asked for.
         specs: the run's tasks.
 
     Returns:
-        The config (`cfg` itself when nothing changes; else the filled keys count as set, so a
-        second call changes nothing) and what was chosen.
+        The config (`cfg` itself when it gives every key; else a settled copy, equal to the
+        config the run folder reads back, so that a second call changes nothing) and what was
+        chosen.
 
     Raises:
         ConfigError: the family's values break a rule with the keys the config sets (e.g. the
@@ -78,15 +81,15 @@ def apply_task_defaults(cfg: Config, specs: Sequence[TaskSpec]) -> tuple[Config,
     """
     families = families_of(specs)
     chosen = TaskDefaults(families)
-    if chosen.family is None or chosen.family not in FAMILY_DEFAULTS:
-        return cfg, chosen
-    row = FAMILY_DEFAULTS[chosen.family]
-    applied = {key: value for key, value in row.items() if key not in cfg.given_keys}
-    chosen = TaskDefaults(families, applied, tuple(key for key in row if key not in applied))
+    row = FAMILY_DEFAULTS.get(chosen.family) if chosen.family is not None else None
+    applied = {key: value for key, value in (row or {}).items() if key not in cfg.given_keys}
+    if row is not None:
+        kept = tuple(key for key in row if key not in applied)
+        chosen = TaskDefaults(families, applied, kept)
     if not applied:
-        return cfg, chosen
+        return (cfg if cfg.given_keys >= set(cfg.keys()) else cfg.settled()), chosen
     try:
-        return cfg.replace(**applied), chosen
+        return cfg.replace(**applied).settled(), chosen
     except ConfigError as error:
         raise ConfigError(
             f"{error} (the {chosen.family} defaults set {', '.join(applied)}; set any of them "

@@ -43,6 +43,8 @@ class ChannelFirst(gym.ObservationWrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         space = env.observation_space
+        if not isinstance(space, gym.spaces.Box):
+            raise TaskError(f"ChannelFirst needs image (Box) observations, not {space}")
         self.observation_space = gym.spaces.Box(
             low=np.transpose(space.low, (2, 0, 1)),
             high=np.transpose(space.high, (2, 0, 1)),
@@ -66,7 +68,8 @@ class SeededStickyReset(gym.Wrapper):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
-            self.env.unwrapped.game.last_action = 0
+            minatar_env: Any = self.env.unwrapped  # MinAtar's Gymnasium env (untyped)
+            minatar_env.game.last_action = 0
         return self.env.reset(seed=seed, options=options)
 
 
@@ -245,8 +248,13 @@ def image_only(env: gym.Env) -> gym.Env:
     from minigrid.wrappers import ImgObsWrapper
 
     wrapped = ImgObsWrapper(env)
-    if isinstance(env.unwrapped, MiniGridEnv) and wrapped.observation_space.shape[-1] == 3:
-        wrapped.observation_space = minigrid_index_space(wrapped.observation_space)
+    space = wrapped.observation_space
+    if (
+        isinstance(env.unwrapped, MiniGridEnv)
+        and isinstance(space, gym.spaces.Box)
+        and space.shape[-1] == 3
+    ):
+        wrapped.observation_space = minigrid_index_space(space)
     return wrapped
 
 
@@ -345,7 +353,7 @@ def make_gym_task(
     bare_id = split_module(env_id)[1]
     register_namespace(bare_id)
     env = make_gym(env_id, name, kwargs)
-    wrap = NAMESPACE_WRAPPERS.get(namespace_of(bare_id))
+    wrap = NAMESPACE_WRAPPERS.get(namespace_of(bare_id) or "")
     return adapt_observations(wrap(env) if wrap else env)
 
 

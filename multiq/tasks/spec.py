@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import gymnasium as gym
 import numpy as np
@@ -69,7 +69,13 @@ class TaskSet(Sequence[TaskSpec]):
     def __iter__(self) -> Iterator[TaskSpec]:
         return iter(self._tasks)
 
-    def __getitem__(self, key):  # type: ignore[override]
+    @overload
+    def __getitem__(self, key: int | str) -> TaskSpec: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[TaskSpec]: ...
+
+    def __getitem__(self, key: int | str | slice) -> TaskSpec | list[TaskSpec]:
         if isinstance(key, str):
             return self._tasks[self.index(key)]
         return self._tasks[key]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -29,6 +29,9 @@ from multiq.errors import TaskError
 from multiq.tasks import minatar
 from multiq.tasks.gym_ids import build_spec, check_gym_id, make_gym, make_gym_task
 from multiq.tasks.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv
 
 # Uniform ranges of the physics families: attribute of the unwrapped env -> [low, high].
 CARTPOLE_RANGES: dict[str, list[float]] = {
@@ -56,9 +59,7 @@ LAYOUT_SEEDS = 2**31  # layout seeds are drawn from [0, LAYOUT_SEEDS)
 class Physics(gym.Wrapper):
     """Sets physical parameters on the unwrapped env's instance, then recomputes derived ones."""
 
-    def __init__(
-        self, env: gym.Env, params: Mapping[str, float], derive: Callable[[gym.Env], None]
-    ):
+    def __init__(self, env: gym.Env, params: Mapping[str, float], derive: Callable[[Any], None]):
         super().__init__(env)
         for key, value in params.items():
             if not hasattr(env.unwrapped, key):
@@ -67,13 +68,13 @@ class Physics(gym.Wrapper):
         derive(env.unwrapped)
 
 
-def derive_cartpole(env: gym.Env) -> None:
+def derive_cartpole(env: CartPoleEnv) -> None:
     """Recomputes CartPole's attributes that its constructor derives from the masses and length."""
     env.total_mass = env.masspole + env.masscart
     env.polemass_length = env.masspole * env.length
 
 
-def derive_acrobot(env: gym.Env) -> None:
+def derive_acrobot(env: AcrobotEnv) -> None:
     """Puts each Acrobot link's centre of mass at its middle."""
     env.LINK_COM_POS_1 = env.LINK_LENGTH_1 / 2
     env.LINK_COM_POS_2 = env.LINK_LENGTH_2 / 2
@@ -88,7 +89,7 @@ def make_physics_env(
     env_id: str,
     name: str,
     params: Mapping[str, float],
-    derive: Callable[[gym.Env], None],
+    derive: Callable[[Any], None],
     evaluation: bool = False,
 ) -> gym.Env:
     """Makes `env_id` with `params` set by `Physics`; evaluation uses the same env."""
@@ -97,7 +98,7 @@ def make_physics_env(
 
 def build_physics(
     env_id: str,
-    derive: Callable[[gym.Env], None],
+    derive: Callable[[Any], None],
     params: dict[str, Any],
     name: str,
     options: Mapping[str, Any],

@@ -1,2 +1,2 @@
 """Training: the loop assembled from one run context, its recorder, evaluation, stop flag,
-callbacks, checkpoints and the headless inner phase."""
+callbacks, persistence (model, checkpoint, resume) and the headless inner phase."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from multiq.agents.learner import Learner, Training
+from multiq.collect.args import CollectorArgs
 from multiq.collect.sequential import Collector
 from multiq.config import Config
 from multiq.errors import ConfigError
@@ -110,7 +111,7 @@ class InnerLoop:
         rng = rng if rng is not None else np.random.default_rng(seed)
         replay = MultiTaskReplay([spec], cfg.inner_buffer_size, cfg.n_envs, cfg.n_step, cfg.gamma)
         state = TrainState(phase_task_env_steps={name: 0})
-        collector = Collector([spec], cfg.n_envs, seed, replay, learner.policy, rng)
+        collector = Collector(CollectorArgs([spec], cfg.n_envs, seed, replay, learner.policy, rng))
         result = InnerResult()
         pending = sorted(set(eval_at))
         shares, every = np.ones(1), cfg.train_freq * cfg.n_envs
@@ -162,7 +163,8 @@ class InnerLoop:
         self._spec(spec)
         replay = MultiTaskReplay([spec], max(steps, 2), cfg.n_envs, cfg.n_step, cfg.gamma)
         state = TrainState(phase_task_env_steps={name: 0})
-        collector = Collector([spec], cfg.n_envs, seed, replay, self.learner.policy, rng)
+        args = CollectorArgs([spec], cfg.n_envs, seed, replay, self.learner.policy, rng)
+        collector = Collector(args)
         try:
             while state.env_steps < steps:
                 collector.step(cfg.exploration_final_eps, np.ones(1), state)

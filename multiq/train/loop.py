@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from multiq.agents.ewc import EwcTerm
 from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
+from multiq.collect.args import CollectorArgs
 from multiq.collect.child import AsyncCollector
 from multiq.collect.choice import build_collector
 from multiq.collect.cluster import start_ray
@@ -33,12 +34,12 @@ from multiq.envs.backends import EnvSettings
 from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_memory
 from multiq.mtl.schedules import build_schedule, sample_counts
 from multiq.phases.phase import Phase
-from multiq.phases.state import TrainState
-from multiq.replay.buffers import MultiTaskReplay
+from multiq.runio.config_file import save_config
 from multiq.runio.layout import CHECKPOINT_FILE, CONFIG_FILE, SUMMARY_FILE
 from multiq.runio.tracking import Tracker, tensorboard_wanted, wandb_settings
 from multiq.train import checkpoint as ckpt
 from multiq.train.callbacks import Callback, as_callback
+from multiq.train.context import RunContext, recorded_config
 from multiq.train.recorder import Recorder
 from multiq.train.stop import Interrupted, StopRequests
 
@@ -91,10 +92,13 @@ def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
     return {n: w / total for n, w in raw.items()}
 
 
-def handled(error: BaseException) -> BaseException:
-    """Marks an error the trainer has already checkpointed (or refused to) and explained."""
-    error.handled = True
-    return error
+class Explained(Exception):
+    """Carries an error the training steps have already checkpointed (or refused to) and
+    explained, past `Trainer.run`'s own handling; `run` raises `error` itself."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
 
 
 def signal_name(number: int | None) -> str:
@@ -124,70 +128,50 @@ def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) 
     return [TERM_BUILDERS[term["kind"]](term, teachers, learner) for term in phase.terms]
 
 
-def _no_end_actions(action: Mapping[str, Any], trainer: Trainer) -> None:
-    raise ConfigError(f"this run cannot do the end-of-phase action {action.get('kind')!r}")
-
-
 class Trainer:
-    """Owns the replay, the current phase's collector, the recorder and checkpoints of a run.
+    """Owns the current phase's collector, the recorder and checkpoints of a run.
 
     Args:
-        cfg: the run's config.
-        learner: the learner (it holds every task of the run).
-        run_dir: the run folder.
-        state: counters (resumed or new).
-        rng: numpy generator for exploration and replay sampling.
-        phases: the run's phases.
-        checkpoint: writes a checkpoint of the whole run (the model knows what goes in it).
-        teachers: teacher id -> policy, for distillation terms.
-        callbacks: SB3-style callbacks.
-        replay_arrays: a saved replay to load.
-        summary_extra: more summary.json sections (e.g. ``transfer``), read when it is written.
-        collector_record: a saved `Collector.record` (resume): the current phase's envs continue
-            from it instead of starting new episodes.
-        checkpointed_config: the config of the checkpoint in `run_dir` (resume), if known.
-        on_phase_end: runs each of a finished phase's `end_actions` (the model knows how).
+        context: the run's parts (`RunContext`): config, learner, run folder, counters, RNG,
+            phases, replay, teachers, callbacks, what a resume handed over, and the model's
+            hooks that write a checkpoint and run a phase's end actions.
     """
 
-    def __init__(
-        self,
-        cfg: Config,
-        learner: Learner,
-        run_dir: Path,
-        state: TrainState,
-        rng: np.random.Generator,
-        phases: Sequence[Phase],
-        checkpoint,
-        teachers: Mapping[str, Policy] | None = None,
-        callbacks: Callback | list[Callback] | None = None,
-        replay_arrays: dict[str, np.ndarray] | None = None,
-        summary_extra: Mapping[str, Any] | None = None,
-        collector_record: Mapping[str, Any] | None = None,
-        checkpointed_config: Mapping[str, Any] | None = None,
-        on_phase_end: Callable[[Mapping[str, Any], Trainer], None] | None = None,
-    ):
-        self.cfg, self.learner = cfg, learner
-        self.run_dir = Path(run_dir)
-        self.state, self.rng = state, rng
-        self.phases = list(phases)
-        self.save_checkpoint = checkpoint
-        self.teachers = teachers if teachers is not None else {}  # the model's: it adds more
-        self.callback = as_callback(callbacks)
-        self.replay = MultiTaskReplay([], cfg.buffer_size, cfg.n_envs, cfg.n_step, cfg.gamma)
-        self._replay_arrays = replay_arrays
-        self.summary_extra = summary_extra if summary_extra is not None else {}
+    def __init__(self, context: RunContext):
+        self.context = context
+        self.cfg, self.learner = context.config, context.learner
+        self.run_dir = Path(context.run_dir)
+        self.state, self.rng = context.state, context.rng
+        self.phases = context.phases
+        self.teachers = context.teachers
+        self.callback = as_callback(context.callbacks)
+        self.replay = context.replay
+        resumed = context.resumed
+        self._replay_arrays = resumed.replay_arrays
+        self._collector_record = resumed.collector_record
+        self.checkpointed_config = resumed.checkpointed_config
+        self.summary_extra = context.summary_extra
         self.schedule = build_schedule(
-            cfg.task_schedule, cfg.schedule_uniform_mix, cfg.schedule_window
+            self.cfg.task_schedule, self.cfg.schedule_uniform_mix, self.cfg.schedule_window
         )
         self.collector: Collector | RayCollector | AsyncCollector | None = None
         self.recorder: Recorder | None = None
         self.shares: np.ndarray | None = None  # the task schedule's current shares
-        self._collector_record = collector_record
         self._stop = StopRequests()
         self.checkpoint_step: int | None = None  # env step of the last checkpoint written
-        self.checkpointed_config = dict(checkpointed_config) if checkpointed_config else None
         self._poisoned = False  # a non-finite update: the weights must not be saved
-        self.on_phase_end = on_phase_end or _no_end_actions
+
+    def renew(
+        self,
+        config: Config,
+        phases: list[Phase],
+        callbacks: Callback | Sequence[Callback] | None,
+    ) -> None:
+        """A further `learn` call of the same session: the model's config and phases as they
+        are now (tasks may have joined), these callbacks; the replay buffers are kept."""
+        self.context.config = self.cfg = config
+        self.context.phases = self.phases = phases
+        self.callback = as_callback(callbacks)
 
     @property
     def tasks(self):
@@ -208,13 +192,14 @@ class Trainer:
         state; a non-finite loss or gradient keeps the last good checkpoint untouched.
         """
         cfg, state = self.cfg, self.state
-        cfg.to_yaml(self.run_dir / CONFIG_FILE)
+        recorded = recorded_config(cfg, self.phases)  # with the budget of the last phase
+        save_config(recorded, self.run_dir / CONFIG_FILE)
         total = sum(p.steps_per_task for p in self.phases)
         tracker = Tracker(
             self.run_dir, list(self.learner.specs), total,
             tensorboard=tensorboard_wanted(cfg),
             progress_bar=cfg.progress_bar, start_step=state.env_steps,
-            start_wall_s=state.wall_time_s, wandb=wandb_settings(cfg, self.run_dir),
+            start_wall_s=state.wall_time_s, wandb=wandb_settings(recorded, self.run_dir),
         )  # fmt: skip
         self.recorder = Recorder(
             tracker, state, cfg.seed + EVAL_SEED_OFFSET, EnvSettings.from_config(cfg)
@@ -230,29 +215,28 @@ class Trainer:
                     if not self._run_phase(self.phase, evaluate):
                         break
                 return self._finish(evaluate)
+        except Explained as explained:  # the training steps saved (or kept) a checkpoint
+            raise explained.error from explained.__cause__
         except NonFiniteError as error:  # e.g. the weights checked before a save
-            if getattr(error, "handled", False):
-                raise
-            raise handled(self._kept(error)) from error
+            raise self._kept(error) from error
         except Exception as error:
-            if getattr(error, "handled", False):
-                raise
             raise self._saved(error) from error
         finally:
             tracker.close()
 
     def checkpoint(self) -> None:
         """Writes a checkpoint of the run as it stands."""
-        self.save_checkpoint()
+        self.context.save_checkpoint(self.collector_record())
         self.checkpoint_step = self.state.env_steps
-        self.checkpointed_config = self.cfg.to_dict()
+        self.checkpointed_config = recorded_config(self.cfg, self.phases).to_dict()
 
     def _checkpoint_is_stale(self) -> bool:
         """No checkpoint yet, or it holds another config than the config.yaml just written
         (e.g. after `add_task`): a resume would refuse the pair, so a new one is written."""
         if not (self.run_dir / CHECKPOINT_FILE).is_file() or self.checkpointed_config is None:
             return True
-        return bool(config_changes(self.checkpointed_config, self.cfg.to_dict()))
+        recorded = recorded_config(self.cfg, self.phases).to_dict()
+        return bool(config_changes(self.checkpointed_config, recorded))
 
     def _where(self) -> str:
         return f"env step {self.state.env_steps} (update {self.state.updates})"
@@ -297,10 +281,11 @@ class Trainer:
             record = None  # saved in another phase
         restarts = cfg.env_restarts if cfg.on_env_error == "restart" else 0
         # built first: a collector process starts (seconds) while the phase's evaluations run
-        self.collector = build_collector(
-            cfg, phase, specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay,
-            learner.policy, self.rng, restarts, record,
+        args = CollectorArgs(
+            specs, cfg.n_envs, cfg.seed + state.vector_steps, self.replay, learner.policy,
+            self.rng, restarts, record,
         )  # fmt: skip
+        self.collector = build_collector(cfg, phase, args)
         self.shares = np.array(record["shares"]) if record and "shares" in record else None
         try:
             self._start_phase(phase, specs, evaluate)
@@ -358,14 +343,14 @@ class Trainer:
         except (Interrupted, KeyboardInterrupt):
             raise
         except NonFiniteError as error:
-            raise handled(self._kept(error) if self._poisoned else self._saved(error)) from error
+            raise Explained(self._kept(error) if self._poisoned else self._saved(error)) from error
         except Exception as error:
             if is_out_of_memory(error):
                 error = MultiqError(
                     f"out of memory at {self._where()} ({type(error).__name__}: "
                     f"{str(error)[:200]}): lower batch_size, hidden_size, n_envs or buffer_size"
                 )
-            raise handled(self._saved(error)) from error
+            raise Explained(self._saved(error)) from error
 
     def _train_steps(self, phase: Phase, evaluate: bool) -> bool:
         cfg, state, learner = self.cfg, self.state, self.learner
@@ -425,6 +410,10 @@ class Trainer:
             meta["shares"] = np.asarray(self.shares, dtype=np.float64).tolist()
         return meta, tensors
 
+    def sample(self, by_name: Mapping[str, int]) -> dict[str, Any]:
+        """Task name -> a batch of that many stored transitions (drawn with the run's RNG)."""
+        return self.replay.sample(by_name, self.rng)
+
     def _phase_total(self) -> int:
         return sum(self.state.phase_task_env_steps.values())
 
@@ -433,7 +422,7 @@ class Trainer:
         if evaluate and state.last_eval_step != state.env_steps:
             self._evaluate()
         for action in phase.end_actions:
-            self.on_phase_end(action, self)
+            self.context.on_phase_end(action, self)
         state.phase_log[-1]["end_step"] = state.env_steps
         state.phase_index += 1
         if phase.end_actions or self.phase is not None:

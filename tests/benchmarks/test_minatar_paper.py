@@ -46,6 +46,11 @@ def write_metrics(folder, games, points, key="task/{}/return"):
 TRAINING = "rollout/{}/ep_return"
 
 
+def roots(tmp_path) -> list[str]:
+    """Run folders under tmp_path/runs, the report's copies under tmp_path/results."""
+    return ["--run-root", str(tmp_path / "runs"), "--results-root", str(tmp_path / "results")]
+
+
 def test_the_training_measure_averages_the_logged_returns_of_the_last_window(bench, tmp_path):
     points = [(100, "nan"), (700, 7.0), (800, 8.0), (900, "nan"), (1000, 12.0)]
     write_metrics(tmp_path, bench.GAMES, points, TRAINING)
@@ -55,29 +60,31 @@ def test_the_training_measure_averages_the_logged_returns_of_the_last_window(ben
 
 
 def test_each_run_is_started_resumed_or_kept(bench, tmp_path):
-    args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000"])
+    args = bench.parse_args([*roots(tmp_path), "--steps-per-game", "1000"])
     assert bench.runs(args) == [("shared", 0), ("independent", 0), ("shared", 1), ("shared", 2)]
     new = bench.command(args, "independent", 0)
     assert "--seed" in new and "scheme=independent" in new and str(bench.CONFIG) in new
-    (tmp_path / "shared-seed1").mkdir()
-    (tmp_path / "shared-seed1" / "checkpoint.pt").write_bytes(b"")
+    assert new[new.index("--run-dir") + 1] == str(tmp_path / "runs" / "independent-seed0")
+    (tmp_path / "runs" / "shared-seed1").mkdir(parents=True)
+    (tmp_path / "runs" / "shared-seed1" / "checkpoint.pt").write_bytes(b"")
     resume = bench.command(args, "shared", 1)
-    assert resume[resume.index("--resume") + 1] == str(tmp_path / "shared-seed1")
+    assert resume[resume.index("--resume") + 1] == str(tmp_path / "runs" / "shared-seed1")
     assert new[new.index("--async-updates") + 1] == resume[resume.index("--async-updates") + 1]
-    sequential = bench.parse_args(["--run-root", str(tmp_path), "--async-updates", "false"])
+    sequential = bench.parse_args([*roots(tmp_path), "--async-updates", "false"])
     resume = bench.command(sequential, "shared", 1)
     assert resume[resume.index("--async-updates") + 1] == "false"
-    finish_run(tmp_path / "shared-seed0", dict.fromkeys(bench.GAMES, 1.0))
+    finish_run(tmp_path / "results" / "shared-seed0", dict.fromkeys(bench.GAMES, 1.0))
     assert bench.command(args, "shared", 0) is None
 
 
 def test_the_report_gives_finished_seeds_and_runs_still_going(bench, tmp_path):
-    args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000",
+    args = bench.parse_args([*roots(tmp_path), "--steps-per-game", "1000",
                              "--seeds", "0", "1", "--independent-seeds"])  # fmt: skip
-    finish_run(tmp_path / "shared-seed0", {**dict.fromkeys(bench.GAMES, 1.0), "Breakout": 10.0})
-    write_metrics(tmp_path / "shared-seed0", bench.GAMES, [(1000, 50.0)], TRAINING)
-    write_metrics(tmp_path / "shared-seed1", bench.GAMES, [(500, 2.5)])
-    write_metrics(tmp_path / "shared-seed1", bench.GAMES, [(600, 3.0)], TRAINING)
+    results = tmp_path / "results"
+    finish_run(results / "shared-seed0", {**dict.fromkeys(bench.GAMES, 1.0), "Breakout": 10.0})
+    write_metrics(results / "shared-seed0", bench.GAMES, [(1000, 50.0)], TRAINING)
+    write_metrics(results / "shared-seed1", bench.GAMES, [(500, 2.5)])
+    write_metrics(results / "shared-seed1", bench.GAMES, [(600, 3.0)], TRAINING)
     text = bench.report(args)
     one = "1.00 [1.00, 1.00] (n=1)"
     fifty = "50.00 [50.00, 50.00] (n=1)"
@@ -88,10 +95,23 @@ def test_the_report_gives_finished_seeds_and_runs_still_going(bench, tmp_path):
     assert "| shared seed 1 | 600 | training | 3.00 | 3.00 | 3.00 | 3.00 | 3.00 |" in text
 
 
-def test_runs_live_in_the_repository(bench):
+def test_runs_live_under_runs_and_what_the_report_reads_in_the_repository(bench):
     args = bench.parse_args([])
-    assert args.run_root == bench.RUN_ROOT
-    assert args.run_root.parts[-3:] == ("benchmarks", "results", "minatar_paper_runs")
+    assert args.run_root == bench.RUN_ROOT and args.results_root == bench.RESULTS_ROOT
+    assert args.run_root.parts[-2:] == ("runs", "minatar_paper")
+    assert args.results_root.parts[-3:] == ("benchmarks", "results", "minatar_paper_runs")
+
+
+def test_a_run_publishes_what_the_report_reads_and_no_run_state(bench, tmp_path):
+    run, result = tmp_path / "run", tmp_path / "result"
+    run.mkdir()
+    for name in ("metrics.csv", "config.yaml", "checkpoint.pt", "replay.npz"):
+        (run / name).write_text(name)
+    result.mkdir()
+    (result / "summary.json").write_text("{}")  # of an earlier run: this one has none yet
+    bench.publish(run, result)
+    assert sorted(p.name for p in result.iterdir()) == ["config.yaml", "metrics.csv"]
+    assert (result / "metrics.csv").read_text() == "metrics.csv"
 
 
 CHILD = (
@@ -121,20 +141,21 @@ def test_no_run_starts_after_one_was_stopped_by_a_signal(bench, tmp_path, monkey
         return [sys.executable, "-c", f"open({str(marker)!r}, 'w'); raise SystemExit(130)"]
 
     monkeypatch.setattr(bench, "command", child)
-    args = bench.parse_args(["--run-root", str(tmp_path), "--workers", "1", "--seeds", "0", "1",
+    args = bench.parse_args([*roots(tmp_path), "--workers", "1", "--seeds", "0", "1",
                              "--independent-seeds"])  # fmt: skip
     bench.run_all(args)
     assert sorted(p.name for p in tmp_path.glob("ran-*")) == ["ran-shared-0"]
 
 
 def test_the_figure_draws_a_line_per_run_with_an_evaluation(bench, tmp_path):
-    args = bench.parse_args(["--run-root", str(tmp_path), "--steps-per-game", "1000"])
+    args = bench.parse_args([*roots(tmp_path), "--steps-per-game", "1000"])
     out = tmp_path / "minatar_paper.png"
     assert not bench.plot(args, out) and not out.exists()  # no run has evaluated yet
-    write_metrics(tmp_path / "shared-seed0", bench.GAMES, [(500, 2.0), (1000, 3.0)])
-    write_metrics(tmp_path / "shared-seed0", bench.GAMES, [(600, 1.5)], TRAINING)
-    write_metrics(tmp_path / "independent-seed0", bench.GAMES, [(500, 1.0)])
-    write_metrics(tmp_path / "shared-seed1", bench.GAMES, [(200, 0.5)], TRAINING)  # no eval yet
+    results = tmp_path / "results"
+    write_metrics(results / "shared-seed0", bench.GAMES, [(500, 2.0), (1000, 3.0)])
+    write_metrics(results / "shared-seed0", bench.GAMES, [(600, 1.5)], TRAINING)
+    write_metrics(results / "independent-seed0", bench.GAMES, [(500, 1.0)])
+    write_metrics(results / "shared-seed1", bench.GAMES, [(200, 0.5)], TRAINING)  # no eval yet
     assert bench.curves(args) == {
         ("shared", 0): {
             "eval": dict.fromkeys(bench.GAMES, [(500, 2.0), (1000, 3.0)]),

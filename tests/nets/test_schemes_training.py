@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tiny_config
 import torch
 
 from multiq.agents.learner import LearnerSettings
@@ -16,18 +17,7 @@ from multiq.nets import SchemeOptions
 from multiq.report import ROUTING_FILE, read_metrics, routing_weights
 
 TWO_TASKS = "classic:CartPole,classic:Acrobot"
-TINY = dict(
-    learning_starts=100,
-    batch_size=16,
-    hidden_size=32,
-    buffer_size=1000,
-    eval_freq=0,
-    eval_episodes=1,
-    log_interval=100,
-    tensorboard=False,
-    progress_bar=False,
-    device="cpu",
-)
+TINY = tiny_config.TINY | {"hidden_size": 32, "buffer_size": 1000, "eval_episodes": 1}
 SCHEME_RUNS = {
     "conditioned-onehot": dict(scheme="conditioned"),
     "conditioned-learned": dict(scheme="conditioned", task_embedding="learned", dueling=True),

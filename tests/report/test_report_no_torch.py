@@ -1,4 +1,9 @@
-"""multiq.report must run without importing torch (it reads only files)."""
+"""multiq.report must run without importing torch (it reads only files).
+
+The contract "report reads run folders only" (pyproject.toml, `lint-imports`) forbids any import
+chain from multiq.report to torch within multiq; this test runs the reports, so it also catches
+torch pulled in at run time or through a third party (matplotlib, rliable).
+"""
 
 from __future__ import annotations
 

@@ -23,6 +23,7 @@ from multiq import config
 from multiq.api import MultiTaskDQN
 from multiq.cli import main as cli_main
 from multiq.collect import choice as collector_choice
+from multiq.collect.args import CollectorArgs
 from multiq.collect.child import (
     AsyncCollector,
     main_is_multiq_command,
@@ -133,7 +134,7 @@ def test_a_checkpoint_keeps_the_step_in_flight_and_a_sequential_resume_finishes(
     with pytest.raises(Interrupted):
         cut.learn(700, callbacks=StopAt(301), evaluate=False)
     resumed = MultiTaskDQN.resume(tmp_path, async_updates=False)
-    assert resumed._collector_record["pending"]["tasks"] == ["Breakout", "Freeway"]
+    assert resumed.resumed.collector_record["pending"]["tasks"] == ["Breakout", "Freeway"]
     resumed.learn(evaluate=False)
     assert resumed.state.env_steps == 700
 
@@ -144,7 +145,9 @@ def test_the_child_acts_with_the_weights_the_learner_has_when_a_step_is_requeste
     replay = MultiTaskReplay(specs, 100, 1, 1, 0.99)
     state = TrainState(phase_task_env_steps={"Breakout": 0})
     rng = np.random.default_rng(0)
-    collector = AsyncCollector(specs, 1, 0, replay, learner.policy, rng, budget=100)
+    collector = AsyncCollector(
+        CollectorArgs(specs, 1, 0, replay, learner.policy, rng), budget=100
+    )
     try:
         collector.step(0.0, np.ones(1), state)  # step 1 stored, step 2 requested
         with torch.no_grad():

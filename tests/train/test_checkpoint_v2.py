@@ -7,6 +7,7 @@ import logging
 import gymnasium
 import numpy as np
 import pytest
+import tiny_config
 import torch
 
 from multiq.api import MultiTaskDQN
@@ -14,23 +15,7 @@ from multiq.errors import CheckpointError
 from multiq.phases.phase import Phase
 from multiq.train.callbacks import Callback
 
-TINY = dict(
-    hidden_size=16,
-    buffer_size=2_000,
-    learning_starts=100,
-    batch_size=16,
-    train_freq=4,
-    target_update_interval=100,
-    total_steps_per_task=300,
-    eval_episodes=2,
-    eval_freq=0,
-    checkpoint_freq=0,
-    log_interval=100,
-    seed=0,
-    tensorboard=False,
-    progress_bar=False,
-    device="cpu",
-)
+TINY = tiny_config.TINY_RUN
 TASKS = "classic:CartPole,classic:Acrobot"
 
 

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import tiny_config
 
 from multiq.api import MultiTaskDQN
 from multiq.errors import ConfigError
@@ -13,17 +14,7 @@ from multiq.report.metrics import SUMMARY_FILE
 from multiq.runio.tracking import METRICS_FILE
 
 TWO_TASKS = "gym:CartPole-v1,gym:Acrobot-v1"
-TINY = dict(
-    learning_starts=100,
-    batch_size=16,
-    eval_episodes=2,
-    eval_freq=0,
-    log_interval=200,
-    tensorboard=False,
-    progress_bar=False,
-    buffer_size=5000,
-    device="cpu",
-)
+TINY = tiny_config.TINY | {"log_interval": 200}
 
 
 def last_logged(run_dir, key: str) -> float:
@@ -105,5 +96,7 @@ def test_a_zero_uniform_mix_is_refused():
 
 
 def test_unknown_schedule_is_refused_before_training(tmp_path):
-    with pytest.raises(ConfigError, match="unknown task_schedule 'weigthed'; did you mean"):
+    with pytest.raises(
+        ConfigError, match="task_schedule must be one of .*got 'weigthed'; did you mean"
+    ):
         MultiTaskDQN(TWO_TASKS, run_dir=tmp_path, task_schedule="weigthed", **TINY).learn(200)

@@ -6,29 +6,14 @@ import dataclasses
 import json
 
 import pytest
+import tiny_config
 
 from multiq import make_taskset
 from multiq.api import MultiTaskDQN
 from multiq.errors import ConfigError
 from multiq.phases.phase import Phase
 
-TINY = dict(
-    hidden_size=16,
-    buffer_size=2_000,
-    learning_starts=100,
-    batch_size=16,
-    train_freq=4,
-    target_update_interval=100,
-    total_steps_per_task=300,
-    eval_episodes=2,
-    eval_freq=0,
-    checkpoint_freq=0,
-    log_interval=100,
-    seed=0,
-    tensorboard=False,
-    progress_bar=False,
-    device="cpu",
-)
+TINY = tiny_config.TINY_RUN
 
 
 class CountingMake:
