@@ -15,6 +15,7 @@ from multiq.agents.policy import Policy
 from multiq.config import Config
 from multiq.envs.backends import EnvSettings
 from multiq.errors import ConfigError, TaskError, is_out_of_memory
+from multiq.moved import forward_attribute
 from multiq.phases.phase import Phase
 from multiq.phases.state import TrainState
 from multiq.recipes.continual import PHASE_END_ACTIONS, prepare_sequence
@@ -37,7 +38,15 @@ from multiq.train.specs import specs_from_record
 
 ADD_TASK_TRAINING = ("all", "new")  # what trains when tasks join a trained agent
 __all__ = ["ADD_TASK_TRAINING", "MultiTaskDQN", "default_run_dir", "resolve_device"]
+MOVED_NAMES = ("REPLAY_STEP_KEY", "REPLAY_RUN_KEY", "MODEL_KEYS", "CHECKPOINT_KEYS")
+"""Names of 0.1 that moved to `multiq.train.persistence` (aliases here until 0.3)."""
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    if name in MOVED_NAMES:
+        return forward_attribute(__name__, "multiq.train.persistence", name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def default_run_dir(cfg: Config, label: str | None = None) -> Path:
@@ -155,8 +164,9 @@ class MultiTaskDQN:
                 f"task_weights names unknown tasks {unknown}; tasks are {self.task_names}"
             )
 
-    def add_task(self, task: str | Mapping[str, Any] | TaskSpec) -> list[TaskSpec]:
-        """Adds tasks (an entry such as ``"minatar:Seaquest"``, or a spec) to the agent.
+    def add_task(self, task: str | Mapping[str, Any] | TaskSpec | Sequence[Any]) -> list[TaskSpec]:
+        """Adds tasks (an entry such as ``"minatar:Seaquest"``, a list of entries, or a spec) to
+        the agent.
 
         Every existing task's Q-values stay exactly as they were; the new tasks get heads as
         `head_init` says (fresh, or the mean of the held heads) and, where their observations
@@ -320,7 +330,7 @@ class MultiTaskDQN:
     def policy(self) -> Policy:
         return self.learner.policy
 
-    def predict(self, obs: np.ndarray, task: str | int, epsilon: float = 0.0) -> np.ndarray:
+    def predict(self, obs: np.ndarray, task: str | int, epsilon: float = 0.0) -> int | np.ndarray:
         """Greedy (or epsilon-greedy) actions of one task.
 
         Args:
@@ -342,8 +352,8 @@ class MultiTaskDQN:
             raise ValueError(
                 f"task {spec.name!r} observations have shape {spec.obs_shape}; got {obs.shape}"
             )
-        batch = {name: batch.astype(spec.obs_dtype, copy=False)}
-        actions = self.policy.act(batch, epsilon, self.rng)[name]
+        by_task = {name: batch.astype(spec.obs_dtype, copy=False)}
+        actions = self.policy.act(by_task, epsilon, self.rng)[name]
         return int(actions[0]) if single else actions
 
     def evaluate(

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=summary,
             description=summary,
-            epilog=_train_epilog if name == "train" else examples_text(name),
+            # a function: `_Parser` calls it when the help is shown (argparse types only text)
+            epilog=_train_epilog if name == "train" else examples_text(name),  # type: ignore[arg-type]
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_arguments(command)
@@ -502,7 +503,7 @@ def cmd_continual(args: argparse.Namespace) -> int:
     from multiq.config import Config
 
     base = Config.from_yaml(args.config) if args.config else None
-    sequence = args.sequence or (base.tasks if args.config else None)
+    sequence = args.sequence or (base.tasks if base else None)
     if not sequence:
         raise MultiqError("give the tasks in order: --sequence ID,ID,... (or a YAML's `tasks`)")
     # the keys the file sets, so that the others can follow the tasks (multiq.tasks.defaults)
@@ -788,8 +789,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if (folder / META_FILE).is_file():  # a `multiq meta` run
         print(f"meta curves: {plot_meta(folder)}")
         return 0
-    table, png = write_report(args.run_dir)
-    print(table)
+    text, png = write_report(args.run_dir)
+    print(text)
     summary = read_summary(args.run_dir)
     if args.baseline or "transfer" in summary:
         print()
@@ -843,7 +844,7 @@ class _StderrHandler(logging.StreamHandler):
     created with, which a caller such as a test harness may have replaced and closed since)."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

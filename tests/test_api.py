@@ -410,3 +410,14 @@ def test_second_learn_call_keeps_the_replay(tmp_path):
     # the 20 new steps were added to the kept transitions (less the autoreset steps)
     grown = len(model.trainer.replay.buffers["CartPole"]) - int(saved["size"].sum())
     assert 0 < grown <= 20
+
+
+def test_the_file_format_names_of_the_api_module_moved_with_an_alias():
+    import multiq.api
+    from multiq.train import persistence
+    from multiq.train.device import resolve_device
+
+    for name in multiq.api.MOVED_NAMES:
+        with pytest.warns(DeprecationWarning, match="multiq.train.persistence"):
+            assert getattr(multiq.api, name) == getattr(persistence, name)
+    assert multiq.api.resolve_device is resolve_device  # importable where it was

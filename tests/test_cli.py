@@ -34,7 +34,7 @@ TINY_SETS = [
 
 
 # The family-default keys TINY_SETS and --steps set, in the table's order.
-KEPT = "total_steps_per_task, buffer_size, learning_starts, batch_size, eval_freq"
+KEPT = "total_steps_per_task, batch_size, buffer_size, learning_starts, eval_freq"
 
 
 def multiq(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:

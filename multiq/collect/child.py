@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def serve(conn, worker_args: tuple, record: Mapping[str, Any] | None) -> None:
         conn.send(("error", error))
         return
     conn.send(("ok", None))
-    handlers = {"step": _step, "record": StepWorker.record}
+    handlers: dict[str, Callable[..., Any]] = {"step": _step, "record": StepWorker.record}
     while True:
         request = conn.recv()
         if request[0] == "close":

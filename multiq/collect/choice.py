@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from multiq.collect.args import CollectorArgs
 from multiq.collect.child import AsyncCollector, main_is_multiq_command
 from multiq.collect.ray_actors import RayCollector
@@ -34,7 +36,12 @@ def _async_collector(cfg: Config, phase: Phase, args: CollectorArgs) -> AsyncCol
     )  # fmt: skip
 
 
-COLLECTORS = {"local": _local_collector, "ray": _ray_collector, "async": _async_collector}
+AnyCollector = Collector | RayCollector | AsyncCollector
+COLLECTORS: dict[str, Callable[[Config, Phase, CollectorArgs], AnyCollector]] = {
+    "local": _local_collector,
+    "ray": _ray_collector,
+    "async": _async_collector,
+}
 
 
 def collector_kind(cfg: Config, phase: Phase) -> str:
@@ -60,8 +67,6 @@ def async_pays(env_steps: int) -> bool:
     )
 
 
-def build_collector(
-    cfg: Config, phase: Phase, args: CollectorArgs
-) -> Collector | RayCollector | AsyncCollector:
+def build_collector(cfg: Config, phase: Phase, args: CollectorArgs) -> AnyCollector:
     """The phase's collector (`collector_kind`), built from `args` and its kind's settings."""
     return COLLECTORS[collector_kind(cfg, phase)](cfg, phase, args)

@@ -163,7 +163,9 @@ class ChunkStore:
         self.n_envs, self.replay = n_envs, replay
         self.allocator = StepAllocator(len(tasks))
         self.finished: dict[str, list[float]] = {n: [] for n in self.names}
-        self.recent = {n: deque(maxlen=RECENT_EPISODES) for n in self.names}
+        self.recent: dict[str, deque[float]] = {
+            n: deque(maxlen=RECENT_EPISODES) for n in self.names
+        }
         self._restarts = {n: 0 for n in self.names}
 
     def _allocate(

@@ -88,15 +88,16 @@ class RayCollector(ChunkStore):
         noise = int(args.rng.integers(2**31))
         remote = ray.remote(num_cpus=1, max_restarts=0)(CollectorWorker)
         snapshot = ray.put(cpu_snapshot(policy))
-        self.actors = [
+        self.actors: list[Any] = [  # Ray actor handles
             remote.remote([tasks[i] for i in block], n_envs,
                           self.seed + TASK_SEED_STRIDE * block[0], snapshot, (noise, k), restarts)
             for k, block in enumerate(self.blocks)
         ]  # fmt: skip
         self._in_flight: dict[Any, int] = {}  # future -> actor
         # [T] vector steps per task within the phase: given out by the allocator, and sent
-        self._assigned: np.ndarray | None = None
-        self._issued: np.ndarray | None = None
+        # (empty until the first step counts what the phase has taken)
+        self._assigned = np.zeros(0, dtype=np.int64)
+        self._issued = np.zeros(0, dtype=np.int64)
         self._snapshot_at: int | None = None  # the learner's update count of the actors' weights
         self._pending: dict[int, Any] = {}  # actor -> a newer snapshot for its next request
 
@@ -148,7 +149,7 @@ class RayCollector(ChunkStore):
     def _request(self, epsilon: float, shares: np.ndarray, state: TrainState) -> None:
         """Gives every idle actor its next request: up to `chunk` vector steps of each of its
         tasks, out of what the step allocator has assigned them and they have not taken yet."""
-        if self._assigned is None:
+        if not len(self._assigned):
             steps = [state.phase_task_env_steps.get(n, 0) // self.n_envs for n in self.names]
             self._assigned, self._issued = np.array(steps), np.array(steps)
         busy = set(self._in_flight.values())

@@ -50,7 +50,7 @@ def _records_given_keys(cls: type) -> type:
         object.__setattr__(self, "_given", frozenset([*names[: len(args)], *kwargs]))
         init(self, *args, **kwargs)
 
-    cls.__init__ = __init__  # type: ignore[method-assign, misc]
+    cls.__init__ = __init__  # type: ignore[misc]
     return cls
 
 

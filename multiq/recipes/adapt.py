@@ -145,7 +145,7 @@ def adapt_runs(
 ) -> list[dict[str, Any]]:
     """Rows (init, task, seed, k, return) of every run not in `done`; `on_rows(rows)` is called
     with all rows so far after each run."""
-    rows = list(done)
+    rows = [dict(row) for row in done]
     finished = {(r["init"], r["task"], r["seed"]) for r in rows}
     network = next((i.model.config for i in inits if i.model is not None), cfg)
     for seed in seeds:

@@ -59,7 +59,7 @@ from multiq.tasks.spec import TaskSpec
 from multiq.threads import torch_threads
 from multiq.train import checkpoint as ckpt
 from multiq.train.inner import InnerLoop, InnerResult, clone_weights
-from multiq.train.stop import Interrupted, StopRequests
+from multiq.train.stop import StopRequests
 
 META_TASK = "meta"
 META_CHECKPOINT_KIND = "meta"
@@ -300,10 +300,9 @@ class MetaRun:
             except (NonFiniteError, EnvError) as error:
                 raise type(error)(f"{error}; {self._kept()}") from error
             if self._stop.requested:
-                raise Interrupted(
-                    f"meta run stopped by a signal in iteration {state.iteration}; "
-                    f"{self._kept()}", self._stop.signal_number,
-                )  # fmt: skip
+                raise self._stop.interrupted(
+                    f"meta run stopped by a signal in iteration {state.iteration}; {self._kept()}"
+                )
         params = [name for name, _ in self.model.learner.online.named_parameters()]
         update = self.algorithm.combine(
             {n: theta[n] for n in params}, [o.contribution for o in outcomes], cfg

@@ -154,7 +154,7 @@ SHAPE_SUFFIX = "#shape"
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Writes numpy arrays to a compressed .npz file atomically, bool arrays as bits."""
-    stored: dict[str, np.ndarray] = {}
+    stored: dict[str, Any] = {}  # name -> array (Any: numpy's stub reads **kwds as allow_pickle)
     for name, array in arrays.items():
         array = np.asarray(array)
         if array.dtype == np.bool_:

@@ -24,11 +24,8 @@ from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
 from multiq.agents.terms import DistillTerm
 from multiq.collect.args import CollectorArgs
-from multiq.collect.child import AsyncCollector
-from multiq.collect.choice import build_collector
+from multiq.collect.choice import AnyCollector, build_collector
 from multiq.collect.cluster import start_ray
-from multiq.collect.ray_actors import RayCollector
-from multiq.collect.sequential import Collector
 from multiq.config import Config, config_changes
 from multiq.envs.backends import EnvSettings
 from multiq.errors import ConfigError, MultiqError, NonFiniteError, is_out_of_memory
@@ -103,9 +100,11 @@ class Explained(Exception):
 
 def signal_name(number: int | None) -> str:
     """`SIGINT` for 2, ... ("a signal" when unknown)."""
+    if number is None:
+        return "a signal"
     try:
         return signal.Signals(number).name
-    except (TypeError, ValueError):
+    except ValueError:
         return "a signal"
 
 
@@ -154,7 +153,7 @@ class Trainer:
         self.schedule = build_schedule(
             self.cfg.task_schedule, self.cfg.schedule_uniform_mix, self.cfg.schedule_window
         )
-        self.collector: Collector | RayCollector | AsyncCollector | None = None
+        self.collector: AnyCollector | None = None
         self.recorder: Recorder | None = None
         self.shares: np.ndarray | None = None  # the task schedule's current shares
         self._stop = StopRequests()
@@ -176,6 +175,20 @@ class Trainer:
     @property
     def tasks(self):
         return list(self.learner.specs.values())
+
+    @property
+    def _recording(self) -> Recorder:
+        """The recorder of the run in progress."""
+        if self.recorder is None:
+            raise RuntimeError("the trainer records only while `run` runs")
+        return self.recorder
+
+    @property
+    def _collecting(self) -> AnyCollector:
+        """The collector of the phase in progress."""
+        if self.collector is None:
+            raise RuntimeError("the trainer collects only while a phase runs")
+        return self.collector
 
     @property
     def phase(self) -> Phase | None:
@@ -275,7 +288,7 @@ class Trainer:
         """Runs one phase to its budget; False when a callback stopped training."""
         cfg, state, learner = self.cfg, self.state, self.learner
         specs = [learner.specs[n] for n in phase.tasks]
-        self.recorder.tracker.task_names = list(phase.tasks)  # the progress bar shows these
+        self._recording.tracker.task_names = list(phase.tasks)  # the progress bar shows these
         record, self._collector_record = self._collector_record, None
         if record is not None and list(record["tasks"]) != list(phase.tasks):
             record = None  # saved in another phase
@@ -332,7 +345,7 @@ class Trainer:
                 phase.name, empty,
             )  # fmt: skip
         if evaluate:
-            self.recorder.measure_random(learner.policy, self.tasks, self.cfg.eval_episodes)
+            self._recording.measure_random(learner.policy, self.tasks, self.cfg.eval_episodes)
             if new_phase and phase.eval_at_start:
                 self._evaluate()
 
@@ -354,7 +367,7 @@ class Trainer:
 
     def _train_steps(self, phase: Phase, evaluate: bool) -> bool:
         cfg, state, learner = self.cfg, self.state, self.learner
-        collector, budget = self.collector, phase.steps_per_task
+        collector, budget = self._collecting, phase.steps_per_task
         update_every = cfg.train_freq * cfg.n_envs * len(phase.tasks)  # env steps of all tasks
         started, start_steps, last_progress = time.perf_counter(), self._phase_total(), 0.0
         last_time, sps = started, 0.0
@@ -382,22 +395,21 @@ class Trainer:
             sps = (all_steps - start_steps) / max(now - started, 1e-9)
             self._periodic(epsilon, sps, before, evaluate)
             if now - last_progress > PROGRESS_EVERY_S:
-                self.recorder.tracker.progress(state.env_steps, sps, collector.recent_returns())
+                self._recording.tracker.progress(state.env_steps, sps, collector.recent_returns())
                 last_progress = now
             if self._stop.requested:
                 self._interrupt()
             if not self.callback.on_step(self):
                 return False
-        self.recorder.tracker.progress(state.env_steps, sps, collector.recent_returns())
+        self._recording.tracker.progress(state.env_steps, sps, collector.recent_returns())
         return True
 
     def _interrupt(self) -> None:
         """Saves a checkpoint at this consistent point and raises Interrupted."""
         self.checkpoint()
-        raise Interrupted(
+        raise self._stop.interrupted(
             f"stopped by {signal_name(self._stop.signal_number)} at {self._where()}; "
-            f"a checkpoint was saved in {self.run_dir}: {self._resume_hint()}",
-            self._stop.signal_number,
+            f"a checkpoint was saved in {self.run_dir}: {self._resume_hint()}"
         )
 
     def collector_record(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -439,7 +451,7 @@ class Trainer:
             except NonFiniteError:
                 self._poisoned = True
                 raise
-            self.recorder.add_update(metrics, by_name)
+            self._recording.add_update(metrics, by_name)
             state.updates += 1
 
     def _sample_counts(self, phase: Phase, shares: np.ndarray) -> dict[str, int]:
@@ -460,7 +472,7 @@ class Trainer:
 
     def _shares(self) -> np.ndarray:
         """[T] the schedule's current shares of env steps and replay samples."""
-        stats = self.collector.stats(self.state, self._weights, self.cfg.schedule_window)
+        stats = self._collecting.stats(self.state, self._weights, self.cfg.schedule_window)
         return self.schedule.shares(stats)
 
     def _periodic(self, epsilon: float, sps: float, before: int, evaluate: bool) -> None:
@@ -476,17 +488,18 @@ class Trainer:
 
     def _log_training(self, epsilon: float, sps: float) -> None:
         diagnostics = self.learner.diagnostics()
-        self.recorder.log_training(epsilon, sps, self.collector.recent_returns(), diagnostics)
+        recent = self._collecting.recent_returns()
+        self._recording.log_training(epsilon, sps, recent, diagnostics)
 
     # --- evaluation ----------------------------------------------------------------------------
 
     def evaluate(self, episodes: int, epsilon: float) -> dict[str, dict[str, Any]]:
         """Task name -> {return_mean, return_std, episodes} of the current policy, every task."""
-        return self.recorder.evaluate(self.learner.policy, self.tasks, episodes, epsilon)
+        return self._recording.evaluate(self.learner.policy, self.tasks, episodes, epsilon)
 
     def _evaluate(self) -> None:
         cfg = self.cfg
-        results = self.recorder.record_evaluation(
+        results = self._recording.record_evaluation(
             self.learner.policy, self.tasks, cfg.eval_episodes, cfg.eval_epsilon
         )
         self.callback.on_evaluation(self, results)
@@ -508,7 +521,7 @@ class Trainer:
 
     def summary(self) -> dict[str, Any]:
         """summary.json (schema: `multiq.runio.layout`)."""
-        summary = self.recorder.summary(self.cfg.task_schedule, self.phase_records())
+        summary = self._recording.summary(self.cfg.task_schedule, self.phase_records())
         return {**summary, **self.summary_extra}
 
     def phase_records(self) -> list[dict[str, Any]]:

@@ -217,8 +217,8 @@ def save_checkpoint(
     """
     path = model.run_dir / ckpt.CHECKPOINT_FILE
     check_finite_weights(model.learner, path)
-    replay_saved = bool(model.config.save_replay and replay is not None and replay.buffers)
-    if replay_saved:
+    replay_saved = replay is not None and bool(model.config.save_replay and replay.buffers)
+    if replay is not None and replay_saved:
         arrays = {
             **replay.state(),
             REPLAY_STEP_KEY: np.array(model.state.env_steps),

@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 from types import FrameType, TracebackType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +36,15 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}  # signal -> the handler to put back
 
     @property
     def requested(self) -> bool:
         return self.signal_number is not None
+
+    def interrupted(self, message: str) -> Interrupted:
+        """The `Interrupted` error of the signal received (SIGINT if none was)."""
+        return Interrupted(message, self.signal_number or signal.SIGINT)
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.signal_number == signal.SIGINT and number == signal.SIGINT:

@@ -145,9 +145,7 @@ def test_the_child_acts_with_the_weights_the_learner_has_when_a_step_is_requeste
     replay = MultiTaskReplay(specs, 100, 1, 1, 0.99)
     state = TrainState(phase_task_env_steps={"Breakout": 0})
     rng = np.random.default_rng(0)
-    collector = AsyncCollector(
-        CollectorArgs(specs, 1, 0, replay, learner.policy, rng), budget=100
-    )
+    collector = AsyncCollector(CollectorArgs(specs, 1, 0, replay, learner.policy, rng), budget=100)
     try:
         collector.step(0.0, np.ones(1), state)  # step 1 stored, step 2 requested
         with torch.no_grad():
