@@ -35,7 +35,7 @@ def test_an_old_attribute_is_forwarded_with_a_warning(package: str, name: str, h
 @pytest.mark.parametrize("package", ["multiq.envs", "multiq.replay", "multiq.api"])
 def test_an_unknown_attribute_is_still_an_attribute_error(package: str) -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
-        importlib.import_module(package).no_such_name
+        _ = importlib.import_module(package).no_such_name
 
 
 def test_a_module_that_never_existed_is_not_found() -> None:
