@@ -3,6 +3,8 @@ a new task joining a trained agent, and a kill between phases."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -78,7 +80,8 @@ def test_rehearsal_sample_counts(phase, shares, expected):
         buffers = {"A": [0], "B": [0]}
 
     trainer = Trainer.__new__(Trainer)
-    trainer.cfg, trainer.replay = Config(batch_size=32), Buffers()
+    trainer.context = SimpleNamespace(config=Config(batch_size=32))
+    trainer.replay = Buffers()
     assert trainer._sample_counts(phase, np.array(shares)) == expected
 
 

@@ -138,10 +138,9 @@ class Trainer:
 
     def __init__(self, context: RunContext):
         self.context = context
-        self.cfg, self.learner = context.config, context.learner
+        self.learner = context.learner
         self.run_dir = Path(context.run_dir)
         self.state, self.rng = context.state, context.rng
-        self.phases = context.phases
         self.teachers = context.teachers
         self.callback = as_callback(context.callbacks)
         self.replay = context.replay
@@ -168,9 +167,18 @@ class Trainer:
     ) -> None:
         """A further `learn` call of the same session: the model's config and phases as they
         are now (tasks may have joined), these callbacks; the replay buffers are kept."""
-        self.context.config = self.cfg = config
-        self.context.phases = self.phases = phases
+        self.context.config, self.context.phases = config, phases
         self.callback = as_callback(callbacks)
+
+    @property
+    def cfg(self) -> Config:
+        """The run's config (the context's: `renew` changes it there, in one place)."""
+        return self.context.config
+
+    @property
+    def phases(self) -> list[Phase]:
+        """The run's phases (the context's)."""
+        return self.context.phases
 
     @property
     def tasks(self):
