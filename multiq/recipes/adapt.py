@@ -19,7 +19,6 @@ tasks and ks is continued (its finished runs are kept).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections import Counter
@@ -102,11 +101,9 @@ def load_inits(cls, sources: Sequence[str]) -> list[Init]:
 
 def learner_settings(network: Config, training: Config) -> LearnerSettings:
     """The network keys of `network` with the optimisation keys of `training`."""
-    values = {f.name: getattr(network, f.name) for f in dataclasses.fields(LearnerSettings)}
-    for key in ("learning_rate", "gamma", "double_q", "max_grad_norm"):
-        values[key] = getattr(training, key)
-    values["balancer"] = "fixed"
-    return LearnerSettings(**values)
+    optimisation = ("learning_rate", "gamma", "double_q", "max_grad_norm")
+    changes = {key: getattr(training, key) for key in optimisation}
+    return LearnerSettings.from_config(network, **changes, balancer="fixed")
 
 
 def adapt_learner(init: Init, spec: TaskSpec, cfg: Config, network: Config, seed: int) -> Learner:
