@@ -37,9 +37,11 @@ from multiq.config.declare import (
     fraction,
 )
 from multiq.config.limits import (
+    MAX_CONV_FILTERS,
     MAX_EVAL_EPISODES,
     MAX_GRADIENT_STEPS,
     MAX_HIDDEN_SIZE,
+    MAX_MLP_LAYERS,
     MAX_N_ENVS,
     MAX_ROUTING_MODULES,
     MAX_SCHEDULE_WINDOW,
@@ -171,7 +173,28 @@ class ConfigKeys:
         "parameter-sharing scheme (`multiq.nets.SCHEMES`).",
         choices=names.SCHEME_NAMES,
     )
-    hidden_size: int = net(128, "units of the hidden layer(s).", bounds=between(1, MAX_HIDDEN_SIZE))
+    hidden_size: int = net(
+        128,
+        "units of the hidden layer(s): the vector MLP's layers, the MinAtar net's dense layer, "
+        "the `conditioned` scheme's hidden layer.",
+        bounds=between(1, MAX_HIDDEN_SIZE),
+    )
+    mlp_layers: int = net(
+        2,
+        "hidden layers of the vector MLP (each `hidden_size` units): the first is the per-task "
+        "input layer, the others are the shared body.",
+        bounds=between(1, MAX_MLP_LAYERS),
+    )
+    conv_filters: int = net(
+        16,
+        "filters of the MinAtar net's 3x3 convolution (16 in Young & Tian 2019).",
+        bounds=between(1, MAX_CONV_FILTERS),
+    )
+    cnn_hidden_size: int = net(
+        512,
+        "units of the Nature CNN's dense layer after its convolutions (512 in Mnih et al. 2015).",
+        bounds=between(1, MAX_HIDDEN_SIZE),
+    )
     dueling: bool = net(False, "use a dueling head (separate value and advantage streams).")
     task_embedding: str = net(
         "onehot",
@@ -274,6 +297,14 @@ class ConfigKeys:
     )
     gradnorm_alpha: float = mtl(
         1.5, "GradNorm's asymmetry alpha (0 = equal gradient norms).", bounds=at_least(0)
+    )
+    interference_freq: int = mtl(
+        1_000,
+        "updates between two measurements of the gradient-conflict map: the cosine of every "
+        "pair of tasks' gradients on the shared parameters (`mtl/grad_cos/<a>/<b>`) and each "
+        "task's share of their norms (`task/<name>/grad_share`); 0 = never. Skipped where no "
+        "parameter is shared (`independent`).",
+        bounds=at_least(0),
     )
     popart: bool = mtl(
         False,

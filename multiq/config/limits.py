@@ -10,6 +10,8 @@ from __future__ import annotations
 MAX_SEED = 2**31 - 1  # numpy's legacy seeding (MinAtar) takes 32-bit seeds: room for offsets
 MAX_N_ENVS = 1024
 MAX_HIDDEN_SIZE = 65_536
+MAX_MLP_LAYERS = 64
+MAX_CONV_FILTERS = 4096
 MAX_TASK_EMBEDDING_DIM = 65_536
 MAX_ROUTING_MODULES = 1024
 MAX_GRADIENT_STEPS = 10_000
