@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 
 SEED = 3
+# metrics added after the digests were recorded, left out so that the digests compare what was
+# logged before: the gradient-conflict map (issue 26), measured beside the update it watches
+ADDED_KEY_PARTS = ("mtl/grad_cos/", "/grad_share")
 
 
 def commands(out: Path) -> dict[str, list[str]]:
@@ -81,12 +84,14 @@ def commands(out: Path) -> dict[str, list[str]]:
 
 def metrics_digest(run: Path) -> str:
     """SHA-256 of a run's metrics without timing: ``metrics.csv`` less its ``wall_time_s``
-    column and ``time/*`` rows, or a meta run's ``meta.csv`` less ``wall_time_s``."""
+    column, ``time/*`` rows and the keys added since (`ADDED_KEY_PARTS`), or a meta run's
+    ``meta.csv`` less ``wall_time_s``."""
     digest = hashlib.sha256()
     path = run / "metrics.csv" if (run / "metrics.csv").exists() else run / "meta.csv"
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
-            if row.get("key", "").startswith("time/"):
+            key = row.get("key", "")
+            if key.startswith("time/") or any(part in key for part in ADDED_KEY_PARTS):
                 continue
             kept = [value for column, value in row.items() if column != "wall_time_s"]
             digest.update((",".join(kept) + "\n").encode())

@@ -25,6 +25,7 @@ from multiq.agents.terms import DistillTerm
 from multiq.config.views import declared
 from multiq.errors import ConfigError, NonFiniteError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
+from multiq.mtl.interference import conflict_stats
 from multiq.mtl.reduce import per_task_mean
 from multiq.nets import SchemeOptions, build_qnet
 from multiq.nets.base import MultiTaskQNet
@@ -255,15 +256,20 @@ class Learner:
             self._td_masks[key] = torch.tensor(values, device=self.device)
         return self._td_masks[key]
 
-    def update(self, batch: Mapping[str, NStepSample]) -> dict[str, torch.Tensor]:
+    def update(
+        self, batch: Mapping[str, NStepSample], probe: bool = False
+    ) -> dict[str, torch.Tensor]:
         """One gradient step on a batch holding every given task's samples.
 
         Args:
             batch: task name -> its samples (each task >= 1 row); rows keep this order.
+            probe: also measure the gradient-conflict map (`multiq.mtl.interference`).
 
         Returns:
             detached tensors: `loss` (scalar), `task_losses` [T_b], `q_mean` [T_b]
-            (unnormalised under PopArt), and the balancer's and PopArt's [T_b] metrics.
+            (unnormalised under PopArt), and the balancer's and PopArt's [T_b] metrics; with
+            `probe`, where two or more tasks share trainable parameters, `grad_cos` [T_b, T_b]
+            and `grad_share` [T_b] too.
 
         Raises:
             NonFiniteError: the loss or the gradient norm is NaN or infinite (checked with one
@@ -272,7 +278,14 @@ class Learner:
         names = list(batch)
         q, actions, task_ids, task_losses = self._losses(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.balancer.backward(task_losses, task_ids, names)
+        conflicts: dict[str, torch.Tensor] = {}
+        if probe:
+            loss, grads = self.balancer.probed_backward(task_losses, task_ids, names)
+            if grads is not None:
+                cosines, shares = conflict_stats(grads.detach())
+                conflicts = {"grad_cos": cosines, "grad_share": shares}
+        else:
+            loss = self.balancer.backward(task_losses, task_ids, names)
         max_norm = self.settings.max_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(self.balancer.params, max_norm, foreach=True)
         if self.check_finite and not torch.isfinite(loss.detach() + grad_norm):  # one sync
@@ -284,7 +297,10 @@ class Learner:
         if self.popart is not None:
             metrics.update(self.popart.metrics(names))
         q_mean = per_task_mean(q_taken.squeeze(1), task_ids, len(names))
-        return {"loss": loss, "task_losses": task_losses.detach(), "q_mean": q_mean, **metrics}
+        return {
+            "loss": loss, "task_losses": task_losses.detach(), "q_mean": q_mean,
+            **metrics, **conflicts,
+        }  # fmt: skip
 
     def _losses(
         self, batch: Mapping[str, NStepSample]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from multiq.errors import ConfigError
+from multiq.mtl.interference import task_gradients
 from multiq.mtl.task_grads import TaskGradients, linear_layers
 from multiq.tasks.spec import TaskSpec
 
@@ -32,6 +34,10 @@ class Balancer(nn.Module, abc.ABC):
         gradnorm_alpha: GradNorm's asymmetry (used by `gradnorm` only).
     """
 
+    # True where `backward` takes each task's gradient of the shared parameters anyway and
+    # keeps it in `last_task_grads` (`pcgrad`): the conflict probe reuses it
+    takes_task_grads: ClassVar[bool] = False
+
     def __init__(self, gradnorm_alpha: float = 1.5):
         super().__init__()
         self.gradnorm_alpha = gradnorm_alpha
@@ -40,6 +46,8 @@ class Balancer(nn.Module, abc.ABC):
         self.layers: list[nn.Linear | None] = []
         self.weights: dict[str, float] = {}
         self._alpha: dict[tuple[str, ...], torch.Tensor] = {}
+        # [T_b, P] of the latest backward, kept by a balancer that `takes_task_grads`
+        self.last_task_grads: torch.Tensor | None = None
 
     def set_params(
         self, params: Sequence[nn.Parameter], shared: Sequence[bool], net: nn.Module | None = None
@@ -97,6 +105,28 @@ class Balancer(nn.Module, abc.ABC):
         Returns:
             the scalar combined loss, detached (for logging).
         """
+
+    def probed_backward(
+        self, task_losses: torch.Tensor, task_ids: torch.Tensor, names: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`backward`, and each task's gradient of alpha_t L_t on the shared trainable
+        parameters, before any balancing (for the gradient-conflict map, `interference`).
+
+        A balancer that takes these gradients anyway (`takes_task_grads`) hands over its own;
+        for the others they come from one extra backward pass per task.
+
+        Returns:
+            (the combined loss as `backward` returns it, [T_b, P] the gradients; None when
+            fewer than two tasks are in the batch or no trainable parameter is shared).
+        """
+        shared = [p for p, s in zip(self.params, self.shared, strict=True) if s]
+        if len(names) < 2 or not shared:
+            return self.backward(task_losses, task_ids, names), None
+        grads = None
+        if not self.takes_task_grads:  # before the update's own backward frees the graph
+            grads = task_gradients(task_losses * self.alpha(names, task_losses.device), shared)
+        loss = self.backward(task_losses, task_ids, names)
+        return loss, grads if grads is not None else self.last_task_grads
 
     def after_step(self) -> None:
         """Called after the optimiser step (e.g. to renormalise learned weights)."""

@@ -53,6 +53,8 @@ class PCGrad(Balancer):
     the plain sum.
     """
 
+    takes_task_grads = True
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.shared_list: list = []
@@ -74,6 +76,7 @@ class PCGrad(Balancer):
         # per-task gradients of the shared parameters only, [T, P]; the task-specific ones
         # keep the plain sum that the ordinary backward leaves in .grad
         loss, grads = self.task_grads.backward(task_losses, alpha, task_ids)
+        self.last_task_grads = grads  # the conflict map's probe reads them (no copy)
         combined = project_conflicting(grads).split([p.numel() for p in self.shared_list])
         for p, g in zip(self.shared_list, combined, strict=True):
             p.grad.copy_(g.view_as(p))

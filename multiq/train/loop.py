@@ -454,8 +454,9 @@ class Trainer:
         by_name = self._sample_counts(phase, shares)
         self.learner.set_progress(state.phase_env_steps / phase.steps_per_task)
         for _ in range(cfg.gradient_steps):
+            probe = cfg.interference_freq > 0 and state.updates % cfg.interference_freq == 0
             try:
-                metrics = self.learner.update(self.replay.sample(by_name, self.rng))
+                metrics = self.learner.update(self.replay.sample(by_name, self.rng), probe)
             except NonFiniteError:
                 self._poisoned = True
                 raise

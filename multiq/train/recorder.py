@@ -14,6 +14,7 @@ import torch
 
 from multiq.agents.policy import Policy
 from multiq.envs.backends import EnvSettings
+from multiq.mtl.interference import task_pairs
 from multiq.phases.state import TrainState
 from multiq.runio.layout import random_return_key, return_key, training_return_key
 from multiq.runio.tracking import Tracker
@@ -21,6 +22,27 @@ from multiq.tasks.spec import TaskSpec
 from multiq.train.evaluation import evaluate_summary
 
 TASK_METRIC_NAMES = {"task_losses": "loss"}  # update() key -> logged name under task/<name>/
+# update() keys of the gradient-conflict map, only in the updates that measured it
+COS_KEY, SHARE_KEY = "grad_cos", "grad_share"
+
+
+class _Sums:
+    """Running sums of update metrics (tensors) and how many updates they hold."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, metrics: Mapping[str, torch.Tensor]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0) + value
+        self.count += 1
+
+    def take_means(self) -> dict[str, Any]:
+        """Key -> mean as a numpy array (empty when nothing was added); starts afresh."""
+        means = {k: (v / self.count).cpu().numpy() for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
 
 
 class Recorder:
@@ -42,8 +64,7 @@ class Recorder:
     ):
         self.tracker, self.state, self.eval_seed = tracker, state, eval_seed
         self.env_settings = env_settings
-        self._sums: dict[str, torch.Tensor] = {}
-        self._count = 0
+        self._updates, self._conflicts = _Sums(), _Sums()
         self._names: list[str] = []
         self._samples: dict[str, int] = {}
         self._env_steps_at_last_row = dict(state.task_env_steps)
@@ -51,13 +72,15 @@ class Recorder:
     # --- training metrics ----------------------------------------------------------------------
 
     def add_update(self, metrics: Mapping[str, torch.Tensor], counts: Mapping[str, int]) -> None:
-        """Accumulates one update's metrics ([T_b] per-task tensors in `counts` order)."""
+        """Accumulates one update's metrics ([T_b] per-task tensors in `counts` order; the
+        conflict map's [T_b, T_b] cosines and [T_b] shares where the update measured them)."""
         names = list(counts)
         if names != self._names:
-            self._sums, self._count, self._names = {}, 0, names
-        for key, value in metrics.items():
-            self._sums[key] = self._sums.get(key, 0) + value
-        self._count += 1
+            self._updates, self._conflicts, self._names = _Sums(), _Sums(), names
+        conflict_keys = (COS_KEY, SHARE_KEY)
+        self._updates.add({k: v for k, v in metrics.items() if k not in conflict_keys})
+        if COS_KEY in metrics:
+            self._conflicts.add({k: metrics[k] for k in conflict_keys})
         for name, n in counts.items():
             self._samples[name] = self._samples.get(name, 0) + n
 
@@ -69,6 +92,7 @@ class Recorder:
         metrics = {"rollout/epsilon": epsilon, "time/sps": sps, "train/updates": state.updates}
         metrics.update({training_return_key(name): value for name, value in recent.items()})
         metrics.update(self._update_means())
+        metrics.update(self._conflict_means())
         for key, per_task in diagnostics.items():  # diagnostic -> task -> [K]
             for name, row in per_task.items():
                 for k, value in enumerate(row.cpu().tolist()):
@@ -78,17 +102,26 @@ class Recorder:
 
     def _update_means(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        if not self._count:
-            return metrics
-        for key, total in self._sums.items():
-            value = (total / self._count).cpu().numpy()
+        for key, value in self._updates.take_means().items():
             if value.ndim == 0:
                 metrics[f"train/{key}"] = float(value)
                 continue
             label = TASK_METRIC_NAMES.get(key, key)
             for name, row in zip(self._names, value, strict=True):
                 metrics[f"task/{name}/{label}"] = float(row)
-        self._sums, self._count = {}, 0
+        return metrics
+
+    def _conflict_means(self) -> dict[str, float]:
+        """`mtl/grad_cos/<a>/<b>` per task pair and `task/<name>/grad_share`, each the mean of
+        the measurements since the last row (none: no keys)."""
+        means, names = self._conflicts.take_means(), self._names
+        if not means:
+            return {}
+        cosines = means[COS_KEY]
+        metrics = {f"mtl/grad_cos/{names[i]}/{names[j]}": float(cosines[i, j])
+                   for i, j in task_pairs(len(names))}  # fmt: skip
+        for name, share in zip(names, means[SHARE_KEY], strict=True):
+            metrics[f"task/{name}/grad_share"] = float(share)
         return metrics
 
     def _share_metrics(self) -> dict[str, float]:
