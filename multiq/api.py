@@ -224,11 +224,12 @@ class MultiTaskDQN:
             write_run_record(self.run_dir, self.runtime_record())
             summary = self._trainer(callbacks).run(evaluate=evaluate)
             self.save(self.run_dir / ckpt.MODEL_FILE)
-            from multiq.report import plot_curves, plot_routing
+            from multiq.report import plot_conflicts, plot_curves, plot_routing
 
             if evaluate:
                 plot_curves(self.run_dir)
             plot_routing(self.run_dir)  # writes routing.png only if routing weights were logged
+            plot_conflicts(self.run_dir)  # conflicts.png only if the conflict map was measured
         self.summary = summary
         if self.state.phase_index >= len(self.phases):
             self.finished_at = self.state.env_steps

@@ -67,6 +67,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "compare": (
         "multiq compare runs/mtl_minatar --group-by scheme,balancer --normalise random,best",
         "multiq compare runs/a runs/b --group-by seed --out compare-seeds",
+        "multiq compare runs/shared runs/pcgrad --conflicts",
     ),
 }
 
@@ -315,6 +316,10 @@ def _compare_arguments(compare: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     compare.add_argument("--out", default="compare", help="output folder (default ./compare)")
     compare.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    compare.add_argument(
+        "--conflicts", action="store_true",
+        help="also write conflicts.png: each run's gradient-conflict map, side by side",
+    )  # fmt: skip
     compare.set_defaults(func=cmd_compare)
 
 
@@ -791,6 +796,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     text, png = write_report(args.run_dir)
     print(text)
+    conflicts = _report_conflicts(folder)
     summary = read_summary(args.run_dir)
     if args.baseline or "transfer" in summary:
         print()
@@ -798,11 +804,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.reference or "continual" in summary:
         _print_continual(Path(args.run_dir), args.reference)
     print(f"\ncurves: {png}")
+    if conflicts is not None:
+        print(f"gradient-conflict map: {conflicts}")
     if args.html:
         from multiq.report.html import write_run_report
 
         print(f"html: {write_run_report(args.run_dir)}")
     return 0
+
+
+def _report_conflicts(folder: Path) -> Path | None:
+    """Writes the run's conflicts.png and prints its pairs in most conflict, when it logged a
+    gradient-conflict map; returns the image's path (None without a map)."""
+    from multiq.report import (
+        format_conflicts,
+        mean_shares,
+        most_conflicting,
+        plot_conflicts,
+        read_conflicts,
+    )
+
+    conflicts = read_conflicts(folder)
+    if not conflicts:
+        return None
+    print()
+    print(format_conflicts(most_conflicting(conflicts), mean_shares(conflicts)))
+    return plot_conflicts(folder)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -829,13 +856,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from multiq.report.compare import compare
+    from multiq.runio.layout import CONFLICTS_FILE
 
     if args.reps < 1:
         raise MultiqError(f"--reps must be >= 1, got {args.reps}")
     group_by = [key.strip() for key in args.group_by.split(",") if key.strip()]
-    markdown = compare(args.runs, args.out, group_by, args.normalise, args.reps)
+    markdown = compare(args.runs, args.out, group_by, args.normalise, args.reps, args.conflicts)
     print(markdown.read_text())
-    print(f"results in {markdown.parent}/: compare.md, compare.png, report.html")
+    files = ["compare.md", "compare.png", "report.html"]
+    if args.conflicts and (markdown.parent / CONFLICTS_FILE).is_file():
+        files.append(CONFLICTS_FILE)
+    print(f"results in {markdown.parent}/: {', '.join(files)}")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Reports from a run folder's files (metrics.csv, summary.json): curves, routing, tables,
-transfer metrics, continual-learning metrics.
+"""Reports from a run folder's files (metrics.csv, summary.json): curves, routing, the
+gradient-conflict map, tables, transfer metrics, continual-learning metrics.
 
 Reads only files; never imports torch, so it runs anywhere matplotlib does.
 """
@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from multiq.report.conflicts import (
+    ConflictMap,
+    PairConflict,
+    build_conflict_figure,
+    conflict_series,
+    format_conflicts,
+    mean_shares,
+    most_conflicting,
+    plot_conflict_comparison,
+    plot_conflicts,
+    read_conflicts,
+)
 from multiq.report.continual import (
     ContinualMatrix,
     ContinualMetrics,
@@ -42,6 +54,7 @@ from multiq.report.transfer import (
     verdict,
 )
 from multiq.runio.layout import (
+    CONFLICTS_FILE,
     CURVES_FILE,
     MATRIX_FILE,
     METRICS_FILE,
@@ -51,14 +64,17 @@ from multiq.runio.layout import (
 )
 
 __all__ = [
+    "CONFLICTS_FILE",
     "CURVES_FILE",
     "MATRIX_FILE",
     "METRICS_FILE",
     "ROUTING_FILE",
     "SEQUENCE_FILE",
     "SUMMARY_FILE",
+    "ConflictMap",
     "ContinualMatrix",
     "ContinualMetrics",
+    "PairConflict",
     "ReportError",
     "RunFolderError",
     "Series",
@@ -66,18 +82,26 @@ __all__ = [
     "aggregate_continual",
     "aggregate_seeds",
     "bootstrap_ci",
+    "build_conflict_figure",
     "build_figure",
+    "conflict_series",
     "continual_metrics",
     "evaluation_matrix",
+    "format_conflicts",
     "format_continual_report",
     "format_markdown_table",
     "format_table",
     "format_transfer_report",
+    "mean_shares",
+    "most_conflicting",
     "normalise",
+    "plot_conflict_comparison",
+    "plot_conflicts",
     "plot_curves",
     "plot_matrix",
     "plot_routing",
     "plot_sequence_curves",
+    "read_conflicts",
     "read_metrics",
     "read_summary",
     "read_transfer_run",

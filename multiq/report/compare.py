@@ -11,7 +11,8 @@ With rliable (Agarwal et al. 2021), over the runs x tasks score matrix of each g
 median and optimality gap with stratified-bootstrap 95% intervals, the score-distribution
 performance profile, and the probability of improvement of each group over each other. The
 bootstrap uses its own `RandomState(seed)`, never the global one. Written to `out_dir`:
-compare.md, compare.png and report.html (self-contained).
+compare.md, compare.png and report.html (self-contained); with `conflicts`, also conflicts.png:
+the runs' gradient-conflict maps side by side (`multiq.report.conflicts`).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from multiq.report.conflicts import plot_conflict_comparison
 from multiq.report.curves import save_figure
-from multiq.report.html import html_page
+from multiq.report.html import Section, html_page
 from multiq.report.metrics import ReportError, RunFolderError, read_summary
 from multiq.runio.files import atomic_write_text, make_folder
-from multiq.runio.layout import CONFIG_FILE, SUMMARY_FILE
+from multiq.runio.layout import CONFIG_FILE, CONFLICTS_FILE, SUMMARY_FILE
 
 METRICS = ("IQM", "mean", "median", "optimality gap")
 DEFAULT_GROUP_BY = ("scheme", "balancer")
@@ -293,8 +295,13 @@ def compare(
     group_by: Sequence[str] = DEFAULT_GROUP_BY,
     normalise: str = "none",
     reps: int = 2000,
+    conflicts: bool = False,
 ) -> Path:
     """Writes compare.md, compare.png and report.html to `out_dir`; returns compare.md.
+
+    With `conflicts`, also writes conflicts.png (one gradient-conflict map per run, side by
+    side) and a section in compare.md with each run's pair in most conflict, or why it has no
+    map; when no run has one, no conflicts.png (an old one is removed).
 
     Raises:
         ReportError: no runs, mixed task sets, a bad normalisation or group-by key.
@@ -321,8 +328,32 @@ def compare(
     for title, table in sections:
         text += [f"## {title}", "", table, ""]
     text += ["![aggregates and performance profile](compare.png)", ""]
+    plots: list[Section] = [("Plots", image)]
+    if conflicts:
+        conflict_image, lines = _conflict_maps([run.path for run in runs], out)
+        text += _conflict_markdown(conflict_image, lines)
+        sections.append(("Gradient conflicts", "pre:" + "\n".join(lines)))
+        if conflict_image is not None:
+            plots.append(("Gradient-conflict maps", conflict_image))
     markdown = out / "compare.md"
     atomic_write_text(markdown, "\n".join(text))
-    page = html_page(text[0].lstrip("# "), [*sections, ("Plots", image)])
+    page = html_page(text[0].lstrip("# "), [*sections, *plots])
     atomic_write_text(out / "report.html", page)
     return markdown
+
+
+def _conflict_maps(run_dirs: Sequence[Path], out: Path) -> tuple[Path | None, list[str]]:
+    """Writes `out/conflicts.png` (removes an old one when no run has a map); returns it with
+    one line per run: its pair in most conflict, or why it has no map."""
+    image, lines = plot_conflict_comparison(run_dirs, out / CONFLICTS_FILE)
+    if image is None:
+        (out / CONFLICTS_FILE).unlink(missing_ok=True)
+    return image, [f"{label}: {line}" for label, line in lines.items()]
+
+
+def _conflict_markdown(image: Path | None, lines: Sequence[str]) -> list[str]:
+    text = ["## Gradient conflicts (mean cosine of task gradients; < 0 is conflict)", ""]
+    text += [f"- {line}" for line in lines]
+    if image is None:
+        return [*text, "", f"No run logged a gradient-conflict map, so no {CONFLICTS_FILE}.", ""]
+    return [*text, "", f"![gradient-conflict maps]({CONFLICTS_FILE})", ""]

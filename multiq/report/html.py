@@ -71,11 +71,12 @@ REPORT_FILE = "report.html"
 
 def run_report_sections(run_dir: Path) -> list[Section]:
     """What a run's HTML report shows: the results table, every plot the folder holds (curves,
-    routing heat map, continual matrix and sequence), the transfer / continual panels when the
-    summary has them, and the config."""
+    routing heat map, gradient-conflict map, continual matrix and sequence), the transfer /
+    continual panels when the summary has them, and the config."""
     from multiq.report import format_markdown_table, read_summary
     from multiq.runio.layout import (
         CONFIG_FILE,
+        CONFLICTS_FILE,
         CURVES_FILE,
         MATRIX_FILE,
         ROUTING_FILE,
@@ -87,6 +88,7 @@ def run_report_sections(run_dir: Path) -> list[Section]:
     plots = {
         CURVES_FILE: "Learning curves",
         ROUTING_FILE: "Routing weights",
+        CONFLICTS_FILE: "Gradient conflicts",
         MATRIX_FILE: "Evaluation matrix",
         SEQUENCE_FILE: "All tasks over the sequence",
     }

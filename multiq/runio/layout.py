@@ -13,7 +13,7 @@ A run folder holds:
 | `summary.json` | see `SUMMARY_KEYS`; written when a run ends |
 | `checkpoint.pt` (+ `replay.npz`) | everything a resume needs |
 | `model.pt` | the final model |
-| `curves.png`, `routing.png` | plots rebuilt by `multiq report` |
+| `curves.png`, `routing.png`, `conflicts.png` | plots rebuilt by `multiq report` |
 | `matrix.png`, `sequence.png` | continual runs: the evaluation matrix; all tasks over the run |
 | `meta.csv`, `meta.png` | meta runs: one row per outer iteration (`META_KEYS`) and its plot |
 | `adapt.json`, `adapt.md`, `adapt.png` | `multiq adapt` folders: returns after k steps per init |
@@ -55,6 +55,7 @@ REPLAY_FILE = "replay.npz"
 MODEL_FILE = "model.pt"
 CURVES_FILE = "curves.png"
 ROUTING_FILE = "routing.png"
+CONFLICTS_FILE = "conflicts.png"
 MATRIX_FILE = "matrix.png"
 SEQUENCE_FILE = "sequence.png"
 META_FILE = "meta.csv"
@@ -78,6 +79,7 @@ RUN_FILES = (
     MODEL_FILE,
     CURVES_FILE,
     ROUTING_FILE,
+    CONFLICTS_FILE,
     MATRIX_FILE,
     SEQUENCE_FILE,
     META_FILE,
