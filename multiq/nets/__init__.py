@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from multiq.nets.base import MultiTaskQNet, task_ids_for
 from multiq.nets.conditioned import ConditionedQNet
+from multiq.nets.encoders import EncoderWidths
 from multiq.nets.independent import IndependentQNet
 from multiq.nets.options import SchemeOptions
 from multiq.nets.routed import RoutedQNet
@@ -35,15 +36,24 @@ def build_qnet(
     Args:
         scheme: a key of `SCHEMES`.
         tasks: the tasks the net serves.
-        hidden_size: units of the hidden layer(s).
+        hidden_size: units of the MLP's and MinAtar net's hidden layers (and of the scheme's own).
         dueling: dueling Q heads.
-        options: scheme options (any `SchemeOptions`, e.g. the learner's settings); the scheme
-            takes the fields named in its `option_names`. None: the defaults.
+        options: network options (any `SchemeOptions`, e.g. the learner's settings): the
+            encoders' widths `mlp_layers`, `conv_filters`, `cnn_hidden_size`, which every scheme
+            takes, and the fields named in the scheme's `option_names`. None: the defaults.
     """
     cls = lookup(SCHEMES, scheme, "scheme", "schemes")
     options = options if options is not None else SchemeOptions()
+    widths = EncoderWidths(
+        hidden_size=hidden_size,
+        mlp_layers=options.mlp_layers,
+        conv_filters=options.conv_filters,
+        cnn_hidden_size=options.cnn_hidden_size,
+    )
     kwargs = {name: getattr(options, name) for name in cls.option_names}
-    return cls(tasks, hidden_size=hidden_size, dueling=dueling, **kwargs)
+    return cls(tasks, widths=widths, dueling=dueling, **kwargs)
 
 
-__all__ = ["SCHEMES", "MultiTaskQNet", "SchemeOptions", "build_qnet", "task_ids_for"]
+__all__ = [
+    "SCHEMES", "EncoderWidths", "MultiTaskQNet", "SchemeOptions", "build_qnet", "task_ids_for",
+]  # fmt: skip

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from multiq.errors import TaskError
+from multiq.nets.encoders import EncoderWidths
 from multiq.tasks.spec import TaskSpec
 
 
@@ -32,21 +33,28 @@ class MultiTaskQNet(nn.Module, abc.ABC):
 
     Args:
         tasks: the first tasks (at least one); more come with `add_task`.
-        hidden_size: units of the hidden layer(s).
+        widths: the encoders' widths (`hidden_size`, `mlp_layers`, `conv_filters`,
+            `cnn_hidden_size`); None: the keys' declared defaults.
         dueling: dueling Q heads.
     """
 
     option_names: tuple[str, ...] = ()
     _anchor: torch.Tensor  # a buffer
 
-    def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int, dueling: bool):
+    def __init__(self, tasks: Sequence[TaskSpec], widths: EncoderWidths | None, dueling: bool):
         super().__init__()
         if not tasks:
             raise TaskError("a Q-network needs at least one task")
-        self.hidden_size, self.dueling = hidden_size, dueling
+        self.widths = widths if widths is not None else EncoderWidths()
+        self.dueling = dueling
         self.specs: dict[str, TaskSpec] = {}
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)  # the net's device
         self._task_ids: dict[tuple, torch.Tensor] = {}
+
+    @property
+    def hidden_size(self) -> int:
+        """Units of the MLP and MinAtar hidden layers (and of the scheme's own hidden layers)."""
+        return self.widths.hidden_size
 
     @property
     def device(self) -> torch.device:

@@ -1,6 +1,7 @@
 """`conditioned`: one trunk and one head over the union of actions, told the task by an embedding.
 
-The task embedding joins the shared features in a last hidden layer: `relu(W_f f + b + e_t)`.
+The task embedding joins the shared features in a last hidden layer of `hidden_size` units:
+`relu(W_f f + b + e_t)`.
 With ``onehot`` embeddings, `e_t` is the column of the hidden layer's weight that the one-hot of
 task t selects, i.e. a learned vector per task of the hidden size; with ``learned`` embeddings,
 `e_t = W_e v_t` for a learned vector `v_t` of `task_embedding_dim` and a shared `W_e`. Either way
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
+from multiq.nets.encoders import EncoderWidths
 from multiq.nets.heads import dueling_combine, pad_columns
 from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.nets.options import TASK_EMBEDDINGS, check_choice
@@ -33,14 +35,15 @@ class ConditionedQNet(MultiTaskQNet):
     def __init__(
         self,
         tasks: Sequence[TaskSpec],
-        hidden_size: int = 128,
+        widths: EncoderWidths | None = None,
         dueling: bool = False,
         task_embedding: str = "onehot",
         task_embedding_dim: int = 16,
     ):
-        super().__init__(tasks, hidden_size, dueling)
+        super().__init__(tasks, widths, dueling)
+        hidden_size = self.hidden_size
         check_choice("task_embedding", task_embedding, TASK_EMBEDDINGS)
-        self.inputs = SharedInputs(tasks[0], hidden_size)
+        self.inputs = SharedInputs(tasks[0], self.widths)
         self.body, feature_dim = self.inputs.body()
         self.hidden = nn.Linear(feature_dim, hidden_size)
         learned = task_embedding == "learned"

@@ -1,13 +1,16 @@
 """Encoders chosen by observation space: MLP (vectors), MinAtar conv (small grids), Nature CNN.
 
 Each encoder is split into an *input layer* (the only part that sees the raw observation, so it can
-be per-task when channel counts differ) and a *body* that every task can share.
+be per-task when channel counts differ) and a *body* that every task can share. Their widths are
+config keys (`EncoderWidths`): the MLP has `mlp_layers` hidden layers of `hidden_size` units (the
+first is the input layer), the MinAtar conv `conv_filters` 3x3 filters before a `hidden_size`
+dense layer, and the Nature CNN a `cnn_hidden_size` dense layer after its fixed conv stack.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 
 import gymnasium as gym
@@ -15,9 +18,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiq.errors import TaskError
+from multiq.config.views import ConfigView, declared
+from multiq.errors import ConfigError, TaskError
 
-NATURE_HIDDEN_SIZE = 512  # Mnih et al. 2015 use 512 units after the conv stack.
+
+@dataclass(frozen=True)
+class EncoderWidths(ConfigView):
+    """The encoders' widths, named as their config keys (``multiq config mlp_layers`` and so on);
+    the defaults are the keys' declared ones, which give the nets of Young & Tian 2019 (MinAtar)
+    and Mnih et al. 2015 (Nature CNN).
+
+    Attributes:
+        hidden_size: units of each MLP hidden layer and of the MinAtar net's dense layer.
+        mlp_layers: hidden layers of the MLP, the input layer included (1: no shared body).
+        conv_filters: filters of the MinAtar net's 3x3 convolution.
+        cnn_hidden_size: units of the Nature CNN's dense layer.
+
+    Raises:
+        ConfigError: a width below 1 (widths built without a `Config`, which checks its keys).
+    """
+
+    hidden_size: int = declared("hidden_size")
+    mlp_layers: int = declared("mlp_layers")
+    conv_filters: int = declared("conv_filters")
+    cnn_hidden_size: int = declared("cnn_hidden_size")
+
+    def __post_init__(self) -> None:
+        small = {k: v for k, v in asdict(self).items() if v < 1}
+        if small:
+            raise ConfigError(f"encoder widths must be >= 1, got {small}")
 
 
 class ToFloat(nn.Module):
@@ -39,16 +68,17 @@ class EncoderFamily:
     Attributes:
         name: short name shown in messages.
         matches: whether this family handles a Box space.
-        input_layer: `(space, hidden_size) -> module` mapping `[B, *obs_shape]` to the body input.
-        body: `(space, hidden_size) -> (module, feature_dim)`; its input shape must not depend on
-            the channel count, so tasks that differ only in channels can share it.
+        input_layer: `(space, widths) -> module` mapping `[B, *obs_shape]` to the body input.
+        body: `(space, widths) -> (module, feature_dim)` mapping the input layer's output to
+            `[B, feature_dim]`; its input shape must not depend on the channel count, so tasks
+            that differ only in channels can share it.
         body_key: what must be equal between tasks for them to share one body.
     """
 
     name: str
     matches: Callable[[gym.spaces.Box], bool]
-    input_layer: Callable[[gym.spaces.Box, int], nn.Module]
-    body: Callable[[gym.spaces.Box, int], tuple[nn.Sequential, int]]
+    input_layer: Callable[[gym.spaces.Box, EncoderWidths], nn.Module]
+    body: Callable[[gym.spaces.Box, EncoderWidths], tuple[nn.Sequential, int]]
     body_key: Callable[[gym.spaces.Box], tuple]
 
 
@@ -58,39 +88,52 @@ def _scale(space: gym.spaces.Box) -> float:
     return 1.0 / high if space.dtype == np.uint8 and high > 1 else 1.0
 
 
-def _mlp_input(space: gym.spaces.Box, hidden: int) -> nn.Module:
+def _mlp_input(space: gym.spaces.Box, widths: EncoderWidths) -> nn.Module:
+    """[B, obs_dim] -> [B, hidden_size]: the MLP's first hidden layer."""
+    hidden = widths.hidden_size
     return nn.Sequential(ToFloat(_scale(space)), nn.Linear(space.shape[0], hidden), nn.ReLU())
 
 
-def _mlp_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Sequential, int]:
-    return nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU()), hidden
+def _mlp_body(space: gym.spaces.Box, widths: EncoderWidths) -> tuple[nn.Sequential, int]:
+    """[B, hidden_size] -> [B, hidden_size]: the other `mlp_layers - 1` hidden layers (none: an
+    empty Sequential, the identity)."""
+    hidden = widths.hidden_size
+    layers = [(nn.Linear(hidden, hidden), nn.ReLU()) for _ in range(widths.mlp_layers - 1)]
+    return nn.Sequential(*(m for layer in layers for m in layer)), hidden
 
 
-def _minatar_input(space: gym.spaces.Box, hidden: int) -> nn.Module:
+def _minatar_input(space: gym.spaces.Box, widths: EncoderWidths) -> nn.Module:
+    """[B, C, H, W] -> [B, conv_filters, H - 2, W - 2]: the 3x3 convolution (Young & Tian 2019)."""
     channels = space.shape[0]
-    return nn.Sequential(ToFloat(_scale(space)), nn.Conv2d(channels, 16, 3), nn.ReLU())
+    conv = nn.Conv2d(channels, widths.conv_filters, 3)
+    return nn.Sequential(ToFloat(_scale(space)), conv, nn.ReLU())
 
 
-def _minatar_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Sequential, int]:
+def _minatar_body(space: gym.spaces.Box, widths: EncoderWidths) -> tuple[nn.Sequential, int]:
+    """[B, conv_filters, H - 2, W - 2] -> [B, hidden_size]: flatten, one dense layer."""
     _, height, width = space.shape
-    flat = 16 * (height - 2) * (width - 2)
-    return nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU()), hidden
+    flat = widths.conv_filters * (height - 2) * (width - 2)
+    dense = nn.Linear(flat, widths.hidden_size)
+    return nn.Sequential(nn.Flatten(), dense, nn.ReLU()), widths.hidden_size
 
 
-def _nature_input(space: gym.spaces.Box, hidden: int) -> nn.Module:
+def _nature_input(space: gym.spaces.Box, widths: EncoderWidths) -> nn.Module:
+    """[B, C, H, W] uint8 -> [B, 32, H', W']: the first 8x8 stride-4 convolution."""
     channels = space.shape[0]
     return nn.Sequential(ToFloat(_scale(space)), nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU())
 
 
-def _nature_body(space: gym.spaces.Box, hidden: int) -> tuple[nn.Sequential, int]:
+def _nature_body(space: gym.spaces.Box, widths: EncoderWidths) -> tuple[nn.Sequential, int]:
+    """[B, 32, H', W'] -> [B, cnn_hidden_size]: two more convolutions and the dense layer
+    (Mnih et al. 2015)."""
     convs = nn.Sequential(
         nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten()
     )
     with torch.no_grad():
         first = nn.Conv2d(1, 32, 8, stride=4)
         flat = convs(first(torch.zeros(1, 1, *space.shape[1:]))).shape[1]
-    body = nn.Sequential(convs, nn.Linear(flat, NATURE_HIDDEN_SIZE), nn.ReLU())
-    return body, NATURE_HIDDEN_SIZE
+    dense = nn.Linear(flat, widths.cnn_hidden_size)
+    return nn.Sequential(convs, dense, nn.ReLU()), widths.cnn_hidden_size
 
 
 def _is_image(space: gym.spaces.Box, min_side: int, max_side: int) -> bool:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
-from multiq.nets.encoders import encoder_for
+from multiq.nets.encoders import EncoderWidths, encoder_for
 from multiq.nets.heads import TaskHeads, pad_columns
 from multiq.nets.inputs import sizes_of
 from multiq.tasks.spec import TaskSpec
@@ -17,8 +17,10 @@ from multiq.tasks.spec import TaskSpec
 class IndependentQNet(MultiTaskQNet):
     """One full Q-network per task: `private/<task>` encoder + `head/<task>`; no trunk."""
 
-    def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int = 128, dueling: bool = False):
-        super().__init__(tasks, hidden_size, dueling)
+    def __init__(
+        self, tasks: Sequence[TaskSpec], widths: EncoderWidths | None = None, dueling: bool = False
+    ):
+        super().__init__(tasks, widths, dueling)
         self.private = nn.ModuleDict()
         self.heads = TaskHeads(0, dueling)  # feature_dim: set by each task as it joins
         for spec in tasks:
@@ -26,8 +28,8 @@ class IndependentQNet(MultiTaskQNet):
 
     def _add_modules(self, spec: TaskSpec) -> None:
         family = encoder_for(spec.observation_space, spec.name)
-        body, feature_dim = family.body(spec.observation_space, self.hidden_size)
-        input_layer = family.input_layer(spec.observation_space, self.hidden_size)
+        body, feature_dim = family.body(spec.observation_space, self.widths)
+        input_layer = family.input_layer(spec.observation_space, self.widths)
         self.private[spec.name] = nn.Sequential(input_layer, body)
         # tasks of other observation kinds have other feature sizes: heads are built to fit
         self.heads.feature_dim = feature_dim

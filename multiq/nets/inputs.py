@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from multiq.errors import TaskError
-from multiq.nets.encoders import EncoderFamily, encoder_for
+from multiq.nets.encoders import EncoderFamily, EncoderWidths, encoder_for
 from multiq.tasks.spec import TaskSpec
 
 
@@ -26,15 +26,15 @@ class SharedInputs(nn.Module):
 
     Args:
         first: the task that fixes the encoder family and body key.
-        hidden_size: the input layers' width argument.
+        widths: the widths of the input layers and the body.
     """
 
-    def __init__(self, first: TaskSpec, hidden_size: int):
+    def __init__(self, first: TaskSpec, widths: EncoderWidths):
         super().__init__()
         self.family: EncoderFamily = encoder_for(first.observation_space, first.name)
         self.body_key = self.family.body_key(first.observation_space)
         self.first_space, self.first_name = first.observation_space, first.name
-        self.hidden_size = hidden_size
+        self.widths = widths
         self.layers = nn.ModuleDict()
         self.task_signature: dict[str, str] = {}
         self._layouts: dict[tuple[str, ...], list[nn.Module]] = {}
@@ -45,6 +45,15 @@ class SharedInputs(nn.Module):
         Raises:
             TaskError: the task's observations cannot feed the shared body.
         """
+        self.check(spec)
+        key = signature(spec)
+        if key not in self.layers:
+            self.layers[key] = self.family.input_layer(spec.observation_space, self.widths)
+        self.task_signature[spec.name] = key
+        self._layouts.clear()
+
+    def check(self, spec: TaskSpec) -> None:
+        """Raises TaskError unless the task's observations can feed the shared body."""
         family = encoder_for(spec.observation_space, spec.name)
         if family.name != self.family.name or family.body_key(spec.observation_space) != (
             self.body_key
@@ -56,15 +65,10 @@ class SharedInputs(nn.Module):
                 "(a shared trunk needs observations of one kind that differ at most in channel "
                 "count); use scheme 'independent', or wrap the env to a common shape"
             )
-        key = signature(spec)
-        if key not in self.layers:
-            self.layers[key] = self.family.input_layer(spec.observation_space, self.hidden_size)
-        self.task_signature[spec.name] = key
-        self._layouts.clear()
 
     def body(self) -> tuple[nn.Sequential, int]:
         """A new shared body for these inputs, and its feature size."""
-        return self.family.body(self.first_space, self.hidden_size)
+        return self.family.body(self.first_space, self.widths)
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """[sum B_t, ...] body inputs, rows in `obs` order."""
@@ -91,7 +95,7 @@ def sizes_of(obs: Mapping[str, torch.Tensor]) -> list[int]:
 
 
 def check_shareable(tasks: Sequence[TaskSpec]) -> None:
-    """Raises TaskError unless all tasks can feed one shared body."""
-    inputs = SharedInputs(tasks[0], 1)
+    """Raises TaskError unless all tasks can feed one shared body (builds no layer)."""
+    inputs = SharedInputs(tasks[0], EncoderWidths())
     for spec in tasks:
-        inputs.add(spec)
+        inputs.check(spec)

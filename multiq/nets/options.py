@@ -1,5 +1,6 @@
-"""Options of the sharing schemes that take more than a hidden size and a head type: a view of
-the ``net`` section of the config (defaults and allowed values are the keys' declarations)."""
+"""Options of the networks beyond the hidden size and the head type: the encoders' widths, which
+every scheme takes, and the options of single schemes; a view of the ``net`` section of the
+config (defaults and allowed values are the keys' declarations)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ __all__ = ["PRIVATE_MERGES", "ROUTINGS", "TASK_EMBEDDINGS", "SchemeOptions", "ch
 
 @dataclass
 class SchemeOptions(ConfigView):
-    """Scheme settings, named as the `Config` keys; each scheme reads the ones it needs
-    (``multiq config task_embedding`` and so on say what each means)."""
+    """Network settings, named as the `Config` keys (``multiq config task_embedding`` and so on
+    say what each means): the encoders' widths, which `build_qnet` gives every scheme (with
+    `hidden_size`, as `EncoderWidths`), and the scheme options, each scheme reading the ones
+    its `option_names` lists."""
 
     task_embedding: str = declared("task_embedding")
     task_embedding_dim: int = declared("task_embedding_dim")
@@ -26,6 +29,9 @@ class SchemeOptions(ConfigView):
     routing_tau_start: float = declared("routing_tau_start")
     routing_tau_end: float = declared("routing_tau_end")
     routing_hard: bool = declared("routing_hard")
+    mlp_layers: int = declared("mlp_layers")
+    conv_filters: int = declared("conv_filters")
+    cnn_hidden_size: int = declared("cnn_hidden_size")
 
 
 def check_choice(key: str, value: str, allowed: Iterable[str]) -> None:

@@ -5,6 +5,10 @@ logits (`routing/<task>`): a softmax,
 or a Gumbel-softmax (Jang et al. 2017; Maddison et al. 2017) whose temperature anneals linearly
 from `routing_tau_start` to `routing_tau_end` over training. With `routing_hard` the forward pass
 uses the one-hot argmax and the gradient the soft weights (straight-through).
+
+The routed layers are the dense layers of the encoder's shared body, at its configured widths:
+the MLP's `mlp_layers - 1` layers after the input layer, the MinAtar net's and the Nature CNN's
+dense layer; convolutions and the input layers stay plain shared modules.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import nn
 
 from multiq.errors import ConfigError
 from multiq.nets.base import MultiTaskQNet
+from multiq.nets.encoders import EncoderWidths
 from multiq.nets.heads import TaskHeads
 from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.nets.options import ROUTINGS, check_choice
@@ -63,7 +68,7 @@ class RoutedQNet(MultiTaskQNet):
     def __init__(
         self,
         tasks: Sequence[TaskSpec],
-        hidden_size: int = 128,
+        widths: EncoderWidths | None = None,
         dueling: bool = False,
         routing: str = "softmax",
         routing_modules: int = 4,
@@ -71,7 +76,7 @@ class RoutedQNet(MultiTaskQNet):
         routing_tau_end: float = 0.1,
         routing_hard: bool = False,
     ):
-        super().__init__(tasks, hidden_size, dueling)
+        super().__init__(tasks, widths, dueling)
         check_choice("routing", routing, ROUTINGS)
         if routing_modules < 1 or routing_tau_start <= 0 or routing_tau_end <= 0:
             raise ConfigError(
@@ -81,7 +86,7 @@ class RoutedQNet(MultiTaskQNet):
         self.routing, self.routing_hard = routing, routing_hard
         self.num_modules = routing_modules
         self.tau_start, self.tau_end = float(routing_tau_start), float(routing_tau_end)
-        self.inputs = SharedInputs(tasks[0], hidden_size)
+        self.inputs = SharedInputs(tasks[0], self.widths)
         body, feature_dim = self.inputs.body()
         self.body = nn.ModuleList(
             RoutedLinear(m.in_features, m.out_features, routing_modules)
@@ -90,6 +95,11 @@ class RoutedQNet(MultiTaskQNet):
             for m in body
         )
         self.num_routed = sum(isinstance(m, RoutedLinear) for m in self.body)
+        if self.num_routed == 0:
+            raise ConfigError(
+                "scheme 'routed' routes the shared body's dense layers, and with mlp_layers=1 the "
+                "MLP has none: set mlp_layers >= 2"
+            )
         self.routing_logits = nn.ParameterDict()
         # A buffer, so that a saved net predicts with the temperature it had.
         self.register_buffer("tau", torch.tensor(self.tau_start))

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
+from multiq.nets.encoders import EncoderWidths
 from multiq.nets.heads import TaskHeads
 from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.tasks.spec import TaskSpec
@@ -20,9 +21,11 @@ from multiq.tasks.spec import TaskSpec
 class SharedQNet(MultiTaskQNet):
     """Input layers by signature -> shared body (`trunk`) -> per-task heads."""
 
-    def __init__(self, tasks: Sequence[TaskSpec], hidden_size: int = 128, dueling: bool = False):
-        super().__init__(tasks, hidden_size, dueling)
-        self.inputs = SharedInputs(tasks[0], hidden_size)
+    def __init__(
+        self, tasks: Sequence[TaskSpec], widths: EncoderWidths | None = None, dueling: bool = False
+    ):
+        super().__init__(tasks, widths, dueling)
+        self.inputs = SharedInputs(tasks[0], self.widths)
         self.body, feature_dim = self.inputs.body()
         self.heads = TaskHeads(feature_dim, dueling)
         for spec in tasks:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from multiq.nets.base import MultiTaskQNet
+from multiq.nets.encoders import EncoderWidths
 from multiq.nets.heads import TaskHeads
 from multiq.nets.inputs import SharedInputs, sizes_of
 from multiq.nets.options import PRIVATE_MERGES, check_choice
@@ -27,14 +28,14 @@ class SharedPrivateQNet(MultiTaskQNet):
     def __init__(
         self,
         tasks: Sequence[TaskSpec],
-        hidden_size: int = 128,
+        widths: EncoderWidths | None = None,
         dueling: bool = False,
         private_merge: str = "sum",
     ):
-        super().__init__(tasks, hidden_size, dueling)
+        super().__init__(tasks, widths, dueling)
         check_choice("private_merge", private_merge, PRIVATE_MERGES)
         self.private_merge = private_merge
-        self.inputs = SharedInputs(tasks[0], hidden_size)
+        self.inputs = SharedInputs(tasks[0], self.widths)
         self.body, shared_dim = self.inputs.body()
         concat = private_merge == "concat"
         self.feature_dim = 2 * shared_dim if concat else shared_dim
@@ -46,8 +47,8 @@ class SharedPrivateQNet(MultiTaskQNet):
     def _add_modules(self, spec: TaskSpec) -> None:
         self.inputs.add(spec)
         family = self.inputs.family
-        body, _ = family.body(spec.observation_space, self.hidden_size)
-        input_layer = family.input_layer(spec.observation_space, self.hidden_size)
+        body, _ = family.body(spec.observation_space, self.widths)
+        input_layer = family.input_layer(spec.observation_space, self.widths)
         self.private[spec.name] = nn.Sequential(input_layer, body)
         self.heads.add(spec.name, spec.num_actions)
 

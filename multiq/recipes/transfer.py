@@ -35,8 +35,9 @@ from multiq.tasks import make_taskset, task_entries
 SOURCE_TEACHER = "source"
 # config keys that shape the network: a mode that starts from the source's weights keeps them
 NETWORK_KEYS = (
-    "scheme", "hidden_size", "dueling", "task_embedding", "task_embedding_dim",
-    "private_merge", "routing", "routing_modules", "popart",
+    "scheme", "hidden_size", "mlp_layers", "conv_filters", "cnn_hidden_size", "dueling",
+    "task_embedding", "task_embedding_dim", "private_merge", "routing", "routing_modules",
+    "popart",
 )  # fmt: skip
 
 

@@ -378,7 +378,7 @@ def build_conflict_figure(maps: Mapping[str, ConflictMap]) -> Figure:
         else:
             grid[0][column].set_xlabel("env steps per task")
     mesh = grid[0][0].collections[0]  # every panel uses the same fixed [-1, 1] scale
-    figure.colorbar(mesh, ax=list(grid[0]), label="cosine of task gradients (< 0: conflict)")
+    figure.colorbar(mesh, ax=list(grid[0]), label="gradient cosine\n(< 0: conflict)")
     if tasks:
         _shares_legend(figure, tasks)
     figure.suptitle("gradient-conflict map")
@@ -422,7 +422,7 @@ def _draw_shares(axes: Axes, conflicts: ConflictMap, tasks: Sequence[str]) -> No
         points = conflicts.shares.get(task)
         if points:
             steps, values = zip(*points, strict=True)
-            axes.plot(steps, values, color=f"C{index % 10}", linewidth=1.2, label=task)
+            axes.plot(steps, values, color=f"C{index % 10}", linewidth=1.2, marker=".", label=task)
     axes.set_ylim(0.0, 1.0)
     axes.set_ylabel("grad share")
     axes.set_xlabel("env steps per task")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from multiq.errors import TaskError
-from multiq.nets.encoders import encoder_for
+from multiq.nets.encoders import EncoderWidths, encoder_for
 from multiq.tasks import gym_ids, make_taskset, task_entries
 from multiq.tasks.gym_ids import import_env_modules, register_namespace
 
@@ -35,7 +35,7 @@ def _forget_plugin() -> None:
 
 
 def _scale(space: gym.spaces.Box) -> float:
-    return encoder_for(space, "t").input_layer(space, 8)[0].scale
+    return encoder_for(space, "t").input_layer(space, EncoderWidths(hidden_size=8))[0].scale
 
 
 def test_minigrid_id_gives_channel_first_index_images_scaled_by_the_largest_index():
