@@ -4,11 +4,11 @@
 difficulty ramping; its DQN settings) trains a `shared` agent on the five games for
 `--steps-per-game` env steps per game, for each of `--seeds`, and multiq `independent` (five
 separate nets, `--set scheme=independent`) for each of `--independent-seeds`. Each run is a
-`multiq train` child with one torch thread, `--workers` at a time, in `--run-root/<scheme>-seed<S>`
-(default `runs/minatar_paper/`, which git ignores): a run folder there holds the run's state, its
-checkpoint (weights, target, optimiser: 2.3 MB shared, 10.7 MB independent) with the replay
-(about 3.5 MB for 5 x 100k transitions). A 1M-step `shared` run takes about 3.9 hours on one
-core, with two runs side by side.
+`multiq train` child (benchmarks/paper_runs.py) with one torch thread, `--workers` at a time,
+in `--run-root/<scheme>-seed<S>` (default `runs/minatar_paper/`, which git ignores): a run folder
+there holds the run's state, its checkpoint (weights, target, optimiser: 2.3 MB shared, 10.7 MB
+independent) with the replay (about 3.5 MB for 5 x 100k transitions). A 1M-step `shared` run
+takes about 3.9 hours on one core, with two runs side by side.
 
 When a child ends (finished or stopped), what the report reads is copied to
 `--results-root/<scheme>-seed<S>` (default `benchmarks/results/minatar_paper_runs/`, in the
@@ -39,36 +39,30 @@ curves against env steps per game, with the paper's figure dashed.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import math
-import os
-import platform
-import shlex
-import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from multiq.config import Config
+from paper_runs import (
+    GAMES,
+    TRAINING_WINDOW_STEPS,
+    Job,
+    cell,
+    child_command,
+    finished,
+    latest_returns,
+    machine,
+    paper_config,
+    run_jobs,
+    run_points,
+    training_returns,
+)
 
-GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 PAPER_1M = {"Asterix": 6.0, "Breakout": 9.5, "Freeway": 48.0, "Seaquest": 1.0,
             "SpaceInvaders": 33.0}  # fmt: skip
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "minatar-paper.yaml"
 SCHEMES = ("shared", "independent")
 RUN_ROOT = Path(__file__).resolve().parents[1] / "runs" / "minatar_paper"
 RESULTS_ROOT = Path(__file__).resolve().parent / "results" / "minatar_paper_runs"
-REPORT_FILES = ("config.yaml", "metrics.csv", "run.json", "curves.png", "summary.json", "model.pt")
-INTERRUPTED_EXIT = 130  # `multiq train` stopped by SIGINT/SIGTERM, its checkpoint saved
-STOP_GRACE_S = 600  # how long a child stopped with SIGINT may take to write its checkpoint
-TRAINING_WINDOW_STEPS = 50_000  # env steps per game at the end whose training returns count
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -112,116 +106,20 @@ def result_dir(args: argparse.Namespace, scheme: str, seed: int) -> Path:
     return args.results_root / f"{scheme}-seed{seed}"
 
 
-def publish(run: Path, result: Path) -> None:
-    """Copies the report's files of the run folder `run` to `result`; a file the run no longer
-    has leaves `result` too."""
-    result.mkdir(parents=True, exist_ok=True)
-    for name in REPORT_FILES:
-        if (run / name).is_file():
-            shutil.copy2(run / name, result / name)
-        else:
-            (result / name).unlink(missing_ok=True)
-
-
-def finished(folder: Path, steps: int) -> bool:
-    summary = folder / "summary.json"
-    if not summary.is_file() or not (folder / "model.pt").is_file():
-        return False
-    return json.loads(summary.read_text()).get("env_steps_per_task", 0) >= steps
-
-
 def command(args: argparse.Namespace, scheme: str, seed: int) -> list[str] | None:
     """The child that runs (or resumes) one run; None when it is finished."""
-    folder = run_dir(args, scheme, seed)
-    multiq = [sys.executable, "-m", "multiq.cli", "train"]
-    steps = ["--steps", str(args.steps_per_game), "--async-updates", args.async_updates]
     if finished(result_dir(args, scheme, seed), args.steps_per_game):
         return None
-    if (folder / "checkpoint.pt").is_file():
-        return [*multiq, "--resume", str(folder), *steps, "--torch-threads", "1"]
-    keys = ("progress_bar=false", "tensorboard=false", f"scheme={scheme}")
-    sets = [word for key in keys for word in ("--set", key)]
-    return [*multiq, str(CONFIG), "--seed", str(seed), "--run-dir", str(folder), *steps,
-            "--torch-threads", "1", *sets]  # fmt: skip
+    return child_command(run_dir(args, scheme, seed), seed, args.steps_per_game,
+                         args.async_updates, [f"scheme={scheme}"])  # fmt: skip
 
 
 def run_all(args: argparse.Namespace) -> None:
     todo = [(p, c) for p in runs(args) if (c := command(args, *p)) is not None]
     print(f"{len(runs(args)) - len(todo)} finished, {len(todo)} to run or resume", flush=True)
-
-    deadline = None if args.hours is None else time.monotonic() + args.hours * 3600
-    interrupted = threading.Event()  # a run stopped by a signal: start no more
-
-    def launch(job) -> None:
-        (scheme, seed), argv = job
-        if interrupted.is_set() or (deadline is not None and time.monotonic() >= deadline):
-            return
-        folder, result = run_dir(args, scheme, seed), result_dir(args, scheme, seed)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        result.parent.mkdir(parents=True, exist_ok=True)
-        with open(result.with_name(result.name + ".log"), "a") as log:
-            child = subprocess.Popen(argv, stdout=log, stderr=log, env={**os.environ,
-                                     "OMP_NUM_THREADS": "1"})  # fmt: skip
-            code = wait_until(child, deadline)
-        if folder.is_dir():
-            publish(folder, result)
-        if code == INTERRUPTED_EXIT:
-            interrupted.set()
-        print(f"{scheme} seed {seed}: exit {code}", flush=True)
-
-    with ThreadPoolExecutor(args.workers) as pool:
-        list(pool.map(launch, todo))
-
-
-def wait_until(child: subprocess.Popen, deadline: float | None) -> int:
-    """Waits for `child`; at `deadline` (monotonic seconds) stops it with SIGINT, after which
-    multiq saves a checkpoint and exits. Returns its exit code."""
-    try:
-        return child.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        child.send_signal(signal.SIGINT)
-        return child.wait(STOP_GRACE_S)
-
-
-def run_points(folder: Path) -> dict[str, dict[str, list]] | None:
-    """Measure (``eval``: the evaluation return, ``training``: the training episodes' running
-    return) -> game -> [(env steps per game, value), ...] from a run's metrics.csv; None
-    without one."""
-    from multiq.report.metrics import read_metrics
-    from multiq.runio.layout import return_key, training_return_key
-
-    if not (folder / "metrics.csv").is_file():
-        return None
-    series = read_metrics(folder)
-    keys = {"eval": return_key, "training": training_return_key}
-    return {m: {g: series.get(key(g), []) for g in GAMES} for m, key in keys.items()}
-
-
-def latest_returns(folder: Path) -> tuple[int, dict[str, float]] | None:
-    """(step, game -> return) of a run's latest evaluation; None before the first."""
-    points = (run_points(folder) or {}).get("eval")
-    if not points or not all(points.values()):
-        return None
-    step = min(p[-1][0] for p in points.values())
-    return step, {g: p[-1][1] for g, p in points.items()}
-
-
-def training_returns(folder: Path, window: int) -> tuple[int, dict[str, float]] | None:
-    """(step, game -> the mean of the run's logged training-episode returns, each the mean of
-    its last 20 epsilon-greedy episodes, over the `window` env steps per game up to `step`, its
-    latest log); None without them."""
-    points = (run_points(folder) or {}).get("training")
-    if not points or not all(points.values()):
-        return None
-    end = min(p[-1][0] for p in points.values())
-    means = {}
-    for game, series_of_game in points.items():
-        values = [v for step, v in series_of_game if end - window < step <= end]
-        values = [v for v in values if math.isfinite(v)]
-        if not values:
-            return None
-        means[game] = sum(values) / len(values)
-    return end, means
+    jobs = [Job(f"{scheme} seed {seed}", argv, run_dir(args, scheme, seed),
+                result_dir(args, scheme, seed)) for (scheme, seed), argv in todo]  # fmt: skip
+    run_jobs(jobs, args.workers, args.hours)
 
 
 def collect(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -257,22 +155,6 @@ def verdict(mean: float, high: float, paper: float) -> str:
     return "within the interval" if high >= paper else "no"
 
 
-def cell(values: list[float]) -> tuple[str, float, float]:
-    from multiq.report.stats import bootstrap_ci
-
-    if not values:
-        return "-", float("nan"), float("nan")
-    mean, low, high = bootstrap_ci(values)
-    return f"{mean:.2f} [{low:.2f}, {high:.2f}] (n={len(values)})", mean, high
-
-
-def paper_config() -> Config:
-    """`configs/minatar-paper.yaml` as a validated `multiq.config.Config`."""
-    from multiq.config import Config
-
-    return Config.from_yaml(CONFIG)
-
-
 def report(args: argparse.Namespace) -> str:
     from multiq.envs.multi import RECENT_EPISODES
 
@@ -280,9 +162,7 @@ def report(args: argparse.Namespace) -> str:
     lines = [
         "# One multi-task agent against the MinAtar paper's DQN at 1M frames",
         "",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}; command: "
-        f"`python {shlex.join(sys.argv)}`",
-        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs; each run one torch thread",
+        machine(),
         f"- config: `configs/minatar-paper.yaml` (all 6 actions, sticky actions 0.1, difficulty "
         f"ramping; replay 100k, batch 32, an update per env step, epsilon 1 -> 0.1 over 100k, "
         f"Adam 2.5e-4 where the paper has RMSProp); {args.steps_per_game:,} env steps per game; "

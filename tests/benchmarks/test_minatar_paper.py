@@ -14,8 +14,19 @@ from multiq.runio.layout import CSV_HEADER
 
 
 @pytest.fixture(scope="module")
-def bench():
-    return load_benchmarks(paper="minatar_paper").paper
+def loaded():
+    return load_benchmarks(runs="paper_runs", paper="minatar_paper")
+
+
+@pytest.fixture(scope="module")
+def bench(loaded):
+    return loaded.paper
+
+
+@pytest.fixture(scope="module")
+def runs(loaded):
+    """benchmarks/paper_runs.py, what the MinAtar-paper benchmarks share."""
+    return loaded.runs
 
 
 def test_the_verdict_reads_the_mean_then_the_interval(bench):
@@ -59,11 +70,11 @@ def test_the_training_measure_averages_the_logged_returns_of_the_last_window(ben
     assert bench.training_returns(tmp_path / "none", window=300) is None
 
 
-def test_each_run_is_started_resumed_or_kept(bench, tmp_path):
+def test_each_run_is_started_resumed_or_kept(bench, runs, tmp_path):
     args = bench.parse_args([*roots(tmp_path), "--steps-per-game", "1000"])
     assert bench.runs(args) == [("shared", 0), ("independent", 0), ("shared", 1), ("shared", 2)]
     new = bench.command(args, "independent", 0)
-    assert "--seed" in new and "scheme=independent" in new and str(bench.CONFIG) in new
+    assert "--seed" in new and "scheme=independent" in new and str(runs.CONFIG) in new
     assert new[new.index("--run-dir") + 1] == str(tmp_path / "runs" / "independent-seed0")
     (tmp_path / "runs" / "shared-seed1").mkdir(parents=True)
     (tmp_path / "runs" / "shared-seed1" / "checkpoint.pt").write_bytes(b"")
@@ -102,14 +113,14 @@ def test_runs_live_under_runs_and_what_the_report_reads_in_the_repository(bench)
     assert args.results_root.parts[-3:] == ("benchmarks", "results", "minatar_paper_runs")
 
 
-def test_a_run_publishes_what_the_report_reads_and_no_run_state(bench, tmp_path):
+def test_a_run_publishes_what_the_report_reads_and_no_run_state(runs, tmp_path):
     run, result = tmp_path / "run", tmp_path / "result"
     run.mkdir()
     for name in ("metrics.csv", "config.yaml", "checkpoint.pt", "replay.npz"):
         (run / name).write_text(name)
     result.mkdir()
     (result / "summary.json").write_text("{}")  # of an earlier run: this one has none yet
-    bench.publish(run, result)
+    runs.publish(run, result)
     assert sorted(p.name for p in result.iterdir()) == ["config.yaml", "metrics.csv"]
     assert (result / "metrics.csv").read_text() == "metrics.csv"
 
@@ -122,17 +133,17 @@ CHILD = (
 )
 
 
-def test_the_deadline_stops_a_run_with_sigint(bench):
+def test_the_deadline_stops_a_run_with_sigint(runs):
     child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline() == "up\n"  # its handler is in place
     started = time.monotonic()
-    assert bench.wait_until(child, time.monotonic() + 0.2) == 130
+    assert runs.wait_until(child, time.monotonic() + 0.2) == 130
     assert time.monotonic() - started < 30
 
 
-def test_without_a_deadline_a_run_ends_by_itself(bench):
+def test_without_a_deadline_a_run_ends_by_itself(runs):
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
-    assert bench.wait_until(child, None) == 3
+    assert runs.wait_until(child, None) == 3
 
 
 def test_no_run_starts_after_one_was_stopped_by_a_signal(bench, tmp_path, monkeypatch):
