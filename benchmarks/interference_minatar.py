@@ -1,5 +1,4 @@
-"""A screening where interference shows: which remedy closes the shared agent's gap to
-`independent` on the MinAtar games?
+"""Which remedy closes the shared agent's gap to `independent` on MinAtar (interference)?
 
 The five MinAtar games with the paper's settings (`configs/minatar-paper.yaml`, see
 benchmarks/minatar_paper.py); epsilon decays over the paper's first 100k env steps at every
