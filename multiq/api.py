@@ -25,7 +25,9 @@ from multiq.runio.layout import claim_run_dir
 from multiq.tasks import make_taskset, task_entries
 from multiq.tasks.defaults import apply_task_defaults
 from multiq.tasks.gym_ids import import_env_modules
+from multiq.tasks.python_entries import holds_python_objects
 from multiq.tasks.spec import TaskSpec
+from multiq.tasks.suites import Entries
 from multiq.threads import torch_threads
 from multiq.train import checkpoint as ckpt
 from multiq.train import persistence
@@ -49,6 +51,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _entry_list(tasks: Any) -> Any:
+    """Task entries as a list for the config (one dict becomes a list; other values go to the
+    config's type check as they are)."""
+    if isinstance(tasks, Mapping):
+        return [tasks]
+    return list(tasks) if isinstance(tasks, Sequence) else tasks
+
+
 def default_run_dir(cfg: Config, label: str | None = None) -> Path:
     """A new run folder under runs/ named after the config's tasks (or `label`), created here
     so that runs started in the same second get distinct folders."""
@@ -64,7 +74,12 @@ class MultiTaskDQN:
         >>> model.predict(obs, task="CartPole")
 
     Args:
-        tasks: task entries (see `multiq.config.Config.tasks`).
+        tasks: task entries (see `multiq.config.Config.tasks`): a suite (``"minatar"``), a
+            registered Gymnasium id (``"CartPole-v1"``), ``gym:<id>``, ``family:...``, and
+            from Python also an env factory (``make_env``, ``lambda: gymnasium.make(...)``),
+            an env class with kwargs (``{"id": MyEnv, "kwargs": {...}, "name": "mine"}``) or
+            an env instance made by ``gymnasium.make`` (rebuilt from its ``spec``); alone or
+            in a list (`multiq.tasks.python_entries`). The config records what they built.
         run_dir: where logs and checkpoints go (default runs/<date-time>-<tasks>).
         config: a ready Config; keyword hyperparameters override its values.
         task_specs: ready task specs (e.g. of a saved model) instead of building `tasks`.
@@ -77,7 +92,7 @@ class MultiTaskDQN:
 
     def __init__(
         self,
-        tasks: str | Sequence[Any] | None = None,
+        tasks: Entries | None = None,
         *,
         run_dir: str | Path | None = None,
         config: Config | None = None,
@@ -87,10 +102,14 @@ class MultiTaskDQN:
         self.phases: list[Phase] = []
         base = config or Config()
         changes = dict(hyperparameters)
-        if tasks is not None:
-            changes["tasks"] = tasks if isinstance(tasks, str) else list(tasks)
+        objects = task_specs is None and holds_python_objects(tasks)  # factories, instances
+        if tasks is not None and not objects:
+            changes["tasks"] = tasks if isinstance(tasks, str) else _entry_list(tasks)
         self.config = base.replace(**changes) if changes else base
         import_env_modules(self.config.env_imports)  # their envs register before tasks build
+        if tasks is not None and objects:  # the config records the entries that rebuild them
+            task_specs = list(make_taskset(tasks))
+            self.config = self.config.replace(tasks=task_entries(task_specs))
         specs = (
             list(task_specs) if task_specs is not None else list(make_taskset(self.config.tasks))
         )
@@ -331,21 +350,38 @@ class MultiTaskDQN:
     def policy(self) -> Policy:
         return self.learner.policy
 
-    def predict(self, obs: np.ndarray, task: str | int, epsilon: float = 0.0) -> int | np.ndarray:
+    def predict(
+        self,
+        obs: np.ndarray,
+        task: str | int | None = None,
+        epsilon: float | None = None,
+        *,
+        deterministic: bool | None = None,
+    ) -> int | np.ndarray:
         """Greedy (or epsilon-greedy) actions of one task.
 
         Args:
             obs: one observation `[*obs_shape]` or a batch `[B, *obs_shape]` of that task.
-            task: task name or index (in `task_names`).
-            epsilon: exploration rate (0: greedy).
+            task: task name or index (in `task_names`); may be left out when the agent holds
+                exactly one task.
+            epsilon: exploration rate (0: greedy). Left out: 0, or with
+                ``deterministic=False`` the config's `exploration_final_eps` (as SB3's DQN
+                uses its exploration rate).
+            deterministic: Stable-Baselines3's keyword: True is greedy (epsilon 0), False
+                explores with `epsilon` (see above).
 
         Returns:
-            an int action for a single observation, else [B] int64 actions.
+            an int action for a single observation, else [B] int64 actions (unlike SB3's
+            `predict`, no `(action, state)` pair).
+
+        Raises:
+            TaskError: an unknown task, or `task` left out while the agent holds several.
+            ValueError: observations of the wrong shape, or ``deterministic=True`` with an
+                epsilon above 0.
         """
-        name = self.task_names[task] if isinstance(task, int) else task
-        if name not in self.learner.specs:
-            raise TaskError(f"unknown task {name!r}; this agent holds {self.task_names}")
+        name = self._predict_task(task)
         spec = self.learner.specs[name]
+        epsilon = self._predict_epsilon(epsilon, deterministic)
         obs = np.asarray(obs)
         single = obs.shape == spec.obs_shape
         batch = obs[None] if single else obs
@@ -356,6 +392,33 @@ class MultiTaskDQN:
         by_task = {name: batch.astype(spec.obs_dtype, copy=False)}
         actions = self.policy.act(by_task, epsilon, self.rng)[name]
         return int(actions[0]) if single else actions
+
+    def _predict_task(self, task: str | int | None) -> str:
+        """The name of `predict`'s task (the only one when `task` is None)."""
+        if task is None:
+            if len(self.task_names) != 1:
+                raise TaskError(
+                    f"predict needs a task: this agent holds {len(self.task_names)} tasks "
+                    f"{self.task_names}; pass task=<name or index>"
+                )
+            return self.task_names[0]
+        name = self.task_names[task] if isinstance(task, int) else task
+        if name not in self.learner.specs:
+            raise TaskError(f"unknown task {name!r}; this agent holds {self.task_names}")
+        return name
+
+    def _predict_epsilon(self, epsilon: float | None, deterministic: bool | None) -> float:
+        """`predict`'s exploration rate from its `epsilon` and SB3's `deterministic`."""
+        if deterministic:
+            if epsilon:
+                raise ValueError(
+                    f"predict got deterministic=True and epsilon={epsilon}: deterministic means "
+                    "epsilon 0; pass one of them"
+                )
+            return 0.0
+        if epsilon is not None:
+            return float(epsilon)
+        return 0.0 if deterministic is None else float(self.config.exploration_final_eps)
 
     def evaluate(
         self,
@@ -403,7 +466,9 @@ class MultiTaskDQN:
             device: torch device (default: the saved config's).
             tasks: load *by name* into this task set instead: weights of tasks and input layers
                 the file has are copied, new tasks get fresh heads and input layers, and the
-                saved tasks left out are named in the log.
+                saved tasks left out are named in the log. The same entries again rebuild a
+                model whose tasks came from a factory its config cannot rebuild (``python:...``
+                in config.yaml: a lambda, a local function).
             run_dir: where a further `learn` writes.
             **overrides: config keys to change.
         """
@@ -446,9 +511,20 @@ class MultiTaskDQN:
         persistence.save_checkpoint(self, replay, collector)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, device: str | None = None, **overrides: Any):
+    def resume(
+        cls,
+        run_dir: str | Path,
+        device: str | None = None,
+        tasks: str | Sequence[Any] | None = None,
+        **overrides: Any,
+    ):
         """Continues a run from RUN_DIR/checkpoint.pt: weights, optimiser, phases, counters,
         RNGs and the envs' records (with the saved replay, the run continues exactly).
+
+        `tasks`: the run's task entries again, to build its envs from instead of its records;
+        needed for tasks built in Python from a factory its config cannot rebuild (recorded
+        as ``python:...``: a lambda, a local function). Each saved task takes the env of the
+        entry of its name, with the same spaces.
 
         `total_steps_per_task` among the overrides sets the current (or last) phase's budget
         (beyond a finished phase's budget, that phase trains on). A finished run stays
@@ -461,7 +537,7 @@ class MultiTaskDQN:
         steps = overrides.pop("total_steps_per_task", None)
         if device is not None:
             overrides["device"] = device
-        model = persistence.resume(cls, Path(run_dir), overrides)
+        model = persistence.resume(cls, Path(run_dir), overrides, tasks)
         if steps is not None and model.phases:
             model._plan_phase(int(steps), list(model.phases[-1].tasks))
         return model

@@ -96,9 +96,11 @@ def to_name(key: str, value: Any) -> str:
 
 
 def to_tasks(key: str, value: Any) -> str | list[str | dict[str, Any]]:
-    """A suite or comma-separated ids, or a non-empty list of task entries."""
+    """A suite or comma-separated ids, or a non-empty list of task entries (YAML-safe: env
+    factories, classes and instances go to `MultiTaskDQN`/`make_taskset`, which record them)."""
     if isinstance(value, str):
         return to_name(key, value)
+    _refuse_python_task(key, value)
     if not isinstance(value, (list, tuple)) or not value:
         raise type_error(key, "a string or a non-empty list of task entries", value)
     return [_to_task_entry(f"{key}[{i}]", entry) for i, entry in enumerate(value)]
@@ -107,14 +109,27 @@ def to_tasks(key: str, value: Any) -> str | list[str | dict[str, Any]]:
 _TASK_ENTRY_KEYS = ("id", "name", "kwargs")
 
 
+def _refuse_python_task(key: str, value: Any) -> None:
+    """Raises for an env factory, class or instance: a config holds plain data only."""
+    if callable(value) or (hasattr(value, "step") and hasattr(value, "reset")):
+        raise ConfigError(
+            f"{key}: {show(value)} is a Python object (an env factory, class or instance), "
+            "which a config cannot hold: pass it to MultiTaskDQN(tasks=...) or make_taskset, "
+            "which record it as {id: factory:<module>:<name>} (or python:... when it cannot "
+            "be imported)"
+        )
+
+
 def _to_task_entry(key: str, value: Any) -> str | dict[str, Any]:
     if isinstance(value, str):
         return to_name(key, value)
+    _refuse_python_task(key, value)
     if not isinstance(value, Mapping):
         raise type_error(key, "a task id string or a mapping with keys id, name, kwargs", value)
     reject_unknown(value, _TASK_ENTRY_KEYS, f"{key} key")
     if "id" not in value:
         raise ConfigError(f"{key}: a task mapping needs an 'id', e.g. {{id: gym:CartPole-v1}}")
+    _refuse_python_task(f"{key}.id", value["id"])
     entry = {"id": to_name(f"{key}.id", value["id"])}
     if "name" in value:
         entry["name"] = to_name(f"{key}.name", value["name"])

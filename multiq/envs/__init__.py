@@ -1,7 +1,8 @@
 """Stepping the active tasks' envs: in process, in worker processes, or on EnvPool.
 
 `multi` steps several tasks together (`MultiTaskEnvs`); `backends` picks how one task's envs
-run (`inprocess`, `workers`, `pool`).
+run (`inprocess`, `workers`, `pool`); `checks` holds each step's results to the env's declared
+spaces.
 """
 
 from typing import Any

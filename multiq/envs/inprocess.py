@@ -8,6 +8,8 @@ which cost as much as a MinAtar step itself.
 
 Every episode is reset with its own seed (`episode_seed`), and `EnvHistory` keeps the actions
 of each env's current episode, so a checkpoint can rebuild the envs' states by replaying them.
+What each env returns is held to its declared spaces (`multiq.envs.checks`): a break is the
+EnvError an env that raises gets. The subprocess backend's workers run `TaskEnvs` too.
 The other env backends (`multiq.envs.backends`) keep the same history and the same semantics.
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from multiq.envs.checks import StepCheck
 from multiq.errors import EnvError
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,7 @@ class TaskEnvs:
         self.envs = [self._call(i, "building", make_env) for i in range(n_envs)]
         space = self.envs[0].observation_space
         self.obs_shape, self.obs_dtype = tuple(space.shape), np.dtype(space.dtype)
+        self.check = StepCheck(space)
         self.history = EnvHistory(n_envs)
         self.restarts_left = restarts
         self.restarted = 0
@@ -173,8 +177,18 @@ class TaskEnvs:
                 f"{type(error).__name__}: {error}"
             ) from error
 
+    def _broke(self, i: int, what: str, problem: str | None) -> None:
+        """Raises the EnvError of an env whose results break its declared spaces."""
+        if problem is not None:
+            raise EnvError(
+                f"task {self.name!r}: env {self.first_env + i} broke its declared spaces while "
+                f"{what}: {problem}; fix the env or the spaces it declares"
+            )
+
     def _reset_env(self, i: int, seed: int) -> np.ndarray:
-        return self._call(i, "resetting", self.envs[i].reset, seed=seed)[0]
+        obs = self._call(i, "resetting", self.envs[i].reset, seed=seed)[0]
+        self._broke(i, "resetting", self.check.observation(obs))
+        return obs
 
     def _new_obs(self) -> np.ndarray:
         return np.empty((len(self.envs), *self.obs_shape), dtype=self.obs_dtype)
@@ -191,7 +205,8 @@ class TaskEnvs:
         """(obs, rewards, terminated, truncated, failed), each [n_envs, ...]; new arrays.
 
         `failed[i]`: env i raised and was rebuilt (its episode is lost, `obs[i]` is the first
-        observation of a new one); an env that raises with no restarts left raises EnvError.
+        observation of a new one); an env that raises, or returns what breaks its declared
+        spaces (`multiq.envs.checks`), with no restarts left raises EnvError.
         """
         self.step_async(actions)
         return self.step_wait()
@@ -215,6 +230,9 @@ class TaskEnvs:
                     obs[i] = self._reset_env(i, self.history.seed(i, ahead=1))
                     continue
                 step = self._call(i, "stepping", env.step, actions[i])
+                problem = self.check.step(step)
+                if problem is not None:
+                    self._broke(i, "stepping", problem)
                 obs[i], rewards[i], terminated[i], truncated[i], _ = step
             except EnvError as error:
                 obs[i] = self._restart(i, error, self.history.seed(i, ahead=1 + needs_reset[i]))
@@ -274,6 +292,7 @@ class TaskEnvs:
         obs = self._reset_env(i, self.history.seed(i))
         for action in actions:
             obs = self._call(i, "replaying", self.envs[i].step, action)[0]
+        self._broke(i, "replaying", self.check.observation(obs))
         return obs
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from multiq.envs.backends import EnvSettings, make_task_envs
+from multiq.envs.checks import BoundsWatch
 from multiq.errors import EnvError, NonFiniteError
 from multiq.tasks.spec import TaskSpec
 
@@ -123,6 +124,7 @@ class MultiTaskEnvs:
             self.close()  # the worker processes of the tasks built so far
             raise
         self.episodes = {name: EpisodeTracker(n_envs) for name in self.names}
+        self.bounds = {t.name: BoundsWatch(t.name, t.observation_space) for t in tasks}
         self._last_done = {name: np.zeros(n_envs, dtype=bool) for name in self.names}
 
     def reset(self) -> dict[str, np.ndarray]:
@@ -146,7 +148,8 @@ class MultiTaskEnvs:
             a StepResult with an entry for each stepped task.
 
         Raises:
-            EnvError: an env raised (with no restarts left).
+            EnvError: an env raised, or returned what breaks its declared spaces (with no
+                restarts left; see `multiq.envs.checks`).
             NonFiniteError: an env returned a NaN or infinite observation or reward.
             After either, the envs' records (`record`) are rolled back to before this call, so
             they describe the last consistent state.
@@ -162,6 +165,7 @@ class MultiTaskEnvs:
             for name in names:
                 raw[name] = self.envs[name].step_wait()
                 check_finite(name, raw[name][0], raw[name][1])
+                self.bounds[name].check(raw[name][0])
         except (EnvError, NonFiniteError):
             for name, mark in marks.items():
                 self.envs[name].rollback(mark)

@@ -1,16 +1,18 @@
 """Gymnasium plumbing shared by all suites, and the `gym:<id>` adapter.
 
-`gym:<id>` turns any registered Gymnasium id into a task; its kwargs go to `gym.make`.
+`gym:<id>` turns any registered Gymnasium id into a task; its kwargs go to `gym.make`. A
+registered id is also taken without the prefix (`CartPole-v1`, `is_bare_id`).
 Ids in the `ALE/` and `MinAtar/` namespaces, and the un-namespaced `MiniGrid-*` and
 `BabyAI-*` ids, are registered on demand. Gymnasium's `module:EnvId` form
 (`gym:my_pkg.envs:MyEnv-v0`) imports `my_pkg.envs` first, so that it can register `MyEnv-v0`.
 
 Observations: a Dict space with an `image` Box (MiniGrid) is reduced to that image by
-`minigrid.wrappers.ImgObsWrapper`, and for MiniGrid envs the image's `high` is narrowed to
-the largest object/colour/state index, since the image holds indices, not pixels. Images
-stored height-width-channel (last axis smaller than the other two, e.g. `(210, 160, 3)`)
-are transposed to channel-first; all other observation spaces are kept as they are and
-must be 1-D or 3-D Boxes.
+`ImageOnly` (minigrid's `ImgObsWrapper`, recreatable from the env's spec), and for MiniGrid
+envs the image's `high` is narrowed to the largest object/colour/state index, since the image
+holds indices, not pixels. Images stored height-width-channel (last axis smaller than the
+other two, e.g. `(210, 160, 3)`) are transposed to channel-first; all other observation spaces
+are kept as they are and must be 1-D or 3-D Boxes. multiq's wrappers record their arguments
+(Gymnasium's `RecordConstructorArgs`), so `env.spec.make()` rebuilds a task's env.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import parse_env_id
+from gymnasium.utils import RecordConstructorArgs
 
 from multiq.errors import TaskError
 from multiq.tasks.spec import TaskSpec
@@ -37,11 +40,12 @@ DICT_HINT = (
 )
 
 
-class ChannelFirst(gym.ObservationWrapper):
+class ChannelFirst(gym.ObservationWrapper, RecordConstructorArgs):
     """Transposes height-width-channel image observations to channel-first, keeping the dtype."""
 
     def __init__(self, env: gym.Env):
-        super().__init__(env)
+        RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         if not isinstance(space, gym.spaces.Box):
             raise TaskError(f"ChannelFirst needs image (Box) observations, not {space}")
@@ -55,7 +59,7 @@ class ChannelFirst(gym.ObservationWrapper):
         return np.ascontiguousarray(np.transpose(observation, (2, 0, 1)))
 
 
-class SeededStickyReset(gym.Wrapper):
+class SeededStickyReset(gym.Wrapper, RecordConstructorArgs):
     """A MinAtar env whose seeded `reset` also clears the sticky-action memory (the last action
     becomes 0, as in a new env).
 
@@ -65,6 +69,10 @@ class SeededStickyReset(gym.Wrapper):
     since, could not replay it (one env in about ten at sticky 0.1). A reset without a seed
     keeps MinAtar's behaviour.
     """
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:
@@ -191,13 +199,16 @@ def make_gym(env_id: str, name: str, kwargs: dict[str, Any]) -> gym.Env:
         ) from exc
 
 
-def build_spec(name: str, env_id: str, make_env: Callable[..., gym.Env]) -> TaskSpec:
+def build_spec(
+    name: str, env_id: str, make_env: Callable[..., gym.Env], env: gym.Env | None = None
+) -> TaskSpec:
     """Builds one env to read its spaces, checks them and returns the TaskSpec.
 
     Args:
         name: the task name.
         env_id: the underlying Gymnasium id.
         make_env: builds the (wrapped) env; accepts `evaluation=True`.
+        env: an env `make_env` built already, to read the spaces of instead (closed here).
 
     Returns:
         The TaskSpec, with an empty `source` (the caller fills it in).
@@ -205,7 +216,7 @@ def build_spec(name: str, env_id: str, make_env: Callable[..., gym.Env]) -> Task
     Raises:
         TaskError: if the action space is not Discrete or the observation space unsupported.
     """
-    env = make_env()
+    env = make_env() if env is None else env
     obs_space, act_space = env.observation_space, env.action_space
     env.close()
     if not isinstance(act_space, gym.spaces.Discrete) or act_space.start != 0:
@@ -234,28 +245,42 @@ def minigrid_index_space(space: gym.spaces.Box) -> gym.spaces.Box:
     return gym.spaces.Box(low=np.zeros_like(high), high=high, dtype=space.dtype)
 
 
-def image_only(env: gym.Env) -> gym.Env:
-    """Reduces a Dict observation with an `image` Box to that image (`ImgObsWrapper`).
+class ImageOnly(gym.ObservationWrapper, RecordConstructorArgs):
+    """A Dict observation reduced to its `image` Box (minigrid's `ImgObsWrapper`, which does
+    not record its arguments, so Gymnasium could not rebuild the env from its spec).
 
     For MiniGrid envs the image's `high` is narrowed to the largest index (see
     `minigrid_index_space`), so that encoders scale it to [0, 1].
+    """
+
+    def __init__(self, env: gym.Env):
+        RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        space = env.observation_space.spaces["image"]  # type: ignore[attr-defined]
+        if _is_minigrid(env) and isinstance(space, gym.spaces.Box) and space.shape[-1] == 3:
+            space = minigrid_index_space(space)
+        self.observation_space = space
+
+    def observation(self, observation: dict[str, Any]) -> Any:
+        return observation["image"]
+
+
+def _is_minigrid(env: gym.Env) -> bool:
+    try:
+        from minigrid.minigrid_env import MiniGridEnv
+    except ImportError:
+        return False
+    return isinstance(env.unwrapped, MiniGridEnv)
+
+
+def image_only(env: gym.Env) -> gym.Env:
+    """Reduces a Dict observation with an `image` Box to that image (`ImageOnly`).
 
     Raises:
         TaskError: if minigrid is not installed.
     """
     register_minigrid()
-    from minigrid.minigrid_env import MiniGridEnv
-    from minigrid.wrappers import ImgObsWrapper
-
-    wrapped = ImgObsWrapper(env)
-    space = wrapped.observation_space
-    if (
-        isinstance(env.unwrapped, MiniGridEnv)
-        and isinstance(space, gym.spaces.Box)
-        and space.shape[-1] == 3
-    ):
-        wrapped.observation_space = minigrid_index_space(space)
-    return wrapped
+    return ImageOnly(env)
 
 
 def has_image_key(space: gym.Space) -> bool:
@@ -308,6 +333,19 @@ def all_ids() -> list[str]:
         with contextlib.suppress(TaskError):
             register()
     return list(gym.registry)
+
+
+def is_bare_id(entry: str) -> bool:
+    """Whether a task entry is a registered Gymnasium id given without `gym:` (`CartPole-v1`,
+    `ALE/Pong-v5`), after registering the plugin of its namespace or prefix.
+
+    Raises:
+        TaskError: if that plugin is not installed.
+    """
+    if ":" in entry or not entry:
+        return False
+    register_namespace(entry)
+    return entry in gym.registry
 
 
 def check_gym_id(env_id: str, entry: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, overload
 
 import gymnasium as gym
@@ -88,3 +88,35 @@ class TaskSet(Sequence[TaskSpec]):
         if name not in self._index:
             raise TaskError(f"unknown task {name!r}; this set has {self.names}")
         return self._index[name]
+
+
+def with_envs_from(saved: Sequence[TaskSpec], given: Sequence[TaskSpec]) -> list[TaskSpec]:
+    """The saved tasks, each building its envs with the given task of its name.
+
+    Args:
+        saved: tasks read from a saved file (names, spaces, recorded entries).
+        given: the same tasks built again from entries (e.g. the factories of a run whose
+            config could not record them).
+
+    Returns:
+        `saved`, in order, with the given tasks' `make_env`.
+
+    Raises:
+        TaskError: a saved task has no given task of its name, or its spaces differ.
+    """
+    by_name = {spec.name: spec for spec in given}
+    missing = [spec.name for spec in saved if spec.name not in by_name]
+    if missing:
+        raise TaskError(
+            f"the given tasks {sorted(by_name)} lack the saved task(s) {missing}: give each "
+            "saved task's entry again, with its `name`"
+        )
+    for spec in saved:
+        new = by_name[spec.name]
+        if new.obs_shape != spec.obs_shape or new.num_actions != spec.num_actions:
+            raise TaskError(
+                f"task {spec.name!r}: the given env has observations {new.obs_shape} and "
+                f"{new.num_actions} actions, but the saved task has {spec.obs_shape} and "
+                f"{spec.num_actions}"
+            )
+    return [replace(spec, make_env=by_name[spec.name].make_env) for spec in saved]

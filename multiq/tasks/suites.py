@@ -2,10 +2,19 @@
 
 A task entry is a string or a dict `{"id": <entry string>, "name": ..., "kwargs": {...}}`.
 Entry strings are a suite name (`minatar`: all its tasks), a suite member (`minatar:Breakout`),
-`gym:<id>` (any Gymnasium id) or `family:<name>...` (tasks of a task family, see
-`multiq.tasks.families`). For suites, kwargs are suite options; for `gym:<id>` they go to
-`gym.make`; for families they are the family's options. New suites are added by putting a
-`Suite` into `SUITES`; prefixes that parse their own entries live in `ENTRY_BUILDERS`.
+`gym:<id>` (any Gymnasium id), a registered Gymnasium id without the prefix (`CartPole-v1`,
+`ALE/Pong-v5`: taken as `gym:<id>` when it names no suite), `family:<name>...` (tasks of a task
+family, see `multiq.tasks.families`) or `factory:<module>:<name>` (a function or env class that
+builds one env, called with the kwargs). For suites, kwargs are suite options; for `gym:<id>`
+they go to `gym.make`; for families they are the family's options.
+
+From Python, an entry (or an entry dict's `id`) may also be an env factory, an env class or an
+env instance: `make_taskset([make_env, {"id": MyEnv, "kwargs": {"size": 5}, "name": "mine"},
+gymnasium.make("CartPole-v1")])`; see `multiq.tasks.python_entries` for their names, what the
+config records and which instances are taken.
+
+New suites are added by putting a `Suite` into `SUITES`; prefixes that parse their own entries
+live in `ENTRY_BUILDERS`.
 """
 
 from __future__ import annotations
@@ -17,12 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
+
 from multiq.errors import TaskError
-from multiq.tasks import atari, classic, families, gym_ids, minatar
+from multiq.tasks import atari, classic, families, gym_ids, minatar, python_entries
 from multiq.tasks.spec import TaskSet, TaskSpec
 
 Builder = Callable[[str, "str | None", dict[str, Any]], TaskSpec]
-Entries = str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]]
+Entries = str | Mapping[str, Any] | Sequence[Any] | Callable[..., Any] | gym.Env
+"""Task entries: strings and dicts; from Python also factories, env classes and instances."""
 ENTRY_KEYS = ("id", "name", "kwargs")
 
 
@@ -95,6 +107,8 @@ SUITES: dict[str, Suite] = {
 # Prefix -> `build(member, name, kwargs, entry_id)`, for entries that are not suite members.
 ENTRY_BUILDERS: dict[str, Callable[[str, str | None, Mapping[str, Any], str], list[TaskSpec]]] = {
     families.PREFIX: families.build_entry,
+    python_entries.FACTORY_PREFIX: python_entries.build_factory_entry,
+    python_entries.PYTHON_PREFIX: python_entries.refuse_python_entry,
 }
 
 
@@ -103,7 +117,9 @@ def make_taskset(entries: Entries) -> TaskSet:
 
     Args:
         entries: a comma-separated string of entry strings, one entry dict, or a list of
-            entry strings and dicts `{"id": ..., "name": ..., "kwargs": {...}}`.
+            entry strings and dicts `{"id": ..., "name": ..., "kwargs": {...}}`; from Python
+            also env factories, env classes and env instances (alone, in the list, or as a
+            dict's `id`).
 
     Returns:
         The tasks, in entry order; each spec's `source` is the entry dict that rebuilds it.
@@ -129,7 +145,10 @@ def describe_suites() -> str:
     Returns:
         Multi-line text for `multiq tasks`.
     """
-    lines = ["Task entries: <suite> (all its tasks), <suite>:<Member> (one task), gym:<id>."]
+    lines = [
+        "Task entries: <suite> (all its tasks), <suite>:<Member> (one task), gym:<id> or a "
+        "registered Gymnasium id, factory:<module>:<name>."
+    ]
     for suite in SUITES.values():
         lines += ["", f"{suite.name}: {suite.summary}"]
         if suite.options is not None:
@@ -151,11 +170,15 @@ def _describe_task(suite: Suite, member: str) -> str:
 
 def _build_entry(entry: dict[str, Any]) -> list[TaskSpec]:
     entry_id, name = entry["id"], entry["name"]
+    if not isinstance(entry_id, str):  # a factory or an env class
+        return [python_entries.build_factory(entry_id, name, entry["kwargs"])]
     prefix, _, member = entry_id.partition(":")
     builder = ENTRY_BUILDERS.get(prefix.strip().lower())
     if builder is not None:
         return builder(member.strip(), name, entry["kwargs"], entry_id)
     suite = SUITES.get(prefix.strip().lower())
+    if suite is None and gym_ids.is_bare_id(entry_id):
+        return _build_entry({**entry, "id": f"gym:{entry_id}"})
     if suite is None:
         raise TaskError(_unknown_entry_message(entry_id))
     members = suite.select(member.strip(), entry_id)
@@ -171,7 +194,7 @@ def _build_entry(entry: dict[str, Any]) -> list[TaskSpec]:
 
 
 def _normalise(entries: Entries) -> list[dict[str, Any]]:
-    if isinstance(entries, str | Mapping):
+    if isinstance(entries, str | Mapping) or python_entries.is_python_object(entries):
         entries = [entries]
     if not isinstance(entries, Sequence):
         raise TaskError(f"tasks must be a string or a list of entries, got {entries!r}")
@@ -181,12 +204,17 @@ def _normalise(entries: Entries) -> list[dict[str, Any]]:
             normalised += [_entry(part.strip()) for part in item.split(",") if part.strip()]
         elif isinstance(item, Mapping):
             normalised.append(_entry_from_dict(item))
+        elif python_entries.is_python_object(item):
+            normalised.append(python_entries.object_entry(item, None, {}))
         else:
-            raise TaskError(f"a task entry must be a string or a dict, got {item!r}")
+            raise TaskError(
+                f"a task entry must be a string or a dict, got {item!r}; from Python it may also "
+                "be an env factory, an env class or a gymnasium.Env"
+            )
     return normalised
 
 
-def _entry(entry_id: str, name: str | None = None, kwargs: Any = None) -> dict[str, Any]:
+def _entry(entry_id: Any, name: str | None = None, kwargs: Any = None) -> dict[str, Any]:
     if name is not None and (not isinstance(name, str) or not name):
         raise TaskError(f"task entry {entry_id!r}: `name` must be a non-empty string, got {name!r}")
     if kwargs is not None and not isinstance(kwargs, Mapping):
@@ -196,12 +224,17 @@ def _entry(entry_id: str, name: str | None = None, kwargs: Any = None) -> dict[s
 
 def _entry_from_dict(item: Mapping[str, Any]) -> dict[str, Any]:
     bad = sorted(set(item) - set(ENTRY_KEYS))
-    if bad or not isinstance(item.get("id"), str):
+    entry_id: Any = item.get("id")
+    python_id = python_entries.is_python_object(entry_id)
+    if bad or not (isinstance(entry_id, str) or python_id):
         raise TaskError(
-            f"a task entry dict needs a string `id` and may have `name` and `kwargs`, got "
-            f"{dict(item)!r}"
+            f"a task entry dict needs a string `id` (from Python also an env factory, class or "
+            f"instance) and may have `name` and `kwargs`, got {dict(item)!r}"
         )
-    return _entry(item["id"].strip(), item.get("name"), item.get("kwargs"))
+    if python_id:
+        checked = _entry(entry_id, item.get("name"), item.get("kwargs"))
+        return python_entries.object_entry(entry_id, checked["name"], checked["kwargs"])
+    return _entry(entry_id.strip(), item.get("name"), item.get("kwargs"))
 
 
 def _check_type(suite: str, key: str, value: Any, default: Any) -> None:
@@ -221,22 +254,21 @@ def _unknown_entry_message(entry_id: str) -> str:
     return (
         f"unknown task entry {entry_id!r};{_entry_hint(entry_id)} supported: a suite name "
         f"({suites}) for all its tasks, <suite>:<Member> for one task (see `multiq tasks`), "
-        "gym:<id> for any Gymnasium id, or family:<name> for a task family"
+        "a registered Gymnasium id (or gym:<id>, gym:<module>:<id>), family:<name> for a task "
+        "family, or factory:<module>:<name> for a function or class that builds the env"
     )
 
 
 def _entry_hint(entry_id: str) -> str:
     known_ids = gym_ids.all_ids()
-    if entry_id in known_ids:
-        return f" did you mean 'gym:{entry_id}'?"
     members = {f"{s.name}:{m}": m.lower() for s in SUITES.values() for m in s.members}
     matches = [full for full, member in members.items() if member == entry_id.lower()]
     if matches:
         return f" did you mean {' or '.join(map(repr, matches))}?"
     suite_hint = _did_you_mean(entry_id.partition(":")[0], [*SUITES, *ENTRY_BUILDERS])
-    return suite_hint or _did_you_mean(entry_id, known_ids, prefix="gym:")
+    return suite_hint or _did_you_mean(entry_id, known_ids)
 
 
-def _did_you_mean(word: str, choices: Sequence[str], prefix: str = "") -> str:
-    close = [f"{prefix}{match}" for match in difflib.get_close_matches(word, choices, n=3)]
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3)
     return f" did you mean {' or '.join(map(repr, close))}?" if close else ""

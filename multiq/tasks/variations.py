@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.utils import seeding
+from gymnasium.utils import RecordConstructorArgs, seeding
 
 from multiq.errors import TaskError
 from multiq.tasks import minatar
@@ -56,11 +56,16 @@ MINIGRID_OPTIONS: dict[str, Any] = {"env_id": "MiniGrid-DoorKey-6x6-v0"}
 LAYOUT_SEEDS = 2**31  # layout seeds are drawn from [0, LAYOUT_SEEDS)
 
 
-class Physics(gym.Wrapper):
-    """Sets physical parameters on the unwrapped env's instance, then recomputes derived ones."""
+class Physics(gym.Wrapper, RecordConstructorArgs):
+    """Sets physical parameters on the unwrapped env's instance, then recomputes derived ones.
+
+    Records its arguments (Gymnasium's `RecordConstructorArgs`), so `env.spec.make()` rebuilds
+    the same task.
+    """
 
     def __init__(self, env: gym.Env, params: Mapping[str, float], derive: Callable[[Any], None]):
-        super().__init__(env)
+        RecordConstructorArgs.__init__(self, params=dict(params), derive=derive)
+        gym.Wrapper.__init__(self, env)
         for key, value in params.items():
             if not hasattr(env.unwrapped, key):
                 raise TaskError(f"{type(env.unwrapped).__name__} has no parameter {key!r}")
@@ -129,16 +134,18 @@ def build_minatar(params: dict[str, Any], name: str, options: Mapping[str, Any])
     return build_spec(name, game_id, make_env)
 
 
-class FixedLayout(gym.Wrapper):
+class FixedLayout(gym.Wrapper, RecordConstructorArgs):
     """Makes every episode start from one layout.
 
     Rule: each reset calls the env's reset with `layout_seed`, whatever seed is passed in; a
     seed passed in then reseeds the env's RNG, which only matters for envs that draw random
-    numbers during an episode.
+    numbers during an episode. Records its arguments (`RecordConstructorArgs`), so
+    `env.spec.make()` rebuilds the same task.
     """
 
     def __init__(self, env: gym.Env, layout_seed: int):
-        super().__init__(env)
+        RecordConstructorArgs.__init__(self, layout_seed=layout_seed)
+        gym.Wrapper.__init__(self, env)
         self.layout_seed = layout_seed
 
     def reset(

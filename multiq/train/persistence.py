@@ -28,7 +28,9 @@ from multiq.phases.state import TrainState
 from multiq.replay.buffers import MultiTaskReplay
 from multiq.runio.folder import run_id
 from multiq.runio.layout import CONFIG_FILE
-from multiq.tasks.spec import TaskSpec
+from multiq.tasks import make_taskset
+from multiq.tasks.python_entries import check_rebuildable
+from multiq.tasks.spec import TaskSpec, with_envs_from
 from multiq.train import checkpoint as ckpt
 from multiq.train.context import CollectorRecord, Resumed
 from multiq.train.specs import specs_from_record, specs_to_record
@@ -245,20 +247,26 @@ def read_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Conf
     return meta, payload, config
 
 
-def resume(cls: Any, run_dir: Path, overrides: dict[str, Any]) -> Any:
+def resume(cls: Any, run_dir: Path, overrides: dict[str, Any], tasks: Any = None) -> Any:
     """The model of RUN_DIR/checkpoint.pt, as `MultiTaskDQN.resume` describes it.
 
     Args:
         cls: the model class (`MultiTaskDQN`); `cls.from_record` builds the teachers.
         run_dir: the run folder.
         overrides: config keys to change (`device`, env and thread settings).
+        tasks: task entries whose envs the saved tasks take (`with_envs_from`); None: each
+            saved task's env is rebuilt from its recorded entry.
 
     Raises:
         CheckpointError: see `read_checkpoint`; contents that do not fit the run.
     """
     meta, payload, config = read_checkpoint(run_dir)
+    specs = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
+    if tasks is not None:  # before the try: a TaskError here is the entries', not the file's
+        specs = with_envs_from(specs, make_taskset(tasks))
+    else:
+        check_rebuildable(specs, run_dir)
     try:
-        specs = specs_from_record(meta.get("tasks", []), payload.get("spaces", {}))
         model = cls(config=config, task_specs=specs, run_dir=run_dir, **overrides)
         _restore(model, meta, payload, lambda m, t: cls.from_record(m, t, overrides.get("device")))
     except RESUME_ERRORS as error:

@@ -91,7 +91,7 @@ def test_duplicate_task_names_are_rejected():
     [
         ("foo", r"unknown task entry 'foo'; supported: a suite name \(minatar, classic, atari\)"),
         ("minatr", r"unknown task entry 'minatr'; did you mean 'minatar'\?"),
-        ("CartPole-v1", r"did you mean 'gym:CartPole-v1'\?"),
+        ("CartPole-v9", r"did you mean 'CartPole-v1'"),  # bare registered ids are taken
         ("breakout", r"did you mean 'minatar:Breakout'\?"),
         (
             "atari:Pong",
