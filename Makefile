@@ -7,14 +7,14 @@ TORCH_SPEC ?= torch==2.13.0
 WHEELS ?= /opt/wheels
 FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple)
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench docs clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install -q $(FIND_LINKS) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[test,bench,envpool]"
+	$(BIN)/pip install -q -e ".[test,bench,envpool,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,5 +37,9 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/throughput.py
 
+# the documentation site into site/ (mkdocs.yml; warnings, e.g. broken links, are errors)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -68,7 +68,7 @@ def default_run_dir(cfg: Config, label: str | None = None) -> Path:
 class MultiTaskDQN:
     """One DQN agent for many tasks; tasks can be added while it learns.
 
-    Example:
+    Examples:
         >>> model = MultiTaskDQN("gym:CartPole-v1,gym:Acrobot-v1", learning_starts=500)
         >>> model.learn(total_steps_per_task=20_000)
         >>> model.predict(obs, task="CartPole")

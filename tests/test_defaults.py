@@ -184,9 +184,9 @@ def test_meta_runs_keep_the_base_defaults(tmp_path):
     assert run.model.config.learning_rate == BASE["learning_rate"] != VECTOR["learning_rate"]
 
 
-# --- the README's account -----------------------------------------------------------------------
+# --- the docs' account (the config reference page) ----------------------------------------------
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "reference" / "config.md"
 
 
 def test_the_readme_table_and_line_are_the_tables():

@@ -1,69 +1,59 @@
-"""Every code block of README.md is run (or, for long shell commands, dry-run) by a test.
+"""Every code block of README.md runs in a test, by the rules of tests/test_doc_blocks.py:
+python blocks run as written (short budgets), yaml blocks load as configs, and each `multiq`
+line of a bash block is parsed (train lines build their config and tasks; `multiq config` and
+`multiq tasks` run). `make` lines are what CI itself runs (.ci/run calls `make test`).
 
-- ```python blocks run as written, in a temporary folder.
-- ```yaml blocks are config snippets: they load as a Config and their tasks build.
-- ```bash blocks: `make` lines are what CI itself runs (skipped here); each `multiq` example
-  line is parsed by the CLI and its config and tasks are built, without training (the budgets
-  of those examples take minutes to hours). Synopsis lines (with [OPTIONS] or ...) are skipped.
+The README is the front door: short, no dated measurements (those live on the benchmarks page
+with their command, machine and date), and its links into docs/ lead to pages that exist.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
-from pathlib import Path
 
 import pytest
-import yaml
+from test_doc_blocks import ROOT, check_shell, check_yaml, page_blocks, run_python, shell_commands
 
-from multiq.cli import _config_from_args, build_parser
-from multiq.config import Config
-from multiq.tasks import make_taskset
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
-
-
-def blocks(language: str) -> list[str]:
-    return [body for lang, body in BLOCK.findall(README.read_text()) if lang == language]
-
-
-def shell_commands() -> list[str]:
-    """`multiq ...` example lines of the bash blocks (continuations joined)."""
-    commands = []
-    for body in blocks("bash"):
-        for line in body.replace("\\\n", " ").splitlines():
-            line = line.split("#")[0].strip()
-            words = shlex.split(line) if line else []
-            if not words or Path(words[0]).name != "multiq":
-                continue
-            if "[" in line or "..." in line or "|" in line:
-                continue  # a synopsis
-            commands.append(line)
-    return commands
+README = ROOT / "README.md"
+PYTHON = page_blocks(README, "python")
+YAML = page_blocks(README, "yaml")
+BASH = page_blocks(README, "bash")
+MAX_LINES = 250
 
 
 def test_the_readme_has_the_blocks_these_tests_expect():
-    assert len(blocks("python")) >= 1 and len(blocks("yaml")) >= 1
-    assert len(shell_commands()) >= 6
+    assert len(PYTHON) >= 2
+    assert {b.language for b in page_blocks(README)} <= {"python", "yaml", "bash"}
+    assert len([c for b in BASH for c in shell_commands(b)]) >= 4
+    assert not [b.name for b in PYTHON + YAML + BASH if b.not_run], "every README block runs"
 
 
-@pytest.mark.parametrize("code", blocks("python"))
-def test_python_blocks_run_as_written(code, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+def test_the_set_up_commands_are_the_ones_ci_runs():
+    setup = BASH[0].body.split()
+    assert setup[:2] == ["make", "run"] and "make" in setup and "test" in setup
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.parametrize("snippet", blocks("yaml"))
-def test_yaml_blocks_are_valid_configs(snippet):
-    config = Config.from_dict(yaml.safe_load(snippet))
-    assert len(make_taskset(config.tasks)) >= 1
+def test_the_readme_is_a_short_front_door_without_dated_measurements():
+    text = README.read_text()
+    assert len(text.splitlines()) <= MAX_LINES
+    assert not re.findall(r"\b20\d\d-\d\d-\d\d\b", text), "dates go to the benchmarks page"
 
 
-@pytest.mark.parametrize("command", shell_commands())
-def test_shell_examples_parse_and_build_their_config(command, monkeypatch):
-    monkeypatch.chdir(README.parent)
-    args = build_parser().parse_args(shlex.split(command)[1:])
-    if args.command == "train" and not args.resume:
-        config = _config_from_args(args)
-        assert len(make_taskset(config.tasks)) >= 1
+def test_the_readme_links_into_the_docs_lead_to_pages():
+    links = re.findall(r"\]\(((?:docs/|CHANGELOG)[^)#]*)(?:#[^)]*)?\)", README.read_text())
+    assert len(links) >= 10
+    assert [link for link in links if not (ROOT / link).is_file()] == []
+
+
+BLOCKS = PYTHON + YAML + BASH
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
+def test_every_block_runs(block, tmp_path, monkeypatch):
+    if block.language == "python":
+        run_python(block, tmp_path, monkeypatch)
+    elif block.language == "yaml":
+        check_yaml(block, tmp_path)
+    else:
+        check_shell(block, monkeypatch)

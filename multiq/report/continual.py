@@ -123,7 +123,7 @@ class ContinualMetrics:
 def evaluation_matrix(run_dir: str | Path) -> ContinualMatrix:
     """Reads a continual run's evaluation matrix R[i, j] and its curves.
 
-    R[i, j] is the row `task/<j>/return` of metrics.csv at step == phases[i]["end_step"].
+    R[i, j] is the row `task/<j>/return` of metrics.csv at step == `phases[i]["end_step"]`.
 
     Args:
         run_dir: the run folder (holds metrics.csv and summary.json with `phases`).
