@@ -66,6 +66,16 @@ def toy_problem(u_a, u_b):
     return w, heads, losses
 
 
+def toy_balancer(name: str, params: list, shared: list[bool]):
+    """A balancer of tasks a and b (alpha 0.5 each) over `params`."""
+    balancer = build_balancer(name)
+    for task in ("a", "b"):
+        balancer.add_task(task)
+    balancer.set_params(params, shared)
+    balancer.set_task_weights({"a": 0.5, "b": 0.5})
+    return balancer
+
+
 @pytest.mark.parametrize("balancer_name", sorted(BALANCERS))
 @pytest.mark.parametrize(
     ("u_a", "u_b", "cosine"),
@@ -77,11 +87,7 @@ def toy_problem(u_a, u_b):
 )
 def test_every_balancer_hands_over_the_gradients_by_hand(balancer_name, u_a, u_b, cosine):
     w, heads, losses = toy_problem(u_a, u_b)
-    balancer = build_balancer(balancer_name)
-    for name in ("a", "b"):
-        balancer.add_task(name)
-    balancer.set_params([w, *heads], [True, False, False])
-    balancer.set_task_weights({"a": 0.5, "b": 0.5})
+    balancer = toy_balancer(balancer_name, [w, *heads], [True, False, False])
     task_ids = torch.tensor([0, 1])
     loss, grads = balancer.probed_backward(losses(), task_ids, ["a", "b"])
     # each task's gradient of alpha_t L_t on w: 0.5 u_t, before any balancing
@@ -93,11 +99,7 @@ def test_every_balancer_hands_over_the_gradients_by_hand(balancer_name, u_a, u_b
     # the probe leaves the update's own gradient as the plain backward gives it
     probed = [p.grad.clone() for p in (w, *heads)]
     w2, heads2, losses2 = toy_problem(u_a, u_b)
-    plain = build_balancer(balancer_name)
-    for name in ("a", "b"):
-        plain.add_task(name)
-    plain.set_params([w2, *heads2], [True, False, False])
-    plain.set_task_weights({"a": 0.5, "b": 0.5})
+    plain = toy_balancer(balancer_name, [w2, *heads2], [True, False, False])
     plain.backward(losses2(), task_ids, ["a", "b"])
     for got, want in zip(probed, [p.grad for p in (w2, *heads2)], strict=True):
         torch.testing.assert_close(got, want)
@@ -105,11 +107,7 @@ def test_every_balancer_hands_over_the_gradients_by_hand(balancer_name, u_a, u_b
 
 def test_no_probe_without_shared_parameters_or_with_one_task():
     w, heads, losses = toy_problem([1.0, 0.0], [0.0, 1.0])
-    balancer = build_balancer("fixed")
-    for name in ("a", "b"):
-        balancer.add_task(name)
-    balancer.set_params([w, *heads], [False, False, False])
-    balancer.set_task_weights({"a": 0.5, "b": 0.5})
+    balancer = toy_balancer("fixed", [w, *heads], [False, False, False])
     _, grads = balancer.probed_backward(losses(), torch.tensor([0, 1]), ["a", "b"])
     assert grads is None and w.grad is not None  # the update itself still ran
     balancer.set_params([w, *heads], [True, False, False])
