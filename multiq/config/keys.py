@@ -196,6 +196,13 @@ class ConfigKeys:
         bounds=between(1, MAX_HIDDEN_SIZE),
     )
     dueling: bool = net(False, "use a dueling head (separate value and advantage streams).")
+    dropout: float = net(
+        0.0,
+        "dropout probability after each hidden layer of the shared trunk while learning (acting "
+        "and targets use no dropout); 0 = none. A regulariser for pre-training that transfers "
+        "(Farebrother et al. 2018).",
+        bounds=fraction(open_high=True),
+    )
     task_embedding: str = net(
         "onehot",
         "scheme `conditioned`: the task's embedding, `onehot` or `learned`.",
@@ -281,6 +288,12 @@ class ConfigKeys:
         1, "gradient steps per update.", bounds=between(1, MAX_GRADIENT_STEPS)
     )
     max_grad_norm: float = dqn(10.0, "gradient-norm clipping threshold.", bounds=above(0))
+    weight_decay: float = dqn(
+        0.0,
+        "decoupled weight decay (AdamW, Loshchilov & Hutter 2019) of the network's weights; 0 "
+        "= plain Adam. A regulariser for pre-training that transfers (Farebrother et al. 2018).",
+        bounds=at_least(0),
+    )
 
     # --- mtl: multi-task losses and the parameter groups that train -----------------------------
     task_weights: dict[str, float] | None = mtl(
@@ -478,6 +491,13 @@ class ConfigKeys:
     )
     distill_temperature: float = transfer(
         1.0, "temperature tau of softmax(Q / tau) in distillation.", bounds=above(0)
+    )
+    l2_init: float = transfer(
+        0.0,
+        "transfer modes that fine-tune the source's trunk: weight beta of the L2-SP term "
+        "`beta / 2 * ||theta_trunk - theta_source||^2` that pulls the trunk towards the "
+        "source's weights (Li et al. 2018); 0 = off.",
+        bounds=at_least(0),
     )
 
     # --- continual: continual learning ----------------------------------------------------------
