@@ -16,6 +16,12 @@ metrics.csv holds, per task, a curve over the whole run.
   normalised curve during its own phase, AUC_ref_j the same for the reference run's curve over
   its first (phase length) steps; FT = mean_j FT_j.
 
+Without reference runs, forgetting in raw returns (`raw_forgetting`): F_raw_j = R[phase that
+trained j, j] − R[last phase, j], its share of what the task had gained over random,
+F_raw_j / (R[phase that trained j, j] − R_random), and backward transfer
+BWT = mean_j (R[last, j] − R[phase that trained j, j]) = −mean_j F_raw_j (Lopez-Paz & Ranzato
+2017), for the same tasks as F_j.
+
 A task's training phase is the first phase whose `tasks` include it; the sequence is the tasks
 in order of their training phase, and the other held tasks follow it. Means are over the tasks
 with a finite value; the notes name the others. numpy + matplotlib only (never torch).
@@ -114,6 +120,36 @@ class ContinualMetrics:
     reference_auc: dict[str, float]
     forward_transfer: dict[str, float]
     forward_transfer_mean: float
+    notes: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class RawForgetting:
+    """Forgetting in raw returns, which needs no reference run (see the module docstring).
+
+    Attributes:
+        tasks: the sequence's tasks trained before the last phase, in sequence order.
+        own: task -> R[phase that trained it, task], its return right after its own phase.
+        final: task -> R[last phase, task].
+        forgetting: task -> own − final (positive: forgot).
+        share: task -> forgetting / (own − random), the share of its gain over random it lost
+            (NaN where own <= random or the random return is unknown).
+        forgetting_mean: the mean of `forgetting` (raw returns: compare tasks only when their
+            return scales do).
+        backward_transfer: the mean of final − own, i.e. −forgetting_mean (positive: the later
+            phases helped).
+        share_mean: the mean of `share`.
+        notes: NaN values and why, means over fewer tasks.
+    """
+
+    tasks: list[str]
+    own: dict[str, float]
+    final: dict[str, float]
+    forgetting: dict[str, float]
+    share: dict[str, float]
+    forgetting_mean: float
+    backward_transfer: float
+    share_mean: float
     notes: list[str]
 
 
@@ -309,6 +345,45 @@ def continual_metrics(
     )
 
 
+def raw_forgetting(matrix: ContinualMatrix) -> RawForgetting:
+    """Forgetting and backward transfer in raw returns (formulas in the module docstring).
+
+    Args:
+        matrix: the continual run's matrix (`evaluation_matrix`).
+
+    Returns:
+        The metrics over the sequence's tasks trained before the last phase (none when the run
+        has one phase); a task with a NaN cell gets NaN values, a note, and is left out of
+        the means.
+    """
+    last = len(matrix.phases) - 1
+    tasks = [t for t in matrix.sequence if matrix.trained_in[t] < last]
+    column = {task: j for j, task in enumerate(matrix.tasks)}
+    own = {t: float(matrix.returns[matrix.trained_in[t], column[t]]) for t in tasks}
+    final = {t: float(matrix.returns[last, column[t]]) for t in tasks}
+    forgetting = {t: own[t] - final[t] for t in tasks}
+    notes: list[str] = []
+    share = {t: _share(forgetting[t], own[t], float(matrix.random[column[t]])) for t in tasks}
+    for task in tasks:
+        if math.isnan(share[task]) and not math.isnan(forgetting[task]):
+            notes.append(
+                f"task {task}: its return after its own phase is not above the random "
+                "policy's (or that is unknown), so the share of its gain it lost is NaN"
+            )
+    backward = {t: -value for t, value in forgetting.items()}
+    return RawForgetting(
+        tasks=tasks,
+        own=own,
+        final=final,
+        forgetting=forgetting,
+        share=share,
+        forgetting_mean=_finite_mean(forgetting, "raw forgetting", notes),
+        backward_transfer=_finite_mean(backward, "backward transfer", []),
+        share_mean=_finite_mean(share, "share of the gain lost", notes),
+        notes=notes,
+    )
+
+
 def aggregate_continual(
     per_seed: Sequence[ContinualMetrics],
     confidence: float = 0.95,
@@ -452,8 +527,8 @@ def build_sequence_figure(matrix: ContinualMatrix) -> Figure:
 def format_continual_report(
     run_dir: str | Path, references: Sequence[str | Path] | None = None
 ) -> str:
-    """A markdown report of a continual run: its evaluation matrix and, with references, the
-    normalised matrix and Continual World's metrics.
+    """A markdown report of a continual run: its evaluation matrix, forgetting in raw returns
+    and, with references, the normalised matrix and Continual World's metrics.
 
     Args:
         run_dir: the continual run's folder.
@@ -471,19 +546,21 @@ def format_continual_report(
     reference_runs = list(references or ())
     reference = reference_returns(reference_runs, matrix.tasks) if reference_runs else None
     sections.append(_raw_section(matrix, reference))
+    raw = raw_forgetting(matrix)
+    sections.append(_raw_forgetting_section(matrix, raw))
     if reference is None:
         sections.append(
             "Give single-task reference run folders (one per task, trained as long as a phase) "
-            "to normalise the returns and get average performance, forgetting and forward "
-            "transfer."
+            "to normalise the returns and get average performance, normalised forgetting and "
+            "forward transfer."
         )
-        notes = matrix.notes
+        notes = [*matrix.notes, *raw.notes]
     else:
         metrics = continual_metrics(
             matrix, reference, reference_curves(reference_runs, matrix.tasks)
         )
         sections += [_normalised_section(matrix, metrics), _metrics_section(matrix, metrics)]
-        notes = [*matrix.notes, *metrics.notes]
+        notes = [*matrix.notes, *raw.notes, *metrics.notes]
     if notes:
         sections.append("Notes:\n" + "\n".join(f"- {note}" for note in notes))
     return "\n\n".join(sections) + "\n"
@@ -635,6 +712,12 @@ def _normalised_curve(curve: Series, random: float, reference: float) -> Series:
     return [(step, float(p)) for (step, _), p in zip(curve, values, strict=True)]
 
 
+def _share(forgetting: float, own: float, random: float) -> float:
+    """forgetting / (own − random); NaN when own <= random or either is NaN."""
+    gained = own - random
+    return forgetting / gained if gained > 0 else math.nan
+
+
 def _finite_mean(values: Mapping[str, float], label: str, notes: list[str]) -> float:
     finite = [v for v in values.values() if math.isfinite(v)]
     left_out = [task for task, v in values.items() if not math.isfinite(v)]
@@ -773,6 +856,43 @@ def _matrix_table(
         lines.append(markdown_line((name, *cells)))
     lines += [markdown_line((f"*{label}*", *map(_number, row))) for label, row in extra]
     return "\n".join(lines)
+
+
+def _raw_forgetting_section(matrix: ContinualMatrix, raw: RawForgetting) -> str:
+    title = "## Forgetting in raw returns"
+    if not raw.tasks:
+        return f"{title}\n\nOne phase only: no task was trained before the last phase."
+    header = ("task", "phase", "after its phase", "at the end", "forgetting", "share of gain")
+    rows = [
+        markdown_line(
+            (
+                task,
+                matrix.phases[matrix.trained_in[task]],
+                _number(raw.own[task]),
+                _number(raw.final[task]),
+                _number(raw.forgetting[task]),
+                _number(raw.share[task]),
+            )
+        )
+        for task in raw.tasks
+    ]
+    return "\n".join(
+        [
+            title,
+            "",
+            f"- raw forgetting F_raw = {_number(raw.forgetting_mean)}: the mean of R_j(end of "
+            "its phase) - R_j(end), over the tasks before the last (positive: forgotten; in "
+            "returns, so compare tasks only where their return scales compare).",
+            f"- backward transfer BWT = {_number(raw.backward_transfer)}: the mean of "
+            "R_j(end) - R_j(end of its phase) = -F_raw (positive: the later phases helped).",
+            f"- share of the gain lost = {_number(raw.share_mean)}: the mean of F_raw_j / "
+            "(R_j(end of its phase) - random) (1: back to the random policy).",
+            "",
+            markdown_line(header),
+            markdown_line((":---", ":---", *("---:" for _ in header[2:]))),
+            *rows,
+        ]
+    )
 
 
 def _metrics_section(matrix: ContinualMatrix, metrics: ContinualMetrics) -> str:

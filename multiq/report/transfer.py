@@ -10,7 +10,11 @@ Per target task (the scratch run's random-policy return `R_rand` is the zero of 
 the threshold, so a run whose curve equals scratch's scores jumpstart 0 and ratio exactly 1):
 - jumpstart = first eval − scratch's first eval; asymptotic gain = final eval − scratch's;
 - transfer ratio = ∫(R − R_rand) / ∫(R_scratch − R_rand), each curve linearly interpolated and
-  integrated over the steps both curves cover; NaN when scratch's area is <= 0;
+  integrated over the steps both curves cover. It is undefined (NaN, with a note saying why)
+  when scratch did not learn: its area above random, per step, is at most
+  UNDEFINED_TOLERANCE (1%) of the return scale (the largest |R − R_rand| of either curve over
+  that range), since a ratio over a near-zero area is noise; the area difference
+  ∫(R − R_scratch) / (steps), the mean return gained over scratch, is defined there too;
 - time to threshold = the first eval step whose return >= R_rand + f·(R_scratch_final − R_rand).
 
 Per source task (the run's own curve): forgetting = first eval − last eval (positive: forgot),
@@ -40,6 +44,9 @@ from multiq.report.table import MISSING, aligned_table, format_mean_std
 from multiq.runio.layout import SUMMARY_FILE, random_return_key, return_key
 
 THRESHOLD_FRACTION = 0.8
+UNDEFINED_TOLERANCE = 0.01
+SCRATCH_DID_NOT_LEARN = "undefined: scratch did not learn (area above random ≈ 0)"
+NO_COMMON_STEPS = "undefined: the two curves share no step range"
 SCRATCH_MODE = "scratch"
 NOT_REACHED = "not reached"
 _REQUIRED_KEYS = ("mode", "source_tasks", "target_tasks")
@@ -118,9 +125,14 @@ def transfer_metrics(
 
     Returns:
         `{"threshold_fraction": f, "target": {task: {...}}, "source": {task: {...}}}`, plain
-        floats, ints and None. Target entries: random_return, first_return,
+        floats, ints, strings and None (NaN where a metric is undefined; `json_safe` turns
+        those into None before writing JSON). Target entries: random_return, first_return,
         scratch_first_return, jumpstart, final_return, scratch_final_return, asymptotic_gain,
-        transfer_ratio, threshold_return, time_to_threshold_steps,
+        transfer_ratio (NaN when undefined), transfer_ratio_note (None, or why the ratio is
+        undefined, e.g. `SCRATCH_DID_NOT_LEARN`), area_difference (∫(R − R_scratch) per step
+        over the common step range: the mean return gained over scratch), scratch_area
+        (∫(R_scratch − R_rand) per step), return_scale (the largest |R − R_rand| of either
+        curve there), threshold_return, time_to_threshold_steps,
         scratch_time_to_threshold_steps (None: never reached). Source entries (source tasks
         with eval returns in the run): random_return, return_before, return_after, forgetting,
         forgetting_normalised.
@@ -165,8 +177,40 @@ def source_metrics(curve: Series, random_return: float) -> dict[str, float]:
     }
 
 
-def area_ratio(curve: Series, baseline: Series, random_return: float) -> float:
-    """∫(curve − random) / ∫(baseline − random) over the steps both curves cover.
+@dataclass(frozen=True)
+class AreaComparison:
+    """Two curves' areas above the random return over the steps both cover, per step.
+
+    Attributes:
+        area: ∫(curve − random) / (end − start): the curve's mean return above random.
+        baseline_area: the same for the baseline (scratch).
+        scale: the largest |return − random| of either curve at the steps in that range (the
+            interpolants' extremes): the returns' scale the tolerance is relative to.
+        ratio: area / baseline_area; NaN when undefined (see `note`).
+        note: None, or why the ratio is undefined: `SCRATCH_DID_NOT_LEARN` when baseline_area
+            <= tolerance · scale (also when it is negative, or both curves sit at random),
+            `NO_COMMON_STEPS` when the range is a single step or empty (then all are NaN).
+    """
+
+    area: float
+    baseline_area: float
+    scale: float
+    ratio: float
+    note: str | None
+
+    @property
+    def difference(self) -> float:
+        """area − baseline_area = ∫(curve − baseline) per step: the mean return gained."""
+        return self.area - self.baseline_area
+
+
+def compare_areas(
+    curve: Series,
+    baseline: Series,
+    random_return: float,
+    tolerance: float = UNDEFINED_TOLERANCE,
+) -> AreaComparison:
+    """Areas above random of a curve and its baseline over the steps both cover, per step.
 
     Each curve is linearly interpolated between its eval points, so where the two were
     evaluated at different steps the areas are still over the same step range; the trapezoid
@@ -176,20 +220,45 @@ def area_ratio(curve: Series, baseline: Series, random_return: float) -> float:
         curve: [(step, return), ...] in step order.
         baseline: the same for the baseline (scratch).
         random_return: the zero of both areas.
+        tolerance: the baseline's area per step counts as zero (the ratio is undefined) when
+            it is at most `tolerance` times the return scale.
 
     Returns:
-        The ratio; nan when the baseline's area is <= 0 (or nan), e.g. when the common step
-        range is a single step or empty.
+        The comparison (see `AreaComparison`).
     """
     start, end = max(curve[0][0], baseline[0][0]), min(curve[-1][0], baseline[-1][0])
     if end <= start:
-        return math.nan
+        return AreaComparison(math.nan, math.nan, math.nan, math.nan, NO_COMMON_STEPS)
     inner = [step for step, _ in [*curve, *baseline] if start < step < end]
     steps = np.unique(np.array([start, end, *inner], dtype=np.float64))
-    baseline_area = _area_above(baseline, steps, random_return)
-    if not baseline_area > 0:  # also catches nan
-        return math.nan
-    return _area_above(curve, steps, random_return) / baseline_area
+    heights = [_heights(points, steps, random_return) for points in (curve, baseline)]
+    area, baseline_area = (_mean_area(h, steps) for h in heights)
+    scale = float(max(np.max(np.abs(h)) for h in heights))
+    if not baseline_area > tolerance * scale:  # also catches nan
+        return AreaComparison(area, baseline_area, scale, math.nan, SCRATCH_DID_NOT_LEARN)
+    return AreaComparison(area, baseline_area, scale, area / baseline_area, None)
+
+
+def area_ratio(
+    curve: Series,
+    baseline: Series,
+    random_return: float,
+    tolerance: float = UNDEFINED_TOLERANCE,
+) -> float:
+    """∫(curve − random) / ∫(baseline − random) over the steps both curves cover.
+
+    Args:
+        curve: [(step, return), ...] in step order.
+        baseline: the same for the baseline (scratch).
+        random_return: the zero of both areas.
+        tolerance: as in `compare_areas`.
+
+    Returns:
+        The ratio; nan when it is undefined: the baseline's area is at most `tolerance` times
+        the return scale (scratch did not learn), or the common step range is a single step
+        or empty (see `compare_areas`).
+    """
+    return compare_areas(curve, baseline, random_return, tolerance).ratio
 
 
 def steps_to_threshold(curve: Series, threshold: float) -> int | None:
@@ -226,7 +295,10 @@ def aggregate_seeds(
         "source": {task: {metric: stat}}}`, a stat being `{"mean", "low", "high", "n"}` (n: seeds
         with a finite value; NaNs are left out). The time-to-threshold stats are over the seeds
         that reached the threshold, with `"reached"` (how many did) and `"seeds"` instead of n.
-        Each target task also has `"verdict"` (see `verdict`) from its transfer-ratio interval.
+        The transfer-ratio stat also has `"undefined"`: how many seeds' ratios were undefined
+        and left out (scratch did not learn there; their area difference still counts). Each
+        target task also has `"verdict"` (see `verdict`) from its transfer-ratio interval and
+        `"ratio_note"`: None, or a sentence saying how many seeds were left out and why.
 
     Raises:
         ReportError: no pairs, or the runs do not all have the same target tasks.
@@ -257,24 +329,53 @@ def aggregate_seeds(
     }
 
 
-def verdict(ratio_low: float, ratio_high: float) -> str:
+def verdict(ratio_low: float, ratio_high: float, undefined_seeds: int = 0) -> str:
     """Reads a transfer-ratio interval: is the transfer clearly positive or negative?
 
     Args:
         ratio_low: the interval's lower end.
         ratio_high: its upper end.
+        undefined_seeds: how many seeds' ratios were undefined because scratch did not learn
+            (the interval is over the others).
 
     Returns:
         "positive transfer" (low > 1), "negative transfer" (high < 1), "no clear transfer
-        (interval includes 1)", or "undetermined (no finite transfer ratio)" when an end is nan.
+        (interval includes 1)"; when an end is nan, `SCRATCH_DID_NOT_LEARN` with a pointer to
+        the area difference if `undefined_seeds` > 0, else "undetermined (no finite transfer
+        ratio)".
     """
     if math.isnan(ratio_low) or math.isnan(ratio_high):
+        if undefined_seeds > 0:
+            seeds = "seed" if undefined_seeds == 1 else "seeds"
+            return (
+                f"{SCRATCH_DID_NOT_LEARN} in {undefined_seeds} {seeds}: no transfer ratio; "
+                "read the area difference (mean return gained over scratch)"
+            )
         return "undetermined (no finite transfer ratio)"
     if ratio_low > 1.0:
         return "positive transfer"
     if ratio_high < 1.0:
         return "negative transfer"
     return "no clear transfer (interval includes 1)"
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (an undefined metric) replaced by None, recursively
+    through dicts, lists and tuples, so `json.dumps` writes null rather than NaN.
+
+    Args:
+        value: the metrics of `transfer_metrics` or `aggregate_seeds`, or any part of them.
+
+    Returns:
+        The same structure (tuples become lists); other values unchanged.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def format_transfer_report(
@@ -308,6 +409,7 @@ def format_transfer_report(
     else:
         metrics = transfer_metrics(run, scratch, threshold_fraction)
         sections.append(_target_block(metrics["target"], threshold_fraction))
+        sections.append(_undefined_ratio_notes(metrics["target"]))
     sections.append(_source_block(run))
     return "\n\n".join(section for section in sections if section)
 
@@ -340,13 +442,14 @@ def _transfer_info(summary: Mapping[str, Any], run_dir: str | Path) -> Mapping[s
 
 def _target_metrics(
     task: str, run: TransferRun, scratch: TransferRun, threshold_fraction: float
-) -> dict[str, float | int | None]:
+) -> dict[str, float | int | str | None]:
     curve = _curve(run, task, "transfer run")
     baseline = _curve(scratch, task, "scratch run")
     random = _target_random(task, run, scratch)
     first, final = float(curve[0][1]), float(curve[-1][1])
     scratch_first, scratch_final = float(baseline[0][1]), float(baseline[-1][1])
     threshold = random + threshold_fraction * (scratch_final - random)
+    areas = compare_areas(curve, baseline, random)
     return {
         "random_return": random,
         "first_return": first,
@@ -355,7 +458,11 @@ def _target_metrics(
         "final_return": final,
         "scratch_final_return": scratch_final,
         "asymptotic_gain": final - scratch_final,
-        "transfer_ratio": area_ratio(curve, baseline, random),
+        "transfer_ratio": areas.ratio,
+        "transfer_ratio_note": areas.note,
+        "area_difference": areas.difference,
+        "scratch_area": areas.baseline_area,
+        "return_scale": areas.scale,
         "threshold_return": threshold,
         "time_to_threshold_steps": steps_to_threshold(curve, threshold),
         "scratch_time_to_threshold_steps": steps_to_threshold(baseline, threshold),
@@ -384,11 +491,16 @@ def _target_random(task: str, run: TransferRun, scratch: TransferRun) -> float:
     return value
 
 
-def _area_above(curve: Series, steps: np.ndarray, random_return: float) -> float:
-    """Trapezoid area of (curve − random_return), the curve interpolated linearly at `steps`."""
+def _heights(curve: Series, steps: np.ndarray, random_return: float) -> np.ndarray:
+    """[S] (curve − random_return), the curve interpolated linearly at `steps` ([S])."""
     points = np.array(curve, dtype=np.float64)
-    heights = np.interp(steps, points[:, 0], points[:, 1]) - random_return
-    return float(np.sum(np.diff(steps) * (heights[1:] + heights[:-1]) / 2.0))
+    return np.interp(steps, points[:, 0], points[:, 1]) - random_return
+
+
+def _mean_area(heights: np.ndarray, steps: np.ndarray) -> float:
+    """Trapezoid area under `heights` ([S]) at `steps` ([S], >= 2 distinct), per step."""
+    area = np.sum(np.diff(steps) * (heights[1:] + heights[:-1]) / 2.0)
+    return float(area / (steps[-1] - steps[0]))
 
 
 # --- aggregation -------------------------------------------------------------------------------
@@ -403,7 +515,8 @@ def _check_same_targets(runs: Sequence[TransferRun]) -> None:
 
 def _aggregate_target(per_seed: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
     steps_keys = ("time_to_threshold_steps", "scratch_time_to_threshold_steps")
-    values = [{k: v for k, v in m.items() if k not in steps_keys} for m in per_seed]
+    skipped = (*steps_keys, "transfer_ratio_note")
+    values = [{k: v for k, v in m.items() if k not in skipped} for m in per_seed]
     stats: dict[str, Any] = _aggregate_values(values, settings)
     for key in steps_keys:
         reached = [float(m[key]) for m in per_seed if m[key] is not None]
@@ -415,9 +528,21 @@ def _aggregate_target(per_seed: list[dict[str, Any]], settings: dict[str, Any]) 
             "reached": len(reached),
             "seeds": len(per_seed),
         }
+    undefined = sum(1 for m in per_seed if m["transfer_ratio_note"] == SCRATCH_DID_NOT_LEARN)
     ratio = stats["transfer_ratio"]
-    stats["verdict"] = verdict(ratio["low"], ratio["high"])
+    ratio["undefined"] = undefined
+    stats["verdict"] = verdict(ratio["low"], ratio["high"], undefined)
+    stats["ratio_note"] = _ratio_note(undefined, len(per_seed))
     return stats
+
+
+def _ratio_note(undefined: int, seeds: int) -> str | None:
+    if undefined == 0:
+        return None
+    return (
+        f"transfer ratio over {seeds - undefined} of {seeds} seeds: {undefined} left out, "
+        f"{SCRATCH_DID_NOT_LEARN}"
+    )
 
 
 def _aggregate_values(
@@ -458,7 +583,8 @@ def _target_block(target: Mapping[str, Mapping[str, Any]], threshold_fraction: f
         ("final return", "final_return", format_mean_std),
         ("scratch final return", "scratch_final_return", format_mean_std),
         ("asymptotic gain", "asymptotic_gain", format_mean_std),
-        ("transfer ratio (area)", "transfer_ratio", format_mean_std),
+        ("transfer ratio (area)", "transfer_ratio", _format_ratio),
+        ("area difference (per step)", "area_difference", format_mean_std),
         (f"threshold return (f={threshold_fraction:g})", "threshold_return", format_mean_std),
         ("steps to threshold", "time_to_threshold_steps", _format_steps),
         ("scratch steps to threshold", "scratch_time_to_threshold_steps", _format_steps),
@@ -493,6 +619,27 @@ def _source_block(run: TransferRun) -> str:
     ]
     cells = [(label, [format_mean_std(m[key]) for m in metrics]) for label, key in rows]
     return _block("source task", tasks, cells)
+
+
+def _undefined_ratio_notes(target: Mapping[str, Mapping[str, Any]]) -> str:
+    """A line per target task whose transfer ratio is undefined: why, and what to read."""
+    lines = []
+    for task, metrics in target.items():
+        note = metrics["transfer_ratio_note"]
+        if note == SCRATCH_DID_NOT_LEARN:
+            lines.append(
+                f"{task}: transfer ratio {note}: scratch's mean return above random "
+                f"({metrics['scratch_area']:.3g}) is at most {UNDEFINED_TOLERANCE:.0%} of the "
+                f"return scale ({metrics['return_scale']:.3g}). The area difference "
+                f"{metrics['area_difference']:+.2f} is the mean return gained over scratch."
+            )
+        elif note is not None:
+            lines.append(f"{task}: transfer ratio {note}")
+    return "\n".join(lines)
+
+
+def _format_ratio(value: float) -> str:
+    return "undefined" if math.isnan(value) else format_mean_std(value)
 
 
 def _format_steps(steps: int | None) -> str:
