@@ -566,7 +566,7 @@ class MultiTaskDQN:
         Args:
             source: a trained model, a model.pt file or a run folder.
             tasks: the target task entries.
-            mode: ``scratch``, ``finetune``, ``freeze``, ``joint`` or ``distill``.
+            mode: ``scratch``, ``finetune``, ``freeze``, ``joint``, ``distill`` or ``progressive``.
             run_dir: the transfer run's folder.
             **hyperparameters: config keys to change (e.g. `total_steps_per_task`, `seed`).
 

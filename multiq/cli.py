@@ -185,7 +185,9 @@ def _continual_arguments(continual: argparse.ArgumentParser) -> None:
         "--sequence", help="task entries in order, e.g. minatar:Breakout,minatar:Freeway"
     )
     continual.add_argument(
-        "--method", default="finetune", help="finetune | rehearsal | ewc | distill"
+        "--method",
+        default="finetune",
+        help="finetune | rehearsal | ewc | distill | progressive",
     )
     continual.add_argument("--cycles", type=int, default=1, help="repeat the sequence K times")
     continual.add_argument(
@@ -207,7 +209,7 @@ def _transfer_arguments(transfer: argparse.ArgumentParser) -> None:
     transfer.add_argument(
         "--mode",
         default="finetune",
-        help="scratch | finetune | freeze | joint | distill (default finetune)",
+        help="scratch | finetune | freeze | joint | distill | progressive (default finetune)",
     )
     _add_run_options(transfer)
     transfer.set_defaults(func=cmd_transfer)

@@ -61,7 +61,8 @@ def test_distill_teaches_the_earlier_tasks_from_the_previous_agent():
 
 
 def test_every_registered_method_has_a_test_above():
-    assert set(METHODS) == {"finetune", "rehearsal", "ewc", "distill"}
+    # progressive: tests/test_progressive_transfer.py
+    assert set(METHODS) == {"finetune", "rehearsal", "ewc", "distill", "progressive"}
 
 
 @pytest.mark.parametrize(

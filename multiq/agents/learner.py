@@ -3,6 +3,13 @@
 It never steps an environment: it is handed replay samples keyed by task name. What trains is
 set per phase (`configure`): which parameter groups are frozen, each group's learning-rate
 scale, each task's loss weight, which tasks' TD losses count, and extra loss terms.
+
+Regularisers (Farebrother et al. 2018; Li et al. 2018): `weight_decay` > 0 makes the optimiser
+AdamW, decaying the network's weight matrices and convolution kernels (not biases, not the
+balancer's own parameters; PopArt has no parameters of its own); `dropout` > 0 is on only in the
+online forward of an update (`dropout_active`), never in acting, evaluation or the TD targets;
+a phase's ``l2_init`` term pulls trainable weights towards anchors (`AnchorState`, kept in
+`Learner.l2_init` and in checkpoints).
 """
 
 from __future__ import annotations
@@ -12,22 +19,23 @@ import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from multiq.agents.ewc import EwcState, EwcTerm
+from multiq.agents.ewc import EwcState
 from multiq.agents.host_batch import HostBatch
 from multiq.agents.losses import q_target, td_loss
 from multiq.agents.policy import Policy
-from multiq.agents.terms import DistillTerm
+from multiq.agents.terms import AnchorState, L2InitTerm, Term
 from multiq.config.views import declared
 from multiq.errors import ConfigError, NonFiniteError, TaskError
 from multiq.mtl import PopArt, build_balancer, shared_params
 from multiq.mtl.interference import conflict_stats
 from multiq.mtl.reduce import per_task_mean
-from multiq.nets import SchemeOptions, build_qnet
+from multiq.nets import SchemeOptions, build_qnet, dropout_active
 from multiq.nets.base import MultiTaskQNet
 from multiq.replay.buffers import NStepSample
 from multiq.tasks.spec import TaskSpec
@@ -45,6 +53,7 @@ class LearnerSettings(SchemeOptions):
     gamma: float = declared("gamma")
     double_q: bool = declared("double_q")
     max_grad_norm: float = declared("max_grad_norm")
+    weight_decay: float = declared("weight_decay")
     balancer: str = declared("balancer")
     gradnorm_alpha: float = declared("gradnorm_alpha")
     popart: bool = declared("popart")
@@ -79,7 +88,7 @@ class Training:
     td_tasks: Sequence[str] | None = None
     frozen: Sequence[str] = ()
     lr_scales: Mapping[str, float] = field(default_factory=dict)
-    terms: Sequence[DistillTerm | EwcTerm] = ()
+    terms: Sequence[Term] = ()
 
     def trains(self, group: str) -> bool:
         return not any(fnmatch.fnmatchcase(group, p) for p in self.frozen)
@@ -91,10 +100,35 @@ class Training:
         return 1.0
 
 
-def make_adam(params, learning_rate: float, device: torch.device) -> torch.optim.Optimizer:
-    """Adam with the fused kernel where the device has one: one call updates every tensor."""
+def make_adam(
+    params, learning_rate: float, device: torch.device, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where the device has one: one call updates every tensor.
+
+    With `weight_decay` > 0, AdamW (Loshchilov & Hutter 2019): each step first shrinks a
+    parameter, `p <- p * (1 - lr * weight_decay)`, then takes Adam's step; a param group's own
+    ``weight_decay`` entry overrides it (0: that group is not decayed). 0: plain Adam.
+    """
     fused = device.type in ("cpu", "cuda")
+    if weight_decay > 0:
+        return torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=learning_rate, fused=fused)
+
+
+def decay_groups(
+    params: Sequence[nn.Parameter], lr: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """AdamW param groups of one learning rate: tensors of >= 2 dimensions (weight matrices,
+    convolution kernels, the routed scheme's [L, K] routing logits) decayed by `weight_decay`,
+    vectors (biases, task embeddings) not, the usual split; weight_decay 0: one group, as
+    plain Adam has always taken it."""
+    if weight_decay <= 0:
+        return [{"params": list(params), "lr": lr}]
+    weights = [p for p in params if p.dim() >= 2]
+    vectors = [p for p in params if p.dim() < 2]
+    groups = [{"params": weights, "lr": lr, "weight_decay": weight_decay}]
+    groups.append({"params": vectors, "lr": lr, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
 
 
 class Learner:
@@ -132,6 +166,7 @@ class Learner:
         self.policy = Policy(self.online, self.popart)
         self.check_finite = True  # a non-finite loss or gradient raises instead of stepping
         self.ewc = EwcState()  # online EWC's Fisher and anchors (continual method ewc)
+        self.l2_init = AnchorState()  # the weights an l2_init term pulls towards (transfer)
         self.configure(self.training)
 
     @property
@@ -215,14 +250,16 @@ class Learner:
         self._td_masks: dict[tuple[str, ...], torch.Tensor] = {}
 
     def _build_optimizer(self, by_scale: dict[float, list[nn.Parameter]]) -> None:
-        """A new Adam over the trainable groups that keeps every parameter's moments."""
-        lr = self.settings.learning_rate
-        groups = [{"params": ps, "lr": lr * scale} for scale, ps in by_scale.items() if ps]
+        """A new Adam (AdamW with `weight_decay`) over the trainable groups that keeps every
+        parameter's moments. The balancer's own parameters are never decayed."""
+        lr, decay = self.settings.learning_rate, self.settings.weight_decay
+        groups = [g for scale, ps in by_scale.items() if ps
+                  for g in decay_groups(ps, lr * scale, decay)]  # fmt: skip
         if own := list(self.balancer.parameters()):
-            groups.append({"params": own, "lr": lr})
+            groups.append({"params": own, "lr": lr, **({"weight_decay": 0.0} if decay else {})})
         if not groups:
             raise ConfigError("every parameter group is frozen: nothing would train")
-        optimizer = make_adam(groups, lr, self.device)
+        optimizer = make_adam(groups, lr, self.device, decay)
         previous: torch.optim.Optimizer | None = getattr(self, "optimizer", None)  # __init__: None
         if previous is not None:
             optimizer.state.update(previous.state)
@@ -286,6 +323,10 @@ class Learner:
                 conflicts = {"grad_cos": cosines, "grad_share": shares}
         else:
             loss = self.balancer.backward(task_losses, task_ids, names)
+        penalty = self._penalty()
+        if penalty is not None:  # parameter terms: added once, after the balancer
+            penalty.backward()
+            loss = loss + penalty.detach()
         max_norm = self.settings.max_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(self.balancer.params, max_norm, foreach=True)
         if self.check_finite and not torch.isfinite(loss.detach() + grad_norm):  # one sync
@@ -314,17 +355,31 @@ class Learner:
         valid = self.policy.valid_actions(names)[task_ids]
         td_mask = self._td_mask(names)
         targets = self._targets(tensors, names, task_ids, valid)
-        q = self.online(obs)
+        q = self._online_forward(obs)
         task_losses = per_task_mean(td_loss(q, actions, targets), task_ids, len(names)) * td_mask
         if self.training.terms:
             q_real = self._unnormalise(q, names, task_ids)
             for term in self.training.terms:
-                task_losses = task_losses + term.task_losses(q_real, obs, valid, names)
+                if not isinstance(term, L2InitTerm):
+                    task_losses = task_losses + term.task_losses(q_real, obs, valid, names)
         return q, actions, task_ids, task_losses
 
+    def _online_forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """[B, A] the online net's outputs for an update: with dropout on where it has any."""
+        if self.settings.dropout <= 0:
+            return self.online(obs)
+        with dropout_active(self.online):
+            return self.online(obs)
+
+    def _penalty(self) -> torch.Tensor | None:
+        """The sum of the parameter terms' penalties (None: the phase has no such term)."""
+        penalties = [t.penalty() for t in self.training.terms if isinstance(t, L2InitTerm)]
+        return torch.stack(penalties).sum() if penalties else None
+
     def gradient(self, batch: Mapping[str, NStepSample]) -> dict[str, torch.Tensor]:
-        """The gradient of the summed task losses of `batch` at the current weights, without a
-        step (first-order MAML's outer gradient); the balancer and the optimiser are not used.
+        """The gradient of the summed task losses of `batch` (plus the parameter terms'
+        penalty, e.g. ``l2_init``) at the current weights, without a step (first-order MAML's
+        outer gradient); the balancer and the optimiser are not used.
 
         Returns:
             online parameter name (as in `online.named_parameters()`) -> its gradient (zeros
@@ -337,6 +392,9 @@ class Learner:
         trained = {n: p for n, p in params.items() if p.requires_grad}
         task_losses = self._losses(batch)[3]
         loss = task_losses.sum()
+        penalty = self._penalty()
+        if penalty is not None:
+            loss = loss + penalty
         grads = torch.autograd.grad(loss, list(trained.values()), allow_unused=True)
         found = {n: g for n, g in zip(trained, grads, strict=True) if g is not None}
         result = {n: found[n].detach() if n in found else torch.zeros_like(p)
@@ -433,6 +491,7 @@ class Learner:
             "target": self.target.state_dict(),
             "optimizer": self.optimizer_state(),
             "ewc": self.ewc.state_dict(),
+            "l2_init": self.l2_init.state_dict(),
             **self.balance_state_dict(),
         }
 
@@ -446,6 +505,19 @@ class Learner:
             {part: {n: t.to(self.device) for n, t in ewc.get(part, {}).items()}
              for part in ("fisher", "anchors")}
         )  # fmt: skip
+        anchors = state.get("l2_init", {}).get("anchors", {})
+        self.l2_init.load_state_dict(
+            {"anchors": {n: t.to(self.device) for n, t in anchors.items()}}
+        )
+
+    def anchor_groups(self, groups: Sequence[str]) -> list[str]:
+        """Sets the `l2_init` anchors to the current weights of the named parameter groups
+        (those the net does not hold are skipped); returns the anchored parameter names."""
+        names = {id(p): n for n, p in self.online.named_parameters()}
+        held = self.online.param_groups()
+        anchored = [names[id(p)] for g in groups if g in held for p in held[g]]
+        self.l2_init.anchor(dict(self.online.named_parameters()), anchored)
+        return anchored
 
     def shared_parameter_names(self) -> list[str]:
         """Names (as in `online.named_parameters()`) of the parameters no single task owns:

@@ -12,13 +12,15 @@ from __future__ import annotations
 # Registries: `multiq.nets.SCHEMES`, `multiq.mtl.BALANCERS`, `multiq.mtl.schedules.SCHEDULES`,
 # `multiq.recipes.meta.ALGORITHMS`, `multiq.envs.backends.ENV_BACKENDS`,
 # `multiq.recipes.transfer.MODES` and `multiq.recipes.continual.METHODS`.
-SCHEME_NAMES = ("conditioned", "independent", "routed", "shared", "shared-private")
+SCHEME_NAMES = (
+    "conditioned", "independent", "progressive", "routed", "shared", "shared-private",
+)  # fmt: skip
 BALANCER_NAMES = ("fixed", "gradnorm", "pcgrad", "uncertainty")
 SCHEDULE_NAMES = ("progress", "resample", "uniform", "weighted")
 META_ALGORITHM_NAMES = ("fomaml", "reptile")
 ENV_BACKEND_NAMES = ("inprocess", "subprocess", "envpool")
-TRANSFER_MODE_NAMES = ("distill", "finetune", "freeze", "joint", "scratch")
-CONTINUAL_METHOD_NAMES = ("distill", "ewc", "finetune", "rehearsal")
+TRANSFER_MODE_NAMES = ("distill", "finetune", "freeze", "joint", "progressive", "scratch")
+CONTINUAL_METHOD_NAMES = ("distill", "ewc", "finetune", "progressive", "rehearsal")
 
 # Scheme options (`multiq.nets` reads them from here).
 TASK_EMBEDDINGS = ("onehot", "learned")

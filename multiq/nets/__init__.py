@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 from multiq.nets.base import MultiTaskQNet, task_ids_for
 from multiq.nets.conditioned import ConditionedQNet
-from multiq.nets.encoders import EncoderWidths
+from multiq.nets.encoders import EncoderWidths, dropout_active
 from multiq.nets.independent import IndependentQNet
 from multiq.nets.options import SchemeOptions
+from multiq.nets.progressive import ProgressiveQNet
 from multiq.nets.routed import RoutedQNet
 from multiq.nets.shared import SharedQNet
 from multiq.nets.shared_private import SharedPrivateQNet
@@ -21,6 +22,7 @@ SCHEMES: dict[str, type[MultiTaskQNet]] = {
     "conditioned": ConditionedQNet,
     "shared-private": SharedPrivateQNet,
     "routed": RoutedQNet,
+    "progressive": ProgressiveQNet,
 }
 
 
@@ -40,7 +42,8 @@ def build_qnet(
         dueling: dueling Q heads.
         options: network options (any `SchemeOptions`, e.g. the learner's settings): the
             encoders' widths `mlp_layers`, `conv_filters`, `cnn_hidden_size`, which every scheme
-            takes, and the fields named in the scheme's `option_names`. None: the defaults.
+            takes, `dropout` after the trunk's hidden layers (see `dropout_active`), and the
+            fields named in the scheme's `option_names`. None: the defaults.
     """
     cls = lookup(SCHEMES, scheme, "scheme", "schemes")
     options = options if options is not None else SchemeOptions()
@@ -49,11 +52,13 @@ def build_qnet(
         mlp_layers=options.mlp_layers,
         conv_filters=options.conv_filters,
         cnn_hidden_size=options.cnn_hidden_size,
+        dropout=options.dropout,
     )
     kwargs = {name: getattr(options, name) for name in cls.option_names}
     return cls(tasks, widths=widths, dueling=dueling, **kwargs)
 
 
 __all__ = [
-    "SCHEMES", "EncoderWidths", "MultiTaskQNet", "SchemeOptions", "build_qnet", "task_ids_for",
+    "SCHEMES", "EncoderWidths", "MultiTaskQNet", "SchemeOptions", "build_qnet", "dropout_active",
+    "task_ids_for",
 ]  # fmt: skip

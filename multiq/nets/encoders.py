@@ -5,11 +5,19 @@ be per-task when channel counts differ) and a *body* that every task can share. 
 config keys (`EncoderWidths`): the MLP has `mlp_layers` hidden layers of `hidden_size` units (the
 first is the input layer), the MinAtar conv `conv_filters` 3x3 filters before a `hidden_size`
 dense layer, and the Nature CNN a `cnn_hidden_size` dense layer after its fixed conv stack.
+
+With `dropout` > 0 each ReLU of a body (the shared trunk's hidden layers) is a `ReLUDropout`, a
+parameter-free module at the same index, so the state_dict keys are those of a net without
+dropout (a source pre-trained with dropout loads into a target without, and back). Its dropout
+is off unless switched on (`dropout_active`): only the learner's online forward of an update
+turns it on, so acting, evaluation and TD targets never see it, whatever `train()`/`eval()`
+mode the net is in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import partial
 
@@ -33,20 +41,25 @@ class EncoderWidths(ConfigView):
         mlp_layers: hidden layers of the MLP, the input layer included (1: no shared body).
         conv_filters: filters of the MinAtar net's 3x3 convolution.
         cnn_hidden_size: units of the Nature CNN's dense layer.
+        dropout: dropout probability after each hidden layer of a body (0: plain ReLUs).
 
     Raises:
-        ConfigError: a width below 1 (widths built without a `Config`, which checks its keys).
+        ConfigError: a width below 1 or a dropout outside [0, 1) (widths built without a
+            `Config`, which checks its keys).
     """
 
     hidden_size: int = declared("hidden_size")
     mlp_layers: int = declared("mlp_layers")
     conv_filters: int = declared("conv_filters")
     cnn_hidden_size: int = declared("cnn_hidden_size")
+    dropout: float = declared("dropout")
 
     def __post_init__(self) -> None:
-        small = {k: v for k, v in asdict(self).items() if v < 1}
+        small = {k: v for k, v in asdict(self).items() if k != "dropout" and v < 1}
         if small:
             raise ConfigError(f"encoder widths must be >= 1, got {small}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class ToFloat(nn.Module):
@@ -59,6 +72,43 @@ class ToFloat(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float()
         return x * self.scale if self.scale != 1.0 else x
+
+
+class ReLUDropout(nn.ReLU):
+    """ReLU, then dropout with probability `p` while `active` (False unless `dropout_active`
+    switches it on); no parameters, so it can stand where a plain ReLU stood."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.active = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(x)
+        return nn.functional.dropout(x, self.p, training=True) if self.active else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _relu(widths: EncoderWidths) -> nn.Module:
+    """A body's activation: ReLU, with dropout after it when `widths.dropout` > 0."""
+    return ReLUDropout(widths.dropout) if widths.dropout > 0 else nn.ReLU()
+
+
+@contextmanager
+def dropout_active(net: nn.Module, active: bool = True) -> Iterator[None]:
+    """Switches the `ReLUDropout` modules of `net` on (or off) inside the block; afterwards
+    they are off again. It walks the net's modules each time, so callers skip it where the
+    net was built with dropout 0."""
+    modules = [m for m in net.modules() if isinstance(m, ReLUDropout)]
+    for module in modules:
+        module.active = active
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.active = False
 
 
 @dataclass(frozen=True)
@@ -98,7 +148,7 @@ def _mlp_body(space: gym.spaces.Box, widths: EncoderWidths) -> tuple[nn.Sequenti
     """[B, hidden_size] -> [B, hidden_size]: the other `mlp_layers - 1` hidden layers (none: an
     empty Sequential, the identity)."""
     hidden = widths.hidden_size
-    layers = [(nn.Linear(hidden, hidden), nn.ReLU()) for _ in range(widths.mlp_layers - 1)]
+    layers = [(nn.Linear(hidden, hidden), _relu(widths)) for _ in range(widths.mlp_layers - 1)]
     return nn.Sequential(*(m for layer in layers for m in layer)), hidden
 
 
@@ -114,7 +164,7 @@ def _minatar_body(space: gym.spaces.Box, widths: EncoderWidths) -> tuple[nn.Sequ
     _, height, width = space.shape
     flat = widths.conv_filters * (height - 2) * (width - 2)
     dense = nn.Linear(flat, widths.hidden_size)
-    return nn.Sequential(nn.Flatten(), dense, nn.ReLU()), widths.hidden_size
+    return nn.Sequential(nn.Flatten(), dense, _relu(widths)), widths.hidden_size
 
 
 def _nature_input(space: gym.spaces.Box, widths: EncoderWidths) -> nn.Module:
@@ -133,7 +183,7 @@ def _nature_body(space: gym.spaces.Box, widths: EncoderWidths) -> tuple[nn.Seque
         first = nn.Conv2d(1, 32, 8, stride=4)
         flat = convs(first(torch.zeros(1, 1, *space.shape[1:]))).shape[1]
     dense = nn.Linear(flat, widths.cnn_hidden_size)
-    return nn.Sequential(convs, dense, nn.ReLU()), widths.cnn_hidden_size
+    return nn.Sequential(convs, dense, _relu(widths)), widths.cnn_hidden_size
 
 
 def _is_image(space: gym.spaces.Box, min_side: int, max_side: int) -> bool:

@@ -32,6 +32,7 @@ class SchemeOptions(ConfigView):
     mlp_layers: int = declared("mlp_layers")
     conv_filters: int = declared("conv_filters")
     cnn_hidden_size: int = declared("cnn_hidden_size")
+    dropout: float = declared("dropout")
 
 
 def check_choice(key: str, value: str, allowed: Iterable[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from multiq.errors import ConfigError
 
-TERM_KINDS = ("distill", "ewc")
+TERM_KINDS = ("distill", "ewc", "l2_init")  # the names of multiq.agents.terms.TERMS
 END_ACTIONS = ("teacher", "ewc")  # what a phase may do when it ends (see `Phase.end_actions`)
 
 

@@ -16,6 +16,9 @@ Methods (`METHODS`):
 - ``distill``: the agent at the end of each phase becomes a frozen teacher; later phases add
   `distill_weight * KL(teacher || student)` on the earlier tasks' stored states (their TD loss
   is off).
+- ``progressive``: scheme ``progressive`` (Rusu et al. 2016): each task has its own column with
+  adapters from the earlier tasks' columns, which freeze when their phase ends, so nothing is
+  forgotten; `cycles` must be 1.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch
 
 from multiq.agents.ewc import fisher_diagonal
 from multiq.errors import ConfigError, TaskError
+from multiq.nets.progressive import column_groups
 from multiq.phases.phase import Phase
 from multiq.registry import lookup
 from multiq.runio.layout import claim_run_dir
@@ -86,13 +90,19 @@ def _distill(setup: SequenceSetup, index: int) -> dict[str, Any]:
     return fields
 
 
+def _progressive(setup: SequenceSetup, index: int) -> dict[str, Any]:
+    return {"frozen": column_groups(setup.earlier(index))}
+
+
 Method = Callable[[SequenceSetup, int], Mapping[str, Any]]
 METHODS: dict[str, Method] = {
     "finetune": _finetune,
     "rehearsal": _rehearsal,
     "ewc": _ewc,
     "distill": _distill,
+    "progressive": _progressive,
 }
+METHOD_SCHEMES = {"progressive": "progressive"}  # methods that need a scheme (set for them)
 
 
 def sequence_phases(setup: SequenceSetup, method: str) -> list[Phase]:
@@ -138,6 +148,7 @@ def prepare_sequence(
     lookup(METHODS, method, "continual method", "continual methods")
     if cycles < 1:
         raise ConfigError(f"cycles must be >= 1, got {cycles}")
+    settings = _method_scheme(method, cycles, dict(hyperparameters or {}))
     try:
         specs = list(make_taskset(sequence))
     except TaskError as error:
@@ -155,7 +166,7 @@ def prepare_sequence(
         )
     run_dir = run_dir if run_dir is not None else claim_run_dir(f"continual-{method}")
     entries = task_entries(specs)
-    model = cls(entries, task_specs=specs, run_dir=run_dir, **dict(hyperparameters or {}))
+    model = cls(entries, task_specs=specs, run_dir=run_dir, **settings)
     setup = SequenceSetup(names * cycles, model.config.total_steps_per_task, model.config)
     for phase in sequence_phases(setup, method):
         model.add_phase(phase)
@@ -165,7 +176,35 @@ def prepare_sequence(
         "cycles": cycles,
         "steps_per_task": setup.steps_per_task,
     }
+    if method == "progressive":
+        model.run_info["progressive"] = {
+            "column_parameters": model.learner.online.column_parameters()
+        }
     return model
+
+
+def _method_scheme(method: str, cycles: int, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters with the scheme a method needs (`METHOD_SCHEMES`).
+
+    Raises:
+        ConfigError: another scheme given, or method progressive with cycles > 1 (a column
+            trained again would change every later column's Q-values).
+    """
+    scheme = METHOD_SCHEMES.get(method)
+    if scheme is None:
+        return hyperparameters
+    given = hyperparameters.get("scheme", scheme)
+    if given != scheme:
+        raise ConfigError(
+            f"continual method {method!r} needs scheme {scheme!r}, got scheme={given!r}; "
+            "drop the scheme key (the method sets it)"
+        )
+    if method == "progressive" and cycles > 1:
+        raise ConfigError(
+            "continual method 'progressive' trains each task's column once (its later columns "
+            f"read it); cycles must be 1, got {cycles}"
+        )
+    return {**hyperparameters, "scheme": scheme}
 
 
 # --- what a phase does when it ends (`Phase.end_actions`), run by the model -------------------

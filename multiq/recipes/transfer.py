@@ -17,6 +17,9 @@ Modes (`MODES`):
 - ``distill``: the source agent, frozen, teaches the student on the source tasks' states with
   `distill_weight * KL(softmax(Q_T / tau) || softmax(Q_S / tau))` (Rusu et al. 2016); the
   student learns the targets by TD; the source envs step to supply those states.
+- ``progressive``: each target gets a new column with adapters from the source's columns, which
+  freeze (Rusu et al. 2016, `multiq.nets.progressive`); a source of scheme shared or independent
+  becomes a progressive net first (a column per source task). Targets need names of their own.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from multiq.agents.learner import Learner, LearnerSettings
 from multiq.errors import ConfigError, MultiqError
+from multiq.nets.progressive import SOURCE_SCHEMES, ProgressiveQNet, column_groups
 from multiq.phases.phase import Phase
 from multiq.registry import lookup
 from multiq.runio.layout import claim_run_dir
@@ -62,7 +67,25 @@ def _target_phase(setup: TransferSetup, mode: str, **fields: Any) -> Phase:
 
 
 def _finetune(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
-    return _target_phase(setup, "finetune")
+    return _target_phase(setup, "finetune", terms=_l2_init_terms(model, setup, old_groups))
+
+
+def _l2_init_terms(model, setup: TransferSetup, old_groups: Sequence[str]) -> tuple:
+    """With `l2_init` > 0: anchors the source's trunk and input layers (the groups it had
+    before the targets joined) at their weights now, the start of the phase (the anchors go
+    into checkpoints with the learner), and returns the phase's L2-SP term; else ()."""
+    beta = setup.config.l2_init
+    if beta <= 0:
+        return ()
+    if "trunk" not in old_groups:
+        raise ConfigError(
+            f"l2_init pulls the shared trunk towards the source's, but scheme "
+            f"{model.config.scheme!r} has none; set l2_init=0, or use a scheme with a trunk "
+            "(shared, conditioned, shared-private, routed)"
+        )
+    groups = ["trunk", *[g for g in old_groups if g.startswith("inputs/")]]
+    model.learner.anchor_groups(groups)
+    return ({"kind": "l2_init", "weight": beta},)
 
 
 def _freeze(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
@@ -81,7 +104,8 @@ def _joint(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
     weights = {n: 1.0 / len(setup.source_names) for n in setup.source_names}
     weights.update({n: lam / len(setup.target_names) for n in setup.target_names})
     tasks = (*setup.source_names, *setup.target_names)
-    return _target_phase(setup, "joint", tasks=tasks, task_weights=weights)
+    terms = _l2_init_terms(model, setup, old_groups)
+    return _target_phase(setup, "joint", tasks=tasks, task_weights=weights, terms=terms)
 
 
 def _distill(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
@@ -101,6 +125,47 @@ def _distill(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
     )  # fmt: skip
 
 
+def _progressive(model, setup: TransferSetup, old_groups: Sequence[str]) -> Phase:
+    """Each target gets a new column with adapters from the source's columns, which freeze (a
+    source of scheme shared or independent first becomes a progressive net: a column per
+    source task, its weights the source's)."""
+    reused = [n for n in setup.target_names if f"head/{n}" in old_groups]
+    if reused:
+        raise ConfigError(
+            f"transfer mode 'progressive' gives each target a new column, but target(s) "
+            f"{reused} are named as source tasks; give them another name ({{id: ..., name: ...}})"
+        )
+    if model.config.scheme != "progressive":
+        _to_progressive(model, setup.target_names)
+    net = model.learner.online
+    sources = [n for n in net.specs if n not in setup.target_names]
+    model.run_info["progressive"] = {"column_parameters": net.column_parameters()}
+    return _target_phase(setup, "progressive", frozen=column_groups(sources))
+
+
+def _to_progressive(model, targets: Sequence[str]) -> None:
+    """Rebuilds the model's learner as a progressive net: the source tasks' columns take the
+    source's weights (`ProgressiveQNet.load_source`), then each target joins with its column."""
+    scheme, old = model.config.scheme, model.learner
+    if scheme not in SOURCE_SCHEMES or model.config.popart:
+        raise ConfigError(
+            f"transfer mode 'progressive' builds columns from a source of scheme "
+            f"{' / '.join(SOURCE_SCHEMES)} without popart; the source has scheme {scheme!r}"
+            f"{' with popart' if model.config.popart else ''}: use another mode"
+        )
+    config = model.config.replace(scheme="progressive")
+    sources = [spec for name, spec in old.specs.items() if name not in targets]
+    learner = Learner(sources, LearnerSettings.from_config(config), model.device)
+    net = learner.online
+    assert isinstance(net, ProgressiveQNet)  # the scheme of `config`
+    net.load_source(scheme, old.online.state_dict())
+    learner.sync_target(1.0)
+    for name in targets:
+        learner.add_task(old.specs[name], head_init=config.head_init)
+    learner.load_balance_state_dict(old.balance_state_dict())
+    model.learner, model.config = learner, config
+
+
 Recipe = Callable[[Any, TransferSetup, Sequence[str]], Phase]
 MODES: dict[str, Recipe | None] = {
     "scratch": None,
@@ -108,6 +173,7 @@ MODES: dict[str, Recipe | None] = {
     "freeze": _freeze,
     "joint": _joint,
     "distill": _distill,
+    "progressive": _progressive,
 }
 
 

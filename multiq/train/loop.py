@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from multiq.agents.ewc import EwcTerm
 from multiq.agents.learner import Learner, Training
 from multiq.agents.policy import Policy
-from multiq.agents.terms import DistillTerm
+from multiq.agents.terms import TERMS
 from multiq.collect.args import CollectorArgs
 from multiq.collect.choice import AnyCollector, build_collector
 from multiq.collect.cluster import start_ray
@@ -108,23 +107,10 @@ def signal_name(number: int | None) -> str:
         return "a signal"
 
 
-def _distill_term(term: Mapping[str, Any], teachers: Mapping[str, Policy], learner: Learner):
-    by_task = {task: teachers[teacher] for task, teacher in term["teachers"].items()}
-    return DistillTerm(by_task, term.get("weight", 1.0), term.get("temperature", 1.0))
-
-
-def _ewc_term(term: Mapping[str, Any], teachers: Mapping[str, Policy], learner: Learner):
-    return EwcTerm(
-        learner.ewc, lambda: dict(learner.online.named_parameters()), term.get("weight", 1.0)
-    )
-
-
-TERM_BUILDERS = {"distill": _distill_term, "ewc": _ewc_term}
-
-
 def build_terms(phase: Phase, teachers: Mapping[str, Policy], learner: Learner) -> list:
-    """The phase's extra loss terms (`TERM_BUILDERS` by kind), with their teachers or state."""
-    return [TERM_BUILDERS[term["kind"]](term, teachers, learner) for term in phase.terms]
+    """The phase's extra loss terms (`multiq.agents.terms.TERMS` by kind), with their teachers
+    or state."""
+    return [TERMS[term["kind"]](term, teachers, learner) for term in phase.terms]
 
 
 class Trainer:
