@@ -69,6 +69,11 @@ def to_float(key: str, value: Any) -> float:
     return number
 
 
+def to_optional_float(key: str, value: Any) -> float | None:
+    """A number, or null (None) for "not set"."""
+    return None if value is None else to_float(key, value)
+
+
 def to_bool(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise type_error(key, "a bool (true or false)", value)

@@ -492,6 +492,22 @@ class ConfigKeys:
     distill_temperature: float = transfer(
         1.0, "temperature tau of softmax(Q / tau) in distillation.", bounds=above(0)
     )
+    transfer_initial_eps: float | None = transfer(
+        None,
+        "transfer modes and adapt-k: epsilon at the start of the target's exploration schedule "
+        "(it decays to `exploration_final_eps` over `exploration_fraction` of the target's "
+        "budget); null = `exploration_initial_eps`. A lower value keeps more of a good source's "
+        "behaviour while the target learns.",
+        convert=convert.to_optional_float,
+        requirement=Requirement(lambda v: v is None or 0 <= v <= 1, "null or a number in [0, 1]"),
+    )
+    transfer_prefill_steps: int = transfer(
+        0,
+        "transfer modes and adapt-k: env steps per target task that the source's policy acts "
+        "(at `exploration_final_eps`) to fill the target's replay before the target phase "
+        "trains; 0 = start from an empty replay.",
+        bounds=at_least(0),
+    )
     l2_init: float = transfer(
         0.0,
         "transfer modes that fine-tune the source's trunk: weight beta of the L2-SP term "

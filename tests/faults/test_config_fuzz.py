@@ -236,7 +236,17 @@ FROZEN_GROUPS = Invalid(
     ),
     st.sampled_from(["5", "1.5", "true", "{a: 1}", "[1]", "['']", "[' ']", "''", "[[a]]"]),
 )
+NULL_TEXTS = ("null", "~", "")  # YAML's null: allowed where a key may be unset
+_OUTSIDE_FRACTION = st.one_of(_outside(Bounds(0, 1)), NON_FINITE)
+OPTIONAL_FRACTION = Invalid(  # null or a number in [0, 1]
+    st.one_of(st.text(), LISTS, DICTS, st.booleans(), _OUTSIDE_FRACTION),
+    st.one_of(
+        NOT_FLOAT_TEXTS.filter(lambda text: text.strip().lower() not in NULL_TEXTS),
+        _as_text(_OUTSIDE_FRACTION),
+    ),
+)
 STRUCTURED_KEYS: dict[str, Invalid] = {
+    "transfer_initial_eps": OPTIONAL_FRACTION,
     "tasks": TASKS,
     "task_weights": _weights_key(_negative_floats(), ALL_ZERO_WEIGHTS),
     "frozen_groups": FROZEN_GROUPS,
