@@ -43,6 +43,15 @@ class Phase:
             (``{"kind": "teacher", "id": ...}``: the agent as it is becomes a frozen teacher)
             or ``ewc`` (``{"kind": "ewc", "tasks": [...]}``: consolidate EWC's Fisher and
             anchors on those tasks' replay).
+        initial_eps: epsilon at the start of the phase's exploration schedule, which decays
+            linearly to `exploration_final_eps` over `exploration_fraction` of the phase's
+            budget; the phase also acts at it (not at 1) until learning starts. None: the
+            config's schedule (`exploration_initial_eps`, a random warm-up). Transfer targets
+            take `transfer_initial_eps`.
+        prefill_steps: env steps per active task at the start of the phase that act with the
+            agent's current policy at `exploration_final_eps` to fill the replay, without
+            updates (learning starts at `max(learning_starts, prefill_steps)`); they count
+            against `steps_per_task`. Transfer targets take `transfer_prefill_steps`.
     """
 
     name: str
@@ -57,6 +66,8 @@ class Phase:
     rehearse: tuple[str, ...] = ()
     rehearsal_share: float = 0.5
     end_actions: tuple[Mapping[str, Any], ...] = ()
+    initial_eps: float | None = None
+    prefill_steps: int = 0
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -75,6 +86,17 @@ class Phase:
             raise ConfigError(f"phase {self.name!r}: a task is both active and rehearsed")
         if not 0 < self.rehearsal_share < 1:
             raise ConfigError(f"phase {self.name!r}: rehearsal_share must be in (0, 1)")
+        if self.initial_eps is not None and not 0 <= self.initial_eps <= 1:
+            raise ConfigError(
+                f"phase {self.name!r}: initial_eps must be null or in [0, 1], got "
+                f"{self.initial_eps} (set transfer_initial_eps in [0, 1])"
+            )
+        if not 0 <= self.prefill_steps < self.steps_per_task:
+            raise ConfigError(
+                f"phase {self.name!r}: prefill_steps ({self.prefill_steps}) must be >= 0 and "
+                f"below the phase's budget ({self.steps_per_task} env steps per task), so that "
+                "it trains; lower transfer_prefill_steps or raise total_steps_per_task"
+            )
 
     @property
     def learned_tasks(self) -> tuple[str, ...]:

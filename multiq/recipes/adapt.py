@@ -12,6 +12,10 @@ meta-trained model or the average of a multi-task model's heads), and a new inpu
 its observations differ from every held task's. ``scratch`` builds a fresh network with the
 network settings of the first saved model (or the adapt config's when there is none).
 
+A saved model's runs explore from `transfer_initial_eps` where it is set (null: the config's
+`exploration_initial_eps`, as scratch always does), so that a good initialisation is not thrown
+into random exploration; `transfer_prefill_steps` is refused here (multiq transfer only).
+
 Results go to a folder: adapt.json (`rows`: init, task, seed, k, return), adapt.md and
 adapt.png. Rows are written after every run, and a folder that already holds rows for the same
 tasks and ks is continued (its finished runs are kept).
@@ -156,9 +160,26 @@ def adapt_runs(
     return rows
 
 
+def adapt_config(init: Init, cfg: Config) -> Config:
+    """The training settings of one run: a saved model explores from `transfer_initial_eps`
+    (where set) so that it keeps acting as it learned; scratch keeps the config's schedule.
+
+    Raises:
+        ConfigError: `transfer_prefill_steps` > 0 (adapt-k does not prefill its replay yet).
+    """
+    if cfg.transfer_prefill_steps:
+        raise ConfigError(
+            f"transfer_prefill_steps={cfg.transfer_prefill_steps}: adapt-k does not prefill "
+            "its replay yet (multiq transfer does); set transfer_prefill_steps=0"
+        )
+    if init.model is None or cfg.transfer_initial_eps is None:
+        return cfg
+    return cfg.replace(exploration_initial_eps=cfg.transfer_initial_eps)
+
+
 def _one_run(init, spec, ks, seed, index, cfg, network) -> list[dict[str, Any]]:
     learner = adapt_learner(init, spec, cfg, network, seed)
-    loop = InnerLoop(learner, cfg, spec.name)
+    loop = InnerLoop(learner, adapt_config(init, cfg), spec.name)
     inner_seed = run_seed(seed, index)
     result = loop.train(spec, max(ks), inner_seed, eval_at=ks)
     log.info("adapt %s on %s seed %d: %s", init.label, spec.name, seed, result.evaluations)

@@ -57,6 +57,11 @@ class TransferSetup:
 
 
 def _target_phase(setup: TransferSetup, mode: str, **fields: Any) -> Phase:
+    """The phase on the targets; it explores from `transfer_initial_eps` and first fills the
+    replay for `transfer_prefill_steps` with the agent's policy as it starts (the source's where
+    a task's head comes from the source: `head_init` mean or a target named as a source task)."""
+    fields.setdefault("initial_eps", setup.config.transfer_initial_eps)
+    fields.setdefault("prefill_steps", setup.config.transfer_prefill_steps)
     return Phase(
         name=f"transfer-{mode}",
         tasks=tuple(fields.pop("tasks", setup.target_names)),
@@ -211,7 +216,8 @@ def prepare_transfer(
     if recipe is None:  # scratch: a fresh agent with the same settings, on the targets only
         model = cls(tasks, config=config, run_dir=run_dir)
         setup = TransferSetup(source_model.task_names, model.task_names, _budget(model), config)
-        phase = _target_phase(setup, "scratch")
+        # no source to keep: the config's exploration schedule and an empty replay
+        phase = _target_phase(setup, "scratch", initial_eps=None, prefill_steps=0)
     else:
         model = cls(config=config, task_specs=source_model.task_specs, run_dir=run_dir)
         model.copy_weights_from(source_model)

@@ -70,13 +70,32 @@ def crossed(step: int, increment: int, every: int) -> bool:
     return crossings(step, increment, every) > 0
 
 
-def linear_epsilon(cfg: Config, env_steps: int, total_steps: int) -> float:
-    """SB3's schedule: initial -> final over `exploration_fraction` of training, then flat."""
+def linear_epsilon(
+    cfg: Config, env_steps: int, total_steps: int, initial_eps: float | None = None
+) -> float:
+    """SB3's schedule: initial -> final over `exploration_fraction` of training, then flat.
+
+    `initial_eps` replaces the config's `exploration_initial_eps` where given (a phase's own).
+    """
+    initial = cfg.exploration_initial_eps if initial_eps is None else initial_eps
     decay_steps = cfg.exploration_fraction * total_steps
     progress = 1.0 if decay_steps == 0 else min(env_steps / decay_steps, 1.0)
-    return cfg.exploration_initial_eps + progress * (
-        cfg.exploration_final_eps - cfg.exploration_initial_eps
-    )
+    return initial + progress * (cfg.exploration_final_eps - initial)
+
+
+def phase_epsilon(cfg: Config, phase: Phase, phase_env_steps: int, learning: bool) -> float:
+    """A phase's epsilon after `phase_env_steps` env steps per task.
+
+    In order: the phase's prefill (`phase.prefill_steps`) acts at `exploration_final_eps`; until
+    learning starts the phase acts at 1 (a random warm-up), or at `phase.initial_eps` where the
+    phase has one; then the linear schedule from the phase's initial epsilon, counted from the
+    phase's start (prefill and warm-up included) over its budget.
+    """
+    if phase_env_steps < phase.prefill_steps:
+        return cfg.exploration_final_eps
+    if not learning:
+        return 1.0 if phase.initial_eps is None else phase.initial_eps
+    return linear_epsilon(cfg, phase_env_steps, phase.steps_per_task, phase.initial_eps)
 
 
 def config_weights(cfg: Config, names: Sequence[str]) -> dict[str, float]:
@@ -368,15 +387,17 @@ class Trainer:
         if self.shares is None:
             self.shares = self._shares()
         self._poisoned = False
+        # updates wait for the phase's prefill too (also after a resume that refills the replay)
+        starts_at = max(state.learning_starts_at, phase.prefill_steps)
         while state.phase_env_steps < budget:
-            learning = state.phase_env_steps >= state.learning_starts_at
-            epsilon = linear_epsilon(cfg, state.phase_env_steps, budget) if learning else 1.0
+            learning = state.phase_env_steps >= starts_at
+            epsilon = phase_epsilon(cfg, phase, state.phase_env_steps, learning)
             before, all_before = state.env_steps, self._phase_total()
             collector.step(epsilon, self.shares, state)
             all_steps = self._phase_total()
             if crossed(all_steps, all_steps - all_before, update_every):
                 self.shares = self._shares()
-                learn_from = state.learning_starts_at * len(phase.tasks)
+                learn_from = starts_at * len(phase.tasks)
                 vector_step = cfg.n_envs * len(phase.tasks)
                 for _ in range(updates_due(all_before, all_steps, update_every, learn_from,
                                            vector_step)):  # fmt: skip
