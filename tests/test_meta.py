@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from wandb_files import record_with
 
 from multiq.agents.learner import Learner, LearnerSettings, mean_head_init
 from multiq.api import MultiTaskDQN
@@ -232,5 +233,6 @@ def test_wandb_gets_the_meta_keys(tmp_path, monkeypatch):
     cfg = Config(**{**TINY, "loggers": ["csv", "wandb"], "meta_iterations": 1})
     prepare_meta(MultiTaskDQN, tmp_path / "m", cfg).run()
     (record,) = (tmp_path / "m" / "wandb").glob("offline-run-*/run-*.wandb")
-    data = record.read_bytes()
-    assert all(f"meta/{key}".encode() in data for key in ("inner_return", "post_return"))
+    keys = [f"meta/{key}".encode() for key in ("inner_return", "post_return")]
+    data = record_with(record, keys)
+    assert all(key in data for key in keys)
