@@ -383,6 +383,9 @@ def verdict(line: str, found: dict[str, list[Reading]], measure: str) -> str:
     Freeway, Breakout and Seaquest."""
     shared = found.get(RECORDED_LINE, []) + found.get("shared", [])
     own, independent = found[line], found.get("independent", [])
+    if not all(r.done for r in own):
+        return "going: no verdict before the budget"
+    shared = [r for r in shared if r.done]  # a plain shared run still going is no reference
     if not all(values_of(r, measure, GAMES[0]) for r in (own, shared, independent)):
         return "-"
     mean = {g: _mean(values_of(own, measure, g)) for g in GAMES}
