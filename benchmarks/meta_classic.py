@@ -58,7 +58,7 @@ SETTINGS: dict[str, Any] = {
     "device": "cpu", "tensorboard": False, "progress_bar": False,
 }  # fmt: skip
 META_SETTINGS: dict[str, Any] = {
-    "meta_batch_size": 4, "inner_steps": 500, "meta_step_size": 0.5, "meta_lr": 0.05,
+    "meta_batch_size": 4, "inner_steps": 500, "meta_step_size": 0.5, "meta_lr": 0.001,
     "meta_query_steps": 250, "meta_eval_freq": 5,
 }  # fmt: skip
 MULTITASK_SETTINGS: dict[str, Any] = {

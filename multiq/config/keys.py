@@ -560,7 +560,11 @@ class ConfigKeys:
         bounds=fraction(open_low=True),
     )
     meta_lr: float = meta(
-        0.05, "fomaml's SGD step in `theta -= lr * mean_i(grad L_i(phi_i))`.", bounds=above(0)
+        0.001,
+        "fomaml's outer step size on `mean_i(grad L_i(phi_i))` (`meta_outer_optimizer`: Adam's "
+        "lr, as in MAML; or SGD's in `theta -= lr * g`, 0.05 before issue 27). Adam moves every "
+        "parameter by about lr per iteration, so keep it far below SGD's.",
+        bounds=above(0),
     )
     meta_query_steps: int = meta(
         256,
@@ -594,6 +598,15 @@ class ConfigKeys:
         "env steps between target-network copies in an inner loop (the target starts as the "
         "initial weights).",
         bounds=at_least(1),
+    )
+    meta_outer_optimizer: str = meta(
+        "adam",
+        "fomaml: the optimiser of theta on the outer gradient "
+        "(`multiq.recipes.meta.OUTER_OPTIMIZERS`): `adam` (moments kept across iterations and "
+        "in the checkpoint; every parameter moves about `meta_lr` at most per iteration) or "
+        "`sgd` (`theta -= meta_lr * g`, a step that grows with the gradient: at `meta_lr` 0.05 "
+        "its Q-values drifted far beyond any return on `cartpole-physics`).",
+        choices=names.META_OUTER_OPTIMIZER_NAMES,
     )
 
 

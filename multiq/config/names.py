@@ -10,7 +10,8 @@ keep their registry's order (from the plainest to the fastest).
 from __future__ import annotations
 
 # Registries: `multiq.nets.SCHEMES`, `multiq.mtl.BALANCERS`, `multiq.mtl.schedules.SCHEDULES`,
-# `multiq.recipes.meta.ALGORITHMS`, `multiq.envs.backends.ENV_BACKENDS`,
+# `multiq.recipes.meta.ALGORITHMS`, `multiq.recipes.meta.OUTER_OPTIMIZERS`,
+# `multiq.envs.backends.ENV_BACKENDS`,
 # `multiq.recipes.transfer.MODES` and `multiq.recipes.continual.METHODS`.
 SCHEME_NAMES = (
     "conditioned", "independent", "progressive", "routed", "shared", "shared-private",
@@ -18,6 +19,7 @@ SCHEME_NAMES = (
 BALANCER_NAMES = ("fixed", "gradnorm", "pcgrad", "uncertainty")
 SCHEDULE_NAMES = ("progress", "resample", "uniform", "weighted")
 META_ALGORITHM_NAMES = ("fomaml", "reptile")
+META_OUTER_OPTIMIZER_NAMES = ("adam", "sgd")
 ENV_BACKEND_NAMES = ("inprocess", "subprocess", "envpool")
 TRANSFER_MODE_NAMES = ("distill", "finetune", "freeze", "joint", "progressive", "scratch")
 CONTINUAL_METHOD_NAMES = ("distill", "ewc", "finetune", "progressive", "rehearsal")

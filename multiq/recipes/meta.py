@@ -9,8 +9,15 @@ moments). Then:
 - ``reptile`` (Nichol et al. 2018): theta <- theta + epsilon * mean_i (phi_i - theta), with
   epsilon `meta_step_size` and phi_i the weights after task i's inner loop;
 - ``fomaml`` (Finn et al. 2017, first order): the adapted weights collect `meta_query_steps`
-  fresh env steps of task i, g_i is the gradient of the TD loss at phi_i on them, and
-  theta <- theta - `meta_lr` * mean_i g_i, the mean gradient clipped to norm `max_grad_norm`.
+  fresh env steps of task i, g_i is the gradient of the TD loss at phi_i on them, and the mean
+  gradient, clipped to norm `max_grad_norm`, moves theta by the outer optimiser
+  `meta_outer_optimizer` (`OUTER_OPTIMIZERS`): ``adam`` (the default, as in MAML: Adam's
+  moments of theta are kept across iterations and in the checkpoint, so every parameter moves
+  at most about `meta_lr`, default 1e-3, per iteration) or ``sgd`` (theta <- theta - `meta_lr`
+  * g, whose step grows with the gradient: at `meta_lr` 0.05 its Q-values on CartPole drifted
+  to several times any return). The outer gradient at phi_i says "raise Q" iteration after
+  iteration (a short inner loop leaves Q below its bootstrapped target), so theta's Q grows
+  with the total step taken; Adam bounds that step per parameter.
 
 Only parameters move (buffers keep theta's values). The outer loop's env steps (inner loops and
 queries; evaluations excluded) are counted, so pretraining budgets can be matched.
@@ -86,10 +93,31 @@ def reptile_step(theta: Weights, adapted: Sequence[Weights], step_size: float) -
     }
 
 
+def mean_gradient(
+    names: Sequence[str], grads: Sequence[Weights], max_norm: float | None = None
+) -> Weights:
+    """mean_i grads_i of each name, scaled as a whole to global L2 norm `max_norm` if larger.
+
+    Args:
+        names: the parameters to average.
+        grads: per task, name -> gradient at the adapted weights (same shapes).
+        max_norm: clip of the mean's global L2 norm (None: no clip).
+    """
+    if not grads:
+        raise ValueError("the outer step needs at least one gradient")
+    mean = {name: torch.stack([g[name] for g in grads]).mean(0) for name in names}
+    if max_norm is None:
+        return mean
+    norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in mean.values()])))
+    scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
+    return {name: scale * g for name, g in mean.items()}
+
+
 def fomaml_step(
     theta: Weights, grads: Sequence[Weights], lr: float, max_norm: float | None = None
 ) -> Weights:
-    """theta - lr * mean_i grads_i, the mean gradient first scaled to norm `max_norm` if larger.
+    """theta - lr * mean_i grads_i, the mean gradient first scaled to norm `max_norm` if larger
+    (the ``sgd`` outer optimiser).
 
     Args:
         theta: name -> tensor, the meta-weights.
@@ -97,14 +125,69 @@ def fomaml_step(
         lr: the outer SGD step size.
         max_norm: clip of the mean gradient's global L2 norm (None: no clip).
     """
-    if not grads:
-        raise ValueError("fomaml_step needs at least one gradient")
-    mean = {name: torch.stack([g[name] for g in grads]).mean(0) for name in theta}
-    scale = 1.0
-    if max_norm is not None:
-        norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in mean.values()])))
-        scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
-    return {name: value - lr * scale * mean[name] for name, value in theta.items()}
+    mean = mean_gradient(list(theta), grads, max_norm)
+    return {name: value - lr * mean[name] for name, value in theta.items()}
+
+
+@dataclass
+class AdamMoments:
+    """The outer Adam's state of theta (PyTorch's Adam without weight decay or amsgrad).
+
+    Attributes:
+        step: outer steps taken.
+        first: name -> exponential mean of the gradient (empty before the first step).
+        second: name -> exponential mean of the squared gradient.
+    """
+
+    step: int = 0
+    first: dict[str, torch.Tensor] = field(default_factory=dict)
+    second: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nested dicts of tensors and numbers (a checkpoint's ``meta_outer`` entry)."""
+        return {"step": self.step, "first": self.first, "second": self.second}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> AdamMoments:
+        """The moments `state_dict` wrote (an empty mapping: no step yet)."""
+        if not state:
+            return cls()
+        return cls(int(state["step"]), dict(state["first"]), dict(state["second"]))
+
+
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+def adam_step(
+    theta: Weights, grad: Weights, moments: AdamMoments, lr: float
+) -> tuple[Weights, AdamMoments]:
+    """One Adam step of theta on `grad`, as `torch.optim.Adam` (betas `ADAM_BETAS`, eps
+    `ADAM_EPS`): m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, and with t steps done,
+    theta <- theta - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). Each entry moves
+    by about lr at most, whatever the gradient's scale (exactly lr * sign(g) at the first step;
+    below 1.01 lr over the first four).
+
+    Args:
+        theta: name -> tensor, the meta-weights.
+        grad: name -> the outer gradient (same shapes).
+        moments: the state before the step (not modified).
+        lr: the step size.
+
+    Returns:
+        (the new theta, the new moments).
+    """
+    b1, b2 = ADAM_BETAS
+    t = moments.step + 1
+    first, second, new = {}, {}, {}
+    for name, value in theta.items():
+        g = grad[name]
+        m = moments.first.get(name, torch.zeros_like(g)) * b1 + (1 - b1) * g
+        v = moments.second.get(name, torch.zeros_like(g)) * b2 + (1 - b2) * g * g
+        denom = (v / (1 - b2**t)).sqrt() + ADAM_EPS
+        new[name] = value - lr * (m / (1 - b1**t)) / denom
+        first[name], second[name] = m, v
+    return new, AdamMoments(t, first, second)
 
 
 # --- the algorithms -------------------------------------------------------------------------
@@ -120,13 +203,16 @@ class TaskOutcome:
 
 
 Contribute = Callable[[InnerLoop, TaskSpec, int, Config, Sequence[int]], TaskOutcome]
-Combine = Callable[[Weights, list[Weights], Config], Weights]
+OuterState = dict[str, Any]
+"""An algorithm's state across outer iterations (nested dicts of tensors and numbers; kept in
+the checkpoint as ``meta_outer``; empty for a new run and for reptile)."""
+Combine = Callable[[Weights, list[Weights], Config, OuterState], tuple[Weights, OuterState]]
 
 
 @dataclass(frozen=True)
 class MetaAlgorithm:
     """A meta-learning algorithm: what each task's inner loop contributes, and how
-    contributions update theta (names of parameters only)."""
+    contributions update theta (names of parameters only) and the algorithm's `OuterState`."""
 
     name: str
     contribute: Contribute
@@ -150,12 +236,30 @@ def _fomaml_contribution(loop, spec, seed, cfg, eval_at) -> TaskOutcome:
     return TaskOutcome(grads, inner, inner.env_steps + query_steps)
 
 
-def _reptile_combine(theta: Weights, parts: list[Weights], cfg: Config) -> Weights:
-    return reptile_step(theta, parts, cfg.meta_step_size)
+def _reptile_combine(theta: Weights, parts: list[Weights], cfg: Config, state: OuterState):
+    return reptile_step(theta, parts, cfg.meta_step_size), state
 
 
-def _fomaml_combine(theta: Weights, parts: list[Weights], cfg: Config) -> Weights:
-    return fomaml_step(theta, parts, cfg.meta_lr, cfg.max_grad_norm)
+OuterStep = Callable[[Weights, Weights, OuterState, float], tuple[Weights, OuterState]]
+
+
+def _sgd(theta: Weights, grad: Weights, state: OuterState, lr: float):
+    return {name: value - lr * grad[name] for name, value in theta.items()}, state
+
+
+def _adam(theta: Weights, grad: Weights, state: OuterState, lr: float):
+    new, moments = adam_step(theta, grad, AdamMoments.from_state_dict(state), lr)
+    return new, moments.state_dict()
+
+
+OUTER_OPTIMIZERS: dict[str, OuterStep] = {"adam": _adam, "sgd": _sgd}
+"""fomaml's outer optimisers (`meta_outer_optimizer`): (theta, clipped mean gradient, state,
+`meta_lr`) -> (new theta, new state)."""
+
+
+def _fomaml_combine(theta: Weights, parts: list[Weights], cfg: Config, state: OuterState):
+    step = lookup(OUTER_OPTIMIZERS, cfg.meta_outer_optimizer, "outer optimiser", "optimisers")
+    return step(theta, mean_gradient(list(theta), parts, cfg.max_grad_norm), state, cfg.meta_lr)
 
 
 ALGORITHMS: dict[str, MetaAlgorithm] = {
@@ -233,10 +337,18 @@ class MetaRun:
         model: a `MultiTaskDQN` holding `META_TASK` (its online net is theta).
         pool: the meta-training tasks.
         state: where a resumed run stands (None: a new run).
+        outer: the algorithm's `OuterState` of a resumed run (None: a new run).
     """
 
-    def __init__(self, model, pool: Sequence[TaskSpec], state: MetaState | None = None):
+    def __init__(
+        self,
+        model,
+        pool: Sequence[TaskSpec],
+        state: MetaState | None = None,
+        outer: OuterState | None = None,
+    ):
         self.model, self.cfg = model, model.config
+        self.outer: OuterState = dict(outer or {})
         self.algorithm = lookup(ALGORITHMS, self.cfg.meta_algo, "meta algorithm", "algorithms")
         self.pool_entries = task_entries(pool)  # their own names: they rebuild the pool
         self.pool = [as_meta_task(spec) for spec in pool]
@@ -304,10 +416,11 @@ class MetaRun:
                     f"meta run stopped by a signal in iteration {state.iteration}; {self._kept()}"
                 )
         params = [name for name, _ in self.model.learner.online.named_parameters()]
-        update = self.algorithm.combine(
-            {n: theta[n] for n in params}, [o.contribution for o in outcomes], cfg
+        update, outer = self.algorithm.combine(
+            {n: theta[n] for n in params}, [o.contribution for o in outcomes], cfg, self.outer
         )
         self._set_theta(update)
+        self.outer = outer
         state.env_steps += sum(o.env_steps for o in outcomes)
         state.wall_time_s += time.perf_counter() - started
         state.rows.append(self._row(outcomes, evaluate))
@@ -353,10 +466,12 @@ class MetaRun:
         )
 
     def checkpoint(self) -> None:
-        """Writes checkpoint.pt (theta, config, tasks, the meta state) and meta.csv."""
+        """Writes checkpoint.pt (theta, config, tasks, the meta state, the algorithm's outer
+        state as ``meta_outer``) and meta.csv."""
         meta, tensors = self.model.model_record()
         meta["meta_state"] = dataclasses.asdict(self.state)
         meta["pool"] = self.pool_entries
+        tensors = {**tensors, "meta_outer": self.outer}
         ckpt.save_tensors(self.run_dir / CHECKPOINT_FILE, META_CHECKPOINT_KIND, meta, tensors)
         write_meta_csv(self.run_dir / META_FILE, self.state.rows)
 
@@ -449,6 +564,9 @@ def resume_meta(cls, run_dir: str | Path, overrides: Mapping[str, Any]) -> MetaR
             f"a resumed meta run keeps its network, pool and seed: cannot change {shaping}"
         )
     model = cls.from_record(meta, payload)
+    if "meta_outer_optimizer" not in meta["config"] and "meta_outer_optimizer" not in overrides:
+        # written before issue 27: its fomaml stepped by SGD (and its meta_lr is SGD's)
+        overrides = {**overrides, "meta_outer_optimizer": "sgd"}
     model.config = model.config.replace(**overrides)
     model.run_dir = Path(run_dir)
     import_env_modules(model.config.env_imports)
@@ -459,4 +577,5 @@ def resume_meta(cls, run_dir: str | Path, overrides: Mapping[str, Any]) -> MetaR
             f"the run has done {state.iteration} iterations, more than meta_iterations="
             f"{model.config.meta_iterations}; raise it to train further"
         )
-    return MetaRun(model, pool, state)
+    # a checkpoint written before the outer state was kept starts fresh Adam moments
+    return MetaRun(model, pool, state, payload.get("meta_outer") or {})

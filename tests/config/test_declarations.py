@@ -25,7 +25,7 @@ from multiq.mtl import BALANCERS
 from multiq.mtl.schedules import SCHEDULES
 from multiq.nets import SCHEMES, SchemeOptions
 from multiq.recipes.continual import METHODS
-from multiq.recipes.meta import ALGORITHMS
+from multiq.recipes.meta import ALGORITHMS, OUTER_OPTIMIZERS
 from multiq.recipes.transfer import MODES
 
 
@@ -52,6 +52,7 @@ def test_keys_are_declared_section_by_section():
         ("balancer", BALANCERS),
         ("task_schedule", SCHEDULES),
         ("meta_algo", ALGORITHMS),
+        ("meta_outer_optimizer", OUTER_OPTIMIZERS),
         ("env_backend", ENV_BACKENDS),
     ],
 )
@@ -66,6 +67,7 @@ def test_the_choices_of_registry_keys_are_the_registry(key, registry):
         (names.BALANCER_NAMES, BALANCERS),
         (names.SCHEDULE_NAMES, SCHEDULES),
         (names.META_ALGORITHM_NAMES, ALGORITHMS),
+        (names.META_OUTER_OPTIMIZER_NAMES, OUTER_OPTIMIZERS),
         (names.TRANSFER_MODE_NAMES, MODES),
         (names.CONTINUAL_METHOD_NAMES, METHODS),
     ],
