@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tiny_config
 import torch
+from jumpstart import LEARN, greedy_episode_lengths
 
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
@@ -173,42 +174,8 @@ def test_transfer_refuses_a_target_named_as_a_source_task_and_other_schemes(tmp_
 
 # --- transfer pays ----------------------------------------------------------------------------
 
-LEARN = dict(  # the settings of tests/test_transfer.py's finetune jumpstart test
-    scheme="shared",
-    learning_starts=1_000,
-    train_freq=4,
-    target_update_interval=500,
-    learning_rate=1e-3,
-    exploration_fraction=0.2,
-    n_step=3,
-    hidden_size=128,
-    batch_size=64,
-    buffer_size=50_000,
-    eval_episodes=5,
-    eval_freq=0,
-    checkpoint_freq=0,
-    log_interval=1_000,
-    tensorboard=False,
-    progress_bar=False,
-    device="cpu",
-)
 VARIANT = "CartPole-sb"
 TARGET = [{"id": "gym:CartPole-v1", "name": VARIANT, "kwargs": {"sutton_barto_reward": True}}]
-
-
-def greedy_episode_lengths(model: MultiTaskDQN, episodes: int = 5) -> list[int]:
-    task = next(spec for spec in model.task_specs if spec.name == VARIANT)
-    env = task.make_env(evaluation=True)
-    lengths = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=50_000 + i)
-        steps, done = 0, False
-        while not done:
-            obs, _, terminated, truncated, _ = env.step(model.predict(obs, VARIANT))
-            steps, done = steps + 1, terminated or truncated
-        lengths.append(steps)
-    env.close()
-    return lengths
 
 
 @pytest.mark.slow
@@ -229,7 +196,7 @@ def test_progressive_starts_far_better_than_scratch(tmp_path):
     # the new column starts as a copy of the source's, its adapter from it at zero
     q = q_values(progressive)
     assert torch.equal(q_values(progressive, {VARIANT: PROBE["CartPole"]}), q)
-    lengths = {mode: greedy_episode_lengths(model) for mode, model in models.items()}
+    lengths = {mode: greedy_episode_lengths(model, VARIANT) for mode, model in models.items()}
     for model in models.values():
         model.learn()
     assert torch.equal(q_values(progressive), q)  # the source column did not move

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tiny_config
 import torch
+from jumpstart import LEARN, greedy_episode_lengths
 
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
@@ -233,41 +234,8 @@ def test_negative_transfer_lambda(runs, capsys):
 
 # --- transfer helps ------------------------------------------------------------------------------
 
-LEARN = dict(  # the settings tests/test_learning.py uses, for one task
-    scheme="shared",
-    learning_starts=1_000,
-    train_freq=4,
-    target_update_interval=500,
-    learning_rate=1e-3,
-    exploration_fraction=0.2,
-    n_step=3,
-    hidden_size=128,
-    batch_size=64,
-    buffer_size=50_000,
-    eval_episodes=5,
-    eval_freq=0,
-    checkpoint_freq=0,
-    log_interval=1_000,
-    tensorboard=False,
-    progress_bar=False,
-    device="cpu",
-)
 SOURCE_STEPS = 10_000
 TARGET = [{"id": "gym:CartPole-v1", "name": "CartPole", "kwargs": {"sutton_barto_reward": True}}]
-
-
-def greedy_episode_lengths(model: MultiTaskDQN, episodes: int = 5) -> list[int]:
-    env = model.task_specs[0].make_env(evaluation=True)
-    lengths = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=50_000 + i)
-        steps, done = 0, False
-        while not done:
-            obs, _, terminated, truncated, _ = env.step(model.predict(obs, "CartPole"))
-            steps, done = steps + 1, terminated or truncated
-        lengths.append(steps)
-    env.close()
-    return lengths
 
 
 @pytest.mark.slow
@@ -293,7 +261,7 @@ def test_finetune_starts_far_better_than_scratch(tmp_path):
     assert finetune.run_info["transfer"]["target_tasks"] == ["CartPole"]
 
     # before any target step: the policies that the step-0 evaluation (eval_at_start) plays
-    lengths = {mode: greedy_episode_lengths(model) for mode, model in models.items()}
+    lengths = {mode: greedy_episode_lengths(model, "CartPole") for mode, model in models.items()}
     for model in models.values():
         model.learn()
 
