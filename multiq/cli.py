@@ -696,9 +696,13 @@ def _print_results(run_dir: Path) -> None:
 
     print()
     print(format_table(read_summary(run_dir)))
+    from multiq.runio.layout import CONFLICTS_FILE, ROUTING_FILE
+
     tensorboard = f"; TensorBoard: tensorboard --logdir {run_dir}/tb"
+    maps = "".join(f", {name}" for name in (CONFLICTS_FILE, ROUTING_FILE)
+                   if (run_dir / name).is_file())  # fmt: skip
     print(
-        f"\nresults in {run_dir}/: summary.json, curves.png, metrics.csv, config.yaml, "
+        f"\nresults in {run_dir}/: summary.json, curves.png{maps}, metrics.csv, config.yaml, "
         f"model.pt, checkpoint.pt{tensorboard if (run_dir / 'tb').is_dir() else ''}"
     )
 
