@@ -75,6 +75,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "independent": ("scheme=independent",),
 }
 """Variant -> its `--set` overrides of the paper's config; the order is the screening's."""
+VARIANT_KEYS = frozenset(item.split("=")[0] for sets in VARIANTS.values() for item in sets)
 STAGE_STEPS = {"screen": 500_000, "confirm": 1_000_000}
 STAGE_SEEDS = {"screen": [0], "confirm": [0, 1]}
 PAPER_EXPLORATION_STEPS = 100_000  # the paper's epsilon decay: 1 -> 0.1 over 100k env steps
@@ -166,8 +167,8 @@ def expected_config(args: argparse.Namespace, variant: str, seed: int) -> Config
 
 def config_conflict(folder: Path, expected: Config, steps: int) -> str | None:
     """Why `folder` holds a run other than the one `expected` describes at `steps` env steps per
-    game (a finished run at another budget, or keys that differ outside `PLUMBING`); None when
-    it holds this run or none."""
+    game (a finished run at another budget, or a defining key that differs: one `expected` was
+    given or a variant sets, outside `PLUMBING`); None when it holds this run or none."""
     from multiq.config import Config
     from multiq.errors import MultiqError
 
@@ -178,7 +179,10 @@ def config_conflict(folder: Path, expected: Config, steps: int) -> str | None:
     except MultiqError as error:
         return f"its config.yaml does not load ({error})"
     want = expected.to_dict()
-    keys = [k for k in want if k not in PLUMBING and held.get(k) != want[k]]
+    # what defines a run: the keys its config file and overrides give, and every variant's keys
+    # (a default that changed since a run started, e.g. meta_lr, does not make it another run)
+    defining = (expected.given_keys | VARIANT_KEYS) - PLUMBING
+    keys = [k for k in want if k in defining and held.get(k) != want[k]]
     reasons = [f"{k}: {held.get(k)!r}, this run's {want[k]!r}" for k in keys]
     if (folder / "summary.json").is_file():
         done = json.loads((folder / "summary.json").read_text()).get("env_steps_per_task")

@@ -107,6 +107,21 @@ def test_a_finished_run_of_another_config_is_refused_and_its_own_kept(bench, tmp
         bench.command(args, "pcgrad", 0)
 
 
+def test_a_default_that_changed_since_a_run_started_is_no_other_config(bench, tmp_path):
+    args = bench.parse_args(roots(tmp_path))
+    folder = bench.run_dir(args, "shared-2x", 0)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"")
+    held = bench.expected_config(args, "shared-2x", 0)
+    save_config(held.replace(meta_lr=0.05), folder / "config.yaml")  # an older default
+    assert "--resume" in bench.command(args, "shared-2x", 0)
+    wide = bench.run_dir(args, "shared", 0)  # shared's config leaves shared-2x's keys default
+    wide.mkdir(parents=True)
+    save_config(held, wide / "config.yaml")
+    with pytest.raises(SystemExit, match="conv_filters: 32, this run's 16"):
+        bench.command(args, "shared", 0)
+
+
 def test_a_checkpoint_of_another_config_is_not_resumed(bench, tmp_path):
     args = bench.parse_args(roots(tmp_path))
     folder = bench.run_dir(args, "routed", 0)
