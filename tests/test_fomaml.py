@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from tiny_config import TINY_META
 
 from multiq.api import MultiTaskDQN
 from multiq.config import Config
@@ -24,15 +25,7 @@ from multiq.recipes.meta import (
 from multiq.runio.layout import CHECKPOINT_FILE
 from multiq.train import checkpoint as ckpt
 
-POOL = ["gym:CartPole-v1", {"id": "gym:CartPole-v1", "name": "c2"}, {"id": "gym:CartPole-v1",
-        "name": "c3"}]  # fmt: skip
-TINY = {
-    "meta_tasks": POOL, "meta_iterations": 2, "meta_batch_size": 2, "inner_steps": 120,
-    "inner_learning_starts": 40, "inner_buffer_size": 500, "inner_target_update": 50,
-    "meta_query_steps": 32, "meta_eval_freq": 0, "batch_size": 16, "hidden_size": 16,
-    "eval_episodes": 1, "device": "cpu", "tensorboard": False, "progress_bar": False,
-    "meta_algo": "fomaml",
-}  # fmt: skip
+TINY = TINY_META | {"meta_eval_freq": 0, "eval_episodes": 1, "meta_algo": "fomaml"}
 # CartPole pays +1 per step; with gamma 0.99 no discounted return exceeds sum_t 0.99^t = 100
 # (the SGD outer step of the issue drifted to 710-832)
 CARTPOLE_MAX_RETURN = 1 / (1 - 0.99)

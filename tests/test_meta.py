@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_config import META_POOL, TINY_META
 from wandb_files import record_with
 
 from multiq.agents.learner import Learner, LearnerSettings, mean_head_init
@@ -27,14 +28,8 @@ from multiq.report.meta import read_meta_csv
 from multiq.tasks import make_taskset
 from multiq.train.inner import InnerLoop, clone_weights
 
-POOL = ["gym:CartPole-v1", {"id": "gym:CartPole-v1", "name": "c2"}, {"id": "gym:CartPole-v1",
-        "name": "c3"}]  # fmt: skip
-TINY = {
-    "meta_tasks": POOL, "meta_iterations": 2, "meta_batch_size": 2, "inner_steps": 120,
-    "inner_learning_starts": 40, "inner_buffer_size": 500, "inner_target_update": 50,
-    "meta_query_steps": 32, "meta_eval_freq": 1, "batch_size": 16, "hidden_size": 16,
-    "eval_episodes": 2, "device": "cpu", "tensorboard": False, "progress_bar": False,
-}  # fmt: skip
+POOL = META_POOL
+TINY = TINY_META
 
 
 def vec(*values: float) -> dict[str, torch.Tensor]:

@@ -30,3 +30,13 @@ TINY_RUN = TINY | {
     "seed": 0,
 }
 """`TINY` with a 16-unit net, a seed and a budget of 300 steps per task: a complete small run."""
+
+META_POOL = ["gym:CartPole-v1", {"id": "gym:CartPole-v1", "name": "c2"}, {"id": "gym:CartPole-v1",
+             "name": "c3"}]  # fmt: skip
+TINY_META = {
+    "meta_tasks": META_POOL, "meta_iterations": 2, "meta_batch_size": 2, "inner_steps": 120,
+    "inner_learning_starts": 40, "inner_buffer_size": 500, "inner_target_update": 50,
+    "meta_query_steps": 32, "meta_eval_freq": 1, "batch_size": 16, "hidden_size": 16,
+    "eval_episodes": 2, "device": "cpu", "tensorboard": False, "progress_bar": False,
+}  # fmt: skip
+"""A meta run of two iterations of two 120-step inner loops on three CartPole tasks."""
