@@ -583,12 +583,18 @@ def run_from_result(result: Mapping[str, Any]) -> TransferRun:
 Table = dict[tuple[str, str], dict[int, dict[str, Any]]]
 
 
+def arm(result: Mapping[str, Any]) -> str:
+    """A target run's row in the tables: its `arm` (a mode with settings of its own, e.g.
+    `finetune-l2init`) when its job named one, else its mode."""
+    return str(result.get("arm") or result["mode"])
+
+
 def target_table(results: Iterable[Mapping[str, Any]]) -> Table:
-    """(target, mode) -> seed -> result, for the target runs."""
+    """(target, arm) -> seed -> result, for the target runs (see `arm`)."""
     table: Table = {}
     for result in results:
         if result["kind"] == TARGET:
-            table.setdefault((result["target"], result["mode"]), {})[result["seed"]] = result
+            table.setdefault((result["target"], arm(result)), {})[result["seed"]] = result
     return table
 
 
@@ -769,9 +775,7 @@ def pooled_line(table: Table, targets: Sequence[str], mode: str) -> str:
 def cost_rows(results: Sequence[Mapping[str, Any]], modes: Sequence[str]) -> list[str]:
     """Mean wall time and env steps/s of the pretraining runs and of each mode's runs."""
     groups = {PRETRAIN: [r for r in results if r["kind"] == PRETRAIN]}
-    groups.update(
-        {m: [r for r in results if r["kind"] == TARGET and r["mode"] == m] for m in modes}
-    )
+    groups.update({m: [r for r in results if r["kind"] == TARGET and arm(r) == m] for m in modes})
     lines = ["| runs | count | mean wall time (s) | mean env steps/s |", "|---|---:|---:|---:|"]
     for label, runs in groups.items():
         if runs:

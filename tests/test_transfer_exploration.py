@@ -19,12 +19,16 @@ import pytest
 import tiny_config
 import torch
 
+from multiq.agents.learner import Learner, LearnerSettings
 from multiq.api import MultiTaskDQN
+from multiq.collect.sequential import Collector
 from multiq.config import Config
 from multiq.errors import ConfigError
 from multiq.phases.phase import Phase
-from multiq.recipes.adapt import SCRATCH, Init, adapt_config
+from multiq.recipes.adapt import SCRATCH, Init, adapt_config, prefill_steps
+from multiq.tasks import make_taskset
 from multiq.train.callbacks import Callback
+from multiq.train.inner import InnerLoop
 from multiq.train.loop import linear_epsilon, phase_epsilon
 from multiq.train.stop import Interrupted
 
@@ -88,8 +92,53 @@ def test_adapt_gives_saved_models_the_transfer_epsilon_and_scratch_the_configs()
     assert adapt_config(Init("m", object()), cfg).exploration_initial_eps == 0.1
     assert adapt_config(Init(SCRATCH, None), cfg).exploration_initial_eps == 1.0
     assert adapt_config(Init("m", object()), schedule_config()) == schedule_config()
-    with pytest.raises(ConfigError, match="set transfer_prefill_steps=0"):
-        adapt_config(Init("m", object()), schedule_config(transfer_prefill_steps=10))
+
+
+def test_adapt_prefills_for_saved_models_only_and_refuses_a_prefill_past_the_largest_k():
+    cfg = schedule_config(transfer_prefill_steps=10)
+    assert prefill_steps(Init("m", object()), cfg, [0, 50]) == 10
+    assert prefill_steps(Init(SCRATCH, None), cfg, [0, 50]) == 0
+    assert prefill_steps(Init("m", object()), schedule_config(), [0, 50]) == 0
+    with pytest.raises(ConfigError, match="leaves no training before the largest k \\(10\\)"):
+        prefill_steps(Init("m", object()), cfg, [0, 10])
+
+
+def inner_run(prefill: int, monkeypatch) -> tuple[list[tuple[int, float]], list[int], int]:
+    """A 120-step headless run from fresh weights: (env steps, epsilon) of every collector
+    step, the env steps at which updates ran, and the update count."""
+    cfg = Config(**{**tiny_config.TINY_META, "n_envs": 1, "train_freq": 1,
+                    "inner_learning_starts": 20, "exploration_final_eps": 0.05})  # fmt: skip
+    (spec,) = list(make_taskset([{"id": "gym:CartPole-v1", "name": "t"}]))
+    learner = Learner([spec], LearnerSettings(hidden_size=16))
+    loop = InnerLoop(learner, cfg, "t")
+    steps, updates = [], []
+    step = Collector.step
+
+    def record_step(self, epsilon, shares, state):
+        steps.append((state.env_steps, epsilon))
+        return step(self, epsilon, shares, state)
+
+    update = learner.update
+
+    def record_update(batch, *args, **kwargs):
+        updates.append(steps[-1][0] + 1)
+        return update(batch, *args, **kwargs)
+
+    monkeypatch.setattr(Collector, "step", record_step)
+    monkeypatch.setattr(learner, "update", record_update)
+    result = loop.train(spec, 120, seed=3, prefill_steps=prefill)
+    return steps, updates, result.updates
+
+
+def test_the_headless_loop_prefills_at_the_final_epsilon_and_updates_only_after(monkeypatch):
+    steps, updates, count = inner_run(50, monkeypatch)
+    assert [eps for step, eps in steps if step < 50] == [0.05] * 50
+    assert all(eps != 0.05 for step, eps in steps[50:60])  # then the schedule, from its start
+    assert min(updates) == 50 and count == len(updates) == 120 - 50 + 1
+    steps, updates, count = inner_run(0, monkeypatch)  # no prefill: as before
+    assert steps[0][1] == 1.0 and min(updates) == 20 and count == 120 - 20 + 1
+    with pytest.raises(ConfigError, match="leaves no training"):
+        inner_run(120, monkeypatch)
 
 
 @pytest.fixture(scope="module")

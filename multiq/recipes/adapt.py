@@ -14,7 +14,9 @@ network settings of the first saved model (or the adapt config's when there is n
 
 A saved model's runs explore from `transfer_initial_eps` where it is set (null: the config's
 `exploration_initial_eps`, as scratch always does), so that a good initialisation is not thrown
-into random exploration; `transfer_prefill_steps` is refused here (multiq transfer only).
+into random exploration, and first fill their replay for `transfer_prefill_steps` env steps
+acting with the model's policy (counted in k, as a transfer target's prefill); scratch never
+prefills.
 
 Results go to a folder: adapt.json (`rows`: init, task, seed, k, return), adapt.md and
 adapt.png. Rows are written after every run, and a folder that already holds rows for the same
@@ -145,7 +147,13 @@ def adapt_runs(
     on_rows=None,
 ) -> list[dict[str, Any]]:
     """Rows (init, task, seed, k, return) of every run not in `done`; `on_rows(rows)` is called
-    with all rows so far after each run."""
+    with all rows so far after each run.
+
+    Raises:
+        ConfigError: a prefill that leaves no training (checked before the first run).
+    """
+    for init in inits:
+        prefill_steps(init, cfg, ks)
     rows = [dict(row) for row in done]
     finished = {(r["init"], r["task"], r["seed"]) for r in rows}
     network = next((i.model.config for i in inits if i.model is not None), cfg)
@@ -162,26 +170,35 @@ def adapt_runs(
 
 def adapt_config(init: Init, cfg: Config) -> Config:
     """The training settings of one run: a saved model explores from `transfer_initial_eps`
-    (where set) so that it keeps acting as it learned; scratch keeps the config's schedule.
-
-    Raises:
-        ConfigError: `transfer_prefill_steps` > 0 (adapt-k does not prefill its replay yet).
-    """
-    if cfg.transfer_prefill_steps:
-        raise ConfigError(
-            f"transfer_prefill_steps={cfg.transfer_prefill_steps}: adapt-k does not prefill "
-            "its replay yet (multiq transfer does); set transfer_prefill_steps=0"
-        )
+    (where set) so that it keeps acting as it learned; scratch keeps the config's schedule."""
     if init.model is None or cfg.transfer_initial_eps is None:
         return cfg
     return cfg.replace(exploration_initial_eps=cfg.transfer_initial_eps)
+
+
+def prefill_steps(init: Init, cfg: Config, ks: Sequence[int]) -> int:
+    """The env steps a run first fills its replay with: `transfer_prefill_steps` for a saved
+    model, 0 for scratch.
+
+    Raises:
+        ConfigError: a prefill that leaves no training before the largest k.
+    """
+    if init.model is None or not cfg.transfer_prefill_steps:
+        return 0
+    if cfg.transfer_prefill_steps >= max(ks):
+        raise ConfigError(
+            f"transfer_prefill_steps={cfg.transfer_prefill_steps} leaves no training before the "
+            f"largest k ({max(ks)}): set it below {max(ks)}, or 0 for no prefill"
+        )
+    return cfg.transfer_prefill_steps
 
 
 def _one_run(init, spec, ks, seed, index, cfg, network) -> list[dict[str, Any]]:
     learner = adapt_learner(init, spec, cfg, network, seed)
     loop = InnerLoop(learner, adapt_config(init, cfg), spec.name)
     inner_seed = run_seed(seed, index)
-    result = loop.train(spec, max(ks), inner_seed, eval_at=ks)
+    prefill = prefill_steps(init, cfg, ks)
+    result = loop.train(spec, max(ks), inner_seed, eval_at=ks, prefill_steps=prefill)
     log.info("adapt %s on %s seed %d: %s", init.label, spec.name, seed, result.evaluations)
     return [
         {"init": init.label, "task": spec.name, "seed": seed, "k": k,

@@ -8,9 +8,13 @@ Rules (the same for every caller):
   the online net every `inner_target_update` env steps;
 - Adam's moments start at zero for each run (the meta-weights carry no optimiser state);
 - the replay is the run's own (`inner_buffer_size` transitions), empty at the start;
-- updates start after `inner_learning_starts` env steps, one every `train_freq` vector steps of
-  `batch_size` samples; epsilon decays linearly over the first `exploration_fraction` of the
-  run's steps, from `exploration_initial_eps` to `exploration_final_eps`;
+- a run may first prefill its replay: `prefill_steps` env steps acted by the given weights at
+  `exploration_final_eps`, counted in its steps (adapt-k's `transfer_prefill_steps`, as a
+  transfer target's prefill);
+- updates start after max(`inner_learning_starts`, prefill) env steps, one every `train_freq`
+  vector steps of `batch_size` samples; after the prefill, epsilon decays linearly over the
+  first `exploration_fraction` of the run's steps (counted from its start), from
+  `exploration_initial_eps` to `exploration_final_eps`;
 - evaluations at the requested step counts use `eval_episodes` fresh envs and `eval_epsilon`.
 """
 
@@ -99,13 +103,26 @@ class InnerLoop:
         seed: int,
         eval_at: Sequence[int] = (),
         rng: np.random.Generator | None = None,
+        prefill_steps: int = 0,
     ) -> InnerResult:
         """Runs `steps` env steps of DQN on `spec` (named as the trained task) from the loaded
         weights; evaluates after each step count in `eval_at` (0: before the first step).
 
+        Args:
+            prefill_steps: env steps (of `steps`) that first fill the replay at
+                `exploration_final_eps`, without updates (see the module docstring).
+
         Returns:
             The episode returns, evaluations and counts.
+
+        Raises:
+            ConfigError: `prefill_steps` not in [0, steps): the run would not train.
         """
+        if not 0 <= prefill_steps < max(steps, 1):
+            raise ConfigError(
+                f"a prefill of {prefill_steps} env steps leaves no training in a run of {steps}; "
+                "lower transfer_prefill_steps below the run's steps (the largest k)"
+            )
         cfg, learner, name = self.cfg, self.learner, self.task
         self._spec(spec)
         rng = rng if rng is not None else np.random.default_rng(seed)
@@ -121,10 +138,14 @@ class InnerLoop:
                 if state.env_steps >= steps:
                     break
                 before = state.env_steps
-                epsilon = linear_epsilon(cfg, before, steps)
+                prefilling = before < prefill_steps
+                epsilon = (
+                    cfg.exploration_final_eps if prefilling else linear_epsilon(cfg, before, steps)
+                )
                 collector.step(epsilon, shares, state)
                 done, taken = state.env_steps, state.env_steps - before
-                if done >= cfg.inner_learning_starts and crossed(done, taken, every):
+                starts_at = max(cfg.inner_learning_starts, prefill_steps)
+                if done >= starts_at and crossed(done, taken, every):
                     learner.update(replay.sample({name: cfg.batch_size}, rng))
                     result.updates += 1
                 if crossed(done, taken, cfg.inner_target_update):
