@@ -2,9 +2,14 @@
 
 For each seed, the benchmark runs (each a `multiq` child process with one torch thread,
 `--workers` at a time):
-- a continual run per method (`multiq continual`; finetune, rehearsal, ewc, distill): the games
-  in sequence, `--steps-per-task` env steps each, every game evaluated at every phase end and
-  every `--eval-freq` steps;
+- a continual run per method (`multiq continual`; finetune, rehearsal, ewc, distill,
+  progressive): the games in sequence, `--steps-per-task` env steps each, every game evaluated at
+  every phase end and every `--eval-freq` steps. `progressive` (Rusu et al. 2016) gives each game
+  a column of its own with lateral adapters from the earlier, frozen columns (scheme
+  `progressive`, which the method sets: its runs carry no `scheme` key): no forgetting by
+  construction, paid for in parameters (the result JSON records the network's weights of every
+  continual and multi-task run, and each progressive column's) and perhaps in the new game's
+  return;
 - a single-task run per game (`multiq train`, `--steps-per-task` steps): the reference that
   normalises returns (random policy = 0, single-task final = 1) and the curve forward transfer
   is measured against;
@@ -25,9 +30,11 @@ checkpoint. Once a run's result JSON is written its replay.npz is deleted (the D
 its add run is collected); the peak is about 1.3 GB per running worker (a write in progress
 doubles the file) plus 0.5 GB per waiting DML base.
 
-The full default is 36 runs (3 seeds x 12), 10.5M env steps: about 3 hours on two CPU cores
-(five-game runs go at 1,000-1,300 env steps/s per process, the single-game phases of the
-continual runs at about half that, rehearsal and distill slower as their batches grow).
+The full default is 39 runs (3 seeds x 13: 5 continual, 1 multi-task, 5 single-task, the DML
+base and add runs), 12M env steps: about 3 hours on two CPU cores for the 36 runs without
+progressive (five-game runs go at 1,000-1,300 env steps/s per process, the single-game phases of
+the continual runs at about half that, rehearsal and distill slower as their batches grow), more
+with progressive, whose later phases run every earlier column as well.
 
 Resuming (as transfer_minatar.py): a run whose JSON exists under `--out-dir/continual_minatar_runs`
 is never run again; a finished folder without one is collected; an interrupted one is resumed
@@ -37,7 +44,7 @@ JSONs alone. Another `--sequence` or budget belongs in another `--out-dir` (run 
 carry them).
 
     python benchmarks/continual_minatar.py [--sequence Asterix Breakout ...] [--seeds 0 1 2]
-        [--methods finetune rehearsal ewc distill] [--steps-per-task 100000]
+        [--methods finetune rehearsal ewc distill progressive] [--steps-per-task 100000]
         [--dml-new SpaceInvaders] [--workers 2] [--report-only]
 """
 
@@ -75,6 +82,7 @@ from multiq.runio.layout import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
+    MODEL_FILE,
     REPLAY_FILE,
     RUN_RECORD_FILE,
     random_return_key,
@@ -83,8 +91,9 @@ from multiq.runio.layout import (
 
 BENCH = "continual_minatar"
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
-METHODS = ("finetune", "rehearsal", "ewc", "distill")
+METHODS = ("finetune", "rehearsal", "ewc", "distill", "progressive")
 REPLAY_METHODS = ("rehearsal", "distill")  # they sample the earlier games' stored replay
+SCHEME_METHODS = ("progressive",)  # they set their own scheme: their runs carry no `scheme` key
 CONTINUAL, SINGLE, MULTITASK, DML_BASE, DML_ADD = (
     "continual",
     "single",
@@ -196,6 +205,8 @@ def continual_job(method: str, seed: int, args: argparse.Namespace) -> common.Jo
     """`multiq continual` over the sequence with `method`."""
     name = f"continual-{method}-seed{seed}"
     config = settings(args, save_replay=method in REPLAY_METHODS)
+    if method in SCHEME_METHODS:
+        del config["scheme"]
     argv = (
         "continual",
         "--sequence",
@@ -424,8 +435,10 @@ def extract_result(job: common.Job, run_dir: Path, extra: Mapping[str, Any] | No
 
     Every run: phases (name, tasks, start and end step), eval curves (task -> [[step, return],
     ...] over the whole run), random-policy returns, final returns, wall time, env steps/s,
-    the machine and the command. Continual runs also get summary.json's `continual` section and
-    the evaluation matrix as `multiq.report.continual.evaluation_matrix` reads it.
+    the machine and the command. Continual and multi-task runs get `parameters`, the weights of
+    their network (from model.pt; None when unreadable). Continual runs also get summary.json's
+    `continual` section, the evaluation matrix as `multiq.report.continual.evaluation_matrix`
+    reads it, and for progressive `column_parameters` (task -> weights of its column).
     """
     summary, metrics = read_summary(run_dir), read_metrics(run_dir)
     tasks = summary.get("tasks", {})
@@ -449,10 +462,27 @@ def extract_result(job: common.Job, run_dir: Path, extra: Mapping[str, Any] | No
         "collected": common.now(),
         **(extra or {}),
     }
+    if job.kind in (CONTINUAL, MULTITASK):
+        record["parameters"] = model_parameters(run_dir / MODEL_FILE)
     if job.kind == CONTINUAL:
         record["continual"] = summary.get("continual")
         record["matrix"] = matrix_record(evaluation_matrix(run_dir))
+        if "progressive" in summary:
+            record["column_parameters"] = summary["progressive"].get("column_parameters")
     return record
+
+
+def model_parameters(model: Path) -> int | None:
+    """The weights of a model.pt's online network (every tensor of its state dict), or None
+    when the file is not a readable multiq model. Imports torch: collecting code only."""
+    from multiq.errors import CheckpointError
+    from multiq.train.checkpoint import load_tensors
+
+    try:
+        _, payload = load_tensors(model, "model", required=("online",))
+    except CheckpointError:
+        return None
+    return sum(int(tensor.numel()) for tensor in payload["online"].values())
 
 
 def random_returns(
@@ -569,12 +599,18 @@ def mean_curve(curves: Sequence[Series]) -> Series:
     return [(int(s), float(v)) for s, v in zip(steps, values.mean(axis=0), strict=True)]
 
 
+def final_return(result: Mapping[str, Any], task: str) -> float:
+    """A result's final return of `task`; NaN when it has none (a return of 0 is a return)."""
+    value = result["final_returns"].get(task)
+    return math.nan if value is None else float(value)
+
+
 def references(groups: Groups) -> tuple[dict[str, float], dict[str, Series]]:
     """The single-task reference of each game: its final return and its eval curve, each the
     mean over the seeds of the single-task runs."""
     returns, curves = {}, {}
     for game, runs in groups.single.items():
-        finals = [float(r["final_returns"].get(game) or math.nan) for r in runs.values()]
+        finals = [final_return(r, game) for r in runs.values()]
         returns[game] = common.finite_mean(finals)
         seed_curves = [curve(r, game) for r in runs.values() if r["curves"].get(game)]
         if seed_curves:
@@ -652,7 +688,7 @@ def method_summaries(
 
 def multitask_p(result: Mapping[str, Any], games: Sequence[str], reference: Mapping) -> dict:
     """A multi-task run's final return per game, normalised (its own random returns)."""
-    finals = [float(result["final_returns"].get(g) or math.nan) for g in games]
+    finals = [final_return(result, g) for g in games]
     randoms = [result["random_returns"].get(g, math.nan) for g in games]
     p = normalise(finals, randoms, [reference.get(g, math.nan) for g in games])
     return dict(zip(games, p.tolist(), strict=True))
@@ -767,6 +803,7 @@ def header_lines(results: Sequence[Mapping[str, Any]], groups: Groups, load: flo
     kinds = {
         "continual finetune/ewc": [r for r in results if r.get("method") in ("finetune", "ewc")],
         "continual rehearsal/distill": [r for r in results if r.get("method") in REPLAY_METHODS],
+        "continual progressive": [r for r in results if r.get("method") in SCHEME_METHODS],
         "single-task and multi-task": [r for r in results if r["kind"] in (SINGLE, MULTITASK)],
         "DML": [r for r in results if r["kind"] in (DML_BASE, DML_ADD)],
     }
@@ -807,7 +844,9 @@ def header_lines(results: Sequence[Mapping[str, Any]], groups: Groups, load: flo
         "actions. "
         "Rehearsal and distill sample the earlier games' stored replay (half of each update's "
         "samples); ewc is online EWC on the shared parameters; distill: KL to the agent at the "
-        "end of the previous phase on the earlier games' states.",
+        "end of the previous phase on the earlier games' states; progressive: a column per "
+        "game (its own input layer, trunk and head) with lateral adapters from the earlier "
+        "games' columns, which freeze when their phase ends.",
         f"- budget caveat: {steps} env steps per game is far below the MinAtar paper's budgets "
         "(millions of frames; its curves go to 5M); every agent here is early in learning and "
         "the single-task references are weak, so a game whose reference barely beats the "
@@ -842,25 +881,60 @@ def replay_bytes(game: str, buffer: int) -> int | None:
 
 
 def methods_table(
-    summaries: Mapping[str, MethodSummary], multitask: Mapping[str, float] | None
+    summaries: Mapping[str, MethodSummary],
+    multitask: Mapping[str, float] | None,
+    parameters: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Average performance, forgetting, forward transfer and own-phase p per method."""
+    """Average performance, forgetting, forward transfer, own-phase p and the network's weights
+    per method (`parameters`: method or `multitask` -> cell, see `parameter_cells`)."""
+    parameters = parameters or {}
     lines = [
         "| method | seeds | average performance P | forgetting F | forward transfer FT | "
-        "new games' p at the end of their phase |",
-        "|---|---:|---:|---:|---:|---:|",
+        "new games' p at the end of their phase | parameters |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for method, s in summaries.items():
         a = s.aggregate
         lines.append(
             f"| {method} | {a['seeds']} | {fmt(a['average_performance'])} | "
-            f"{fmt(a['forgetting_mean'])} | {fmt(a['forward_transfer_mean'])} | {fmt(s.new_p)} |"
+            f"{fmt(a['forgetting_mean'])} | {fmt(a['forward_transfer_mean'])} | {fmt(s.new_p)} "
+            f"| {parameters.get(method, '-')} |"
         )
     if multitask is not None:
         lines.append(
             f"| multi-task `shared` (upper reference) | {multitask['n']} | {fmt(multitask)} | "
-            "- | - | - |"
+            f"- | - | - | {parameters.get(MULTITASK, '-')} |"
         )
+    return lines
+
+
+def parameter_text(runs: Iterable[Mapping[str, Any]]) -> str:
+    """The runs' network weights (`parameters`) as one cell: `-` where none recorded it (runs
+    collected before it was), else the value, or `mixed: ...` when seeds differ."""
+    counts = [r["parameters"] for r in runs if r.get("parameters") is not None]
+    return common.distinct(counts) if counts else "-"
+
+
+def parameter_cells(groups: Groups) -> dict[str, str]:
+    """Method (and `multitask`) -> its runs' network weights, as `parameter_text`."""
+    cells = {method: parameter_text(runs.values()) for method, runs in groups.continual.items()}
+    return {**cells, MULTITASK: parameter_text(groups.multitask.values())}
+
+
+def column_lines(groups: Groups) -> list[str]:
+    """A line per method whose runs recorded their columns' weights (progressive): each
+    column's weights (its input layer, trunk, the adapters into it and its head)."""
+    lines = []
+    for method, runs in groups.continual.items():
+        recorded = [r["column_parameters"] for r in runs.values() if r.get("column_parameters")]
+        if recorded:
+            columns = ", ".join(
+                f"{task} {common.distinct(r.get(task) for r in recorded)}" for task in recorded[0]
+            )
+            lines.append(
+                f"- {method}: weights per column (its input layer, trunk, the lateral adapters "
+                f"into it and its head), in sequence order: {columns}"
+            )
     return lines
 
 
@@ -882,9 +956,9 @@ def reference_table(groups: Groups, reference: Mapping[str, float]) -> list[str]
     for game in groups.sequence:
         singles = groups.single.get(game, {}).values()
         randoms = [r["random_returns"].get(game, math.nan) for r in singles]
-        finals = [float(r["final_returns"].get(game) or math.nan) for r in singles]
+        finals = [final_return(r, game) for r in singles]
         multi = groups.multitask.values()
-        multi_finals = [float(r["final_returns"].get(game) or math.nan) for r in multi]
+        multi_finals = [final_return(r, game) for r in multi]
         multi_p = [multitask_p(r, [game], reference)[game] for r in multi]
         lines.append(
             f"| {game} | {common.finite_mean(randoms):.2f} | {fmt(stat(finals))} | "
@@ -1040,6 +1114,12 @@ METRIC_NOTES = (
 )
 
 
+PARAMETER_NOTE = (
+    "Parameters: the weights of the agent's network at the end (every tensor of model.pt's "
+    "online network; `-` where the run's JSON does not record it)."
+)
+
+
 # The report's figures, beside it in --out-dir.
 MATRIX_PNG, SEQUENCE_PNG, DML_PNG = (f"{BENCH}_{f}.png" for f in ("matrix", "sequence", "dml"))
 
@@ -1060,7 +1140,10 @@ def markdown(
     multitask = stat(per_seed) if per_seed else None
     games, best = groups.sequence, best_method(summaries)
     lines = [*header_lines(results, groups, load), ""]
-    lines += ["## Methods", "", METRIC_NOTES, "", *methods_table(summaries, multitask), ""]
+    table = methods_table(summaries, multitask, parameter_cells(groups))
+    lines += ["## Methods", "", METRIC_NOTES, "", PARAMETER_NOTE, "", *table, ""]
+    columns = column_lines(groups)
+    lines += [*columns, ""] if columns else []
     lines += ["## Verdicts", "", *verdict_lines(summaries), ""]
     lines += ["## Per game", "", "p at the end of the sequence:", ""]
     finals = {m: s.final for m, s in summaries.items()}

@@ -1,8 +1,18 @@
 """The founding example: does an agent trained on ALE Tetris learn Pac-Man faster?
 
 For each seed, one agent is pretrained on `atari:Tetris` (`--pretrain-steps` env steps), then
-learns each target (`atari:Pacman`; `--targets` may add `atari:MsPacman`) in the modes scratch,
-finetune and joint for `--target-steps` env steps with the same seed; scratch is the baseline.
+learns each target (`atari:Pacman`; `--targets` may add `atari:MsPacman`) in every arm for
+`--target-steps` env steps with the same seed; scratch is the baseline. The arms (`ARMS`,
+`--arms`, also spelt `--modes`): the modes scratch, finetune and joint (default keys);
+``progressive`` (a new column with lateral adapters from the frozen Tetris column, Rusu et al.
+2016); ``finetune-regpre`` (finetune from a second Tetris agent pretrained with `weight_decay`
+0.1 and `dropout` 0.1, the run `pretrain-regularised-Tetris-seed<N>`; Farebrother et al. 2018);
+``finetune-l2init`` (finetune with `l2_init` 0.01, L2-SP; Li et al. 2018). The finetune variants
+keep a fresh head (`head_init: fresh`), as the `finetune` runs did; runs of the three modes keep
+their names and command lines, so their recorded JSONs are reused. The default is 8 runs per
+seed and target Pac-Man (2 pretraining, 6 target runs), 6 more per added target; the
+regularised Tetris agent is trained only when `finetune-regpre` is chosen.
+
 The budgets are tiny next to the usual Atari ones (10M-50M env steps per game): this is a
 smoke-scale replication of the question, not of published scores. Runs are `multiq` child
 processes with the same resumable machinery as transfer_minatar.py (`transfer_common.py`): a
@@ -10,13 +20,13 @@ run whose JSON exists under `--out-dir/transfer_atari_runs/` is never run again,
 one is resumed from its checkpoint.
 
 The report (`transfer_atari.md` and `.png` in `--out-dir`, rebuilt from the JSONs alone by
-`--report-only`) gives per target and mode the first return, jumpstart, final return, transfer
+`--report-only`) gives per target and arm the first return, jumpstart, final return, transfer
 ratio and steps to threshold (means with 95% bootstrap intervals over seeds), a verdict per
-mode, and Tetris's forgetting under joint training.
+arm, and Tetris's forgetting under joint training.
 
     python benchmarks/transfer_atari.py [--targets atari:Pacman atari:MsPacman]
         [--pretrain-steps 50000] [--target-steps 50000] [--seeds 0] [--n-envs 1]
-        [--device auto] [--workers 1] [--report-only]
+        [--arms scratch finetune progressive ...] [--device auto] [--workers 1] [--report-only]
 """
 
 from __future__ import annotations
@@ -30,6 +40,9 @@ BENCH = "transfer_atari"
 SOURCE = "atari:Tetris"
 TARGETS = ("atari:Pacman", "atari:MsPacman")
 MODES = ("scratch", "finetune", "joint")
+# arm -> (mode, source kind, own keys), in table order: the modes, then the arms they were
+# compared with later (issue "transfer that pays")
+ARMS: dict[str, common.Arm] = {**common.mode_arms(MODES), **common.REGULARISED_ARMS}
 # Atari DQN keys, scaled to the small budget: learning starts and target updates come sooner
 # than configs/atari.yaml's (20k, 8k) so that most of the 50k steps are learning.
 ATARI_SETTINGS: dict[str, Any] = {
@@ -48,7 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=[TARGETS[0]])
     parser.add_argument(
-        "--modes", nargs="+", choices=MODES, default=list(MODES), help="scratch is always run"
+        "--arms",
+        "--modes",
+        dest="modes",
+        nargs="+",
+        choices=list(ARMS),
+        default=list(ARMS),
+        help="transfer modes and arms (scratch is always run)",
     )
     parser.add_argument("--pretrain-steps", type=int, default=50_000, help="Tetris env steps")
     parser.add_argument("--target-steps", type=int, default=50_000)
@@ -65,8 +84,8 @@ def task_name(entry: str) -> str:
 
 
 def modes(args: argparse.Namespace) -> list[str]:
-    """The modes to run, in table order; scratch (the baseline) always among them."""
-    return [mode for mode in MODES if mode == common.SCRATCH or mode in args.modes]
+    """The arms to run, in table order; scratch (the baseline) always among them."""
+    return common.chosen_arms(ARMS, args.modes)
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -89,19 +108,22 @@ def pretrain_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {**settings(args), "eval_freq": 0}
 
 
-def pretrain_name(seed: int) -> str:
-    """The Tetris pretraining run of `seed`, shared by every target."""
-    return f"pretrain-{task_name(SOURCE)}-seed{seed}"
+def pretrain_name(seed: int, kind: str = common.PLAIN) -> str:
+    """The Tetris pretraining run of `seed`, shared by every target; plain or regularised
+    (`pretrain-regularised-Tetris-seed<N>`)."""
+    prefix = "pretrain" if kind == common.PLAIN else f"pretrain-{kind}"
+    return f"{prefix}-{task_name(SOURCE)}-seed{seed}"
 
 
-def target_name(target: str, mode: str, seed: int) -> str:
-    """The run that learns `target` (a task name) in `mode`."""
-    return f"{target}-{mode}-seed{seed}"
+def target_name(target: str, arm: str, seed: int) -> str:
+    """The run that learns `target` (a task name) in `arm`."""
+    return f"{target}-{arm}-seed{seed}"
 
 
-def pretrain_job(seed: int, args: argparse.Namespace) -> common.Job:
-    """Pretraining on Tetris."""
-    name, config = pretrain_name(seed), pretrain_settings(args)
+def pretrain_job(seed: int, args: argparse.Namespace, kind: str = common.PLAIN) -> common.Job:
+    """Pretraining on Tetris, plainly or with the regularisers."""
+    name = pretrain_name(seed, kind)
+    config = common.source_settings(kind, pretrain_settings(args))
     argv = common.pretrain_argv([SOURCE], args.pretrain_steps, seed, args.run_root / name, config)
     info = {
         "benchmark": BENCH,
@@ -109,18 +131,21 @@ def pretrain_job(seed: int, args: argparse.Namespace) -> common.Job:
         "tasks": [task_name(SOURCE)],
         "pretrain_steps": args.pretrain_steps,
         "settings": config,
+        **({} if kind == common.PLAIN else {"source_kind": kind}),
     }
     return common.Job(name=name, kind=common.PRETRAIN, argv=argv, info=info)
 
 
-def target_job(entry: str, mode: str, seed: int, args: argparse.Namespace) -> common.Job:
-    """Learning the target `entry` in `mode` from the Tetris run of `seed`."""
-    target, source = task_name(entry), pretrain_name(seed)
-    name, config = target_name(target, mode, seed), settings(args)
+def target_job(entry: str, arm: str, seed: int, args: argparse.Namespace) -> common.Job:
+    """Learning the target `entry` in `arm` from the (plain or regularised) Tetris run of
+    `seed`."""
+    spec = ARMS[arm]
+    target, source = task_name(entry), pretrain_name(seed, spec.source)
+    name, config = target_name(target, arm, seed), {**settings(args), **spec.keys}
     argv = common.transfer_argv(
         layout(args).model_file(source),
         [entry],
-        mode,
+        spec.mode,
         args.target_steps,
         seed,
         args.run_root / name,
@@ -129,7 +154,7 @@ def target_job(entry: str, mode: str, seed: int, args: argparse.Namespace) -> co
     info = {
         "benchmark": BENCH,
         "target": target,
-        "mode": mode,
+        **common.arm_info(arm, spec),
         "seed": seed,
         "pretrain": source,
         "pretrain_steps": args.pretrain_steps,
@@ -140,13 +165,15 @@ def target_job(entry: str, mode: str, seed: int, args: argparse.Namespace) -> co
 
 
 def build_jobs(args: argparse.Namespace) -> list[common.Job]:
-    """The Tetris runs, then every target run, seed-major."""
-    jobs = [pretrain_job(seed, args) for seed in args.seeds]
+    """The Tetris runs (plain, then regularised when an arm needs it), then every target run,
+    seed-major."""
+    kinds = common.source_kinds(ARMS, modes(args))
+    jobs = [pretrain_job(seed, args, kind) for kind in kinds for seed in args.seeds]
     jobs += [
-        target_job(entry, mode, seed, args)
+        target_job(entry, arm, seed, args)
         for seed in args.seeds
         for entry in args.targets
-        for mode in modes(args)
+        for arm in modes(args)
     ]
     return jobs
 
@@ -162,14 +189,15 @@ def report_spec() -> common.ReportSpec:
     return common.ReportSpec(
         bench=BENCH,
         title="Transfer from ALE Tetris to Pac-Man",
-        modes=MODES,
+        modes=tuple(ARMS),
         target_order=tuple(task_name(t) for t in TARGETS),
         target_label="target game",
         notes=(
-            "- protocol: per seed, one agent is trained on Tetris; from it each mode learns the "
+            "- protocol: per seed, one agent is trained on Tetris; from it each arm learns the "
             "target with the same seed and budget; scratch learns it from a fresh network. "
             "ALE v5, 84x84 grey, frame skip 4, 4 stacked frames, sticky actions 0.25, rewards "
             "clipped in training; evaluation: unclipped, epsilon 0.01. DQN keys: " + keys + ".",
+            f"- arms: the transfer modes with their default keys; {common.REGULARISED_ARMS_NOTE}",
             "- **the budget is far below the usual Atari budgets** (DQN papers train 10M-50M env "
             "steps, i.e. 40M-200M frames, per game): these numbers say how much transfer helps "
             "in the first few tens of thousands of steps, not where the agents end up.",

@@ -8,6 +8,11 @@ needs from its run folder (eval curves, random-policy returns, mode, seed, budge
 env steps/s) goes to one JSON per run under `<out-dir>/<benchmark>_runs/`, so the report is
 rebuilt from the committed JSONs alone, without the run folders.
 
+An *arm* (`Arm`) is one row of a benchmark's tables: a transfer mode, the source it starts from
+(`PLAIN`, or `REGULARISED`: pretrained with `REGULARISERS`) and config keys of its own; a target
+job whose arm is not a plain mode records it as `info["arm"]` (`arm_info`), and the tables group
+by it (`arm`). `REGULARISED_ARMS` are the arms the leave-one-out benchmarks add to their modes.
+
 Resuming, per job (`decide`): a run whose JSON exists is never run again; a finished run folder
 (summary.json and model.pt) whose JSON is missing is only collected; a folder with
 checkpoint.pt is resumed with `multiq train --resume`; a folder without one is deleted and the
@@ -36,7 +41,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -96,6 +102,84 @@ def multiq_program() -> tuple[str, ...]:
 
 
 MULTIQ = multiq_program()
+
+
+# --- arms: a transfer mode, the source it starts from, its own keys -------------------------------
+
+PLAIN, REGULARISED = "plain", "regularised"  # the source kinds: plain or regularised pre-training
+# pre-training regularisers of the `regularised` source (Farebrother et al. 2018; AdamW's usual
+# decay, light dropout in the trunk)
+REGULARISERS: dict[str, Any] = {"weight_decay": 0.1, "dropout": 0.1}
+L2_INIT = 0.01  # the L2-SP weight (`l2_init`, Li et al. 2018) of the `finetune-l2init` arms
+
+
+class Arm(NamedTuple):
+    """One row of a transfer table: how a target run learns (a tuple: `mode, source, keys =
+    arm` unpacks it).
+
+    Attributes:
+        mode: the `multiq transfer --mode` (scratch included).
+        source: the source kind it starts from, `PLAIN` or `REGULARISED`.
+        keys: config keys of its own (`--set`), after the benchmark's.
+    """
+
+    mode: str
+    source: str = PLAIN
+    keys: Mapping[str, Any] = MappingProxyType({})
+
+
+def mode_arms(modes: Iterable[str]) -> dict[str, Arm]:
+    """An arm per transfer mode, named after it: plain source, no keys of its own."""
+    return {mode: Arm(mode) for mode in modes}
+
+
+# The arms the leave-one-out benchmarks (MinAtar, ALE) add to their modes, for the question
+# "does progressive, or a regularised source, avoid negative transfer?". The finetune variants
+# keep a fresh head (the targets there are other games, with other action sets), as the
+# recorded `finetune` runs did.
+REGULARISED_ARMS: dict[str, Arm] = {
+    "progressive": Arm("progressive"),
+    # only the pre-training is regularised: the target trains without the source's regularisers
+    "finetune-regpre": Arm(
+        "finetune", REGULARISED, {"head_init": "fresh", "weight_decay": 0.0, "dropout": 0.0}
+    ),
+    "finetune-l2init": Arm("finetune", PLAIN, {"head_init": "fresh", "l2_init": L2_INIT}),
+}
+
+
+REGULARISED_ARMS_NOTE = (
+    "`progressive`: a new column with lateral adapters from the frozen source columns (a "
+    "`shared` source becomes a column per source task); `finetune-regpre`: finetune from a "
+    "second source pretrained with "
+    + ", ".join(f"{key} {value}" for key, value in REGULARISERS.items())
+    + " (the target trains without them: only the pre-training is regularised); "
+    + f"`finetune-l2init`: finetune with `l2_init` {L2_INIT}; both with a fresh head "
+    "(`head_init: fresh`), as `finetune`."
+)
+
+
+def chosen_arms(arms: Iterable[str], chosen: Iterable[str]) -> list[str]:
+    """The `chosen` arms in the order of `arms`, scratch (the baseline) always among them."""
+    wanted = set(chosen)
+    return [arm for arm in arms if arm == SCRATCH or arm in wanted]
+
+
+def source_kinds(arms: Mapping[str, Arm], chosen: Iterable[str]) -> list[str]:
+    """The source kinds the `chosen` arms start from: `PLAIN` always (scratch's source), then
+    `REGULARISED` when an arm needs it."""
+    needed = {arms[name].source for name in chosen}
+    return [PLAIN] + ([REGULARISED] if REGULARISED in needed else [])
+
+
+def source_settings(kind: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A source's pretraining keys: `settings`, plus `REGULARISERS` for the regularised one."""
+    return {**settings, **(REGULARISERS if kind == REGULARISED else {})}
+
+
+def arm_info(name: str, arm: Arm) -> dict[str, Any]:
+    """A target job's `mode`, and its `arm` when the arm is not a plain mode (`arm()` reads it),
+    so a plain mode's job keeps the fields it always had."""
+    return {"mode": arm.mode, **({} if name == arm.mode else {"arm": name})}
 
 
 # --- jobs and their command lines -----------------------------------------------------------------

@@ -1,80 +1,141 @@
-"""Does what an agent learned on a small MiniGrid layout pay on a larger one? A curriculum.
+"""Where should transfer pay? Curricula and same-game variants, every transfer arm against scratch.
 
-Per seed, a source agent learns `--source` (default `MiniGrid-DoorKey-5x5-v0`) for
-`--pretrain-steps` env steps with the MiniGrid defaults (the `minigrid` row of the per-family
-defaults), twice: plainly, and with regularised pre-training (`weight_decay` and `dropout`,
-Farebrother et al. 2018). Each `--targets` layout is then learned for `--target-steps` env steps
-per arm, with the same seed:
+A *setting* (`SETTINGS`) names source tasks, target tasks and budgets where knowledge carried
+over should help and learning from scratch is slow:
+- ``minigrid``: MiniGrid DoorKey 5x5 as the source, DoorKey 6x6 and 8x8 as targets (a
+  curriculum of growing layouts; MiniGrid defaults);
+- ``minatar-asterix``: one `shared` agent on four variants of MinAtar Asterix (sticky-action
+  probability and difficulty ramping drawn per task, `family:minatar-variants`) as the source,
+  two held-out variants as targets.
+Per seed, the source agent learns the source tasks for `--pretrain-steps` env steps each,
+twice: plainly, and with regularised pre-training (`weight_decay` and `dropout`, Farebrother et
+al. 2018). Each target is then learned for `--target-steps` env steps per arm, same seed:
 - ``scratch``: a fresh agent (the baseline every arm is measured against);
 - ``finetune``: `multiq transfer --mode finetune` with the target's own fresh Q head
   (`head_init: fresh`);
-- ``finetune-mean``: the same, the target's head starting from the source's (`head_init: mean`;
-  the source has one head with the same actions, so the target first acts as the source does);
+- ``finetune-mean``: the same, the target's head starting from the mean of the source's heads
+  (`head_init: mean`; with one source task, its head: the target first acts as the source);
 - ``finetune-regpre``: as ``finetune-mean``, from the regularised source;
 - ``finetune-l2init``: as ``finetune-mean`` plus the L2-SP term (`l2_init`, Li et al. 2018);
-- ``progressive``: a new column with lateral adapters from the frozen source column (Rusu et
+- ``progressive``: a new column with lateral adapters from the frozen source columns (Rusu et
   al. 2016);
 - ``distill``: `multiq transfer --mode distill`.
-The report (`transfer_minigrid.md` and `.png`, rebuilt from the result JSONs by `--report-only`)
-gives per target and arm the first return, jumpstart, final return, transfer ratio and steps to
-threshold against scratch (95% bootstrap intervals over seeds) and a verdict per arm.
+The report (`transfer_pays_<setting>.md` and `.png`, rebuilt from the result JSONs by
+`--report-only`) gives per target and arm the first return, jumpstart, final return, transfer
+ratio and steps to threshold against scratch (95% bootstrap intervals over seeds) and a verdict
+per arm.
 
-Resuming as `transfer_common`: a run whose JSON exists under `--out-dir/transfer_minigrid_runs`
-is not run again; an interrupted run resumes from its checkpoint.
+Resuming as `transfer_common`: a run whose JSON exists under
+`--out-dir/transfer_pays_<setting>_runs` is not run again; an interrupted run resumes from its
+checkpoint.
 
-    python benchmarks/transfer_minigrid.py [--targets MiniGrid-DoorKey-6x6-v0 ...]
-        [--seeds 0 1 2] [--arms ...] [--pretrain-steps 100000] [--target-steps 100000]
-        [--workers 2] [--report-only]
+    python benchmarks/transfer_pays.py --setting minigrid [--targets ...] [--seeds 0 1 2]
+        [--arms ...] [--pretrain-steps N] [--target-steps N] [--workers 2] [--report-only]
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import transfer_common as common
+from transfer_common import L2_INIT, PLAIN, REGULARISED, REGULARISERS, Arm
 
-BENCH = "transfer_minigrid"
-SOURCE = "MiniGrid-DoorKey-5x5-v0"
-TARGETS = ("MiniGrid-DoorKey-6x6-v0", "MiniGrid-DoorKey-8x8-v0")
-PLAIN, REGULARISED = "plain", "regularised"
-# pre-training regularisers of the `regularised` source (AdamW's usual decay; light dropout)
-REGULARISERS: dict[str, Any] = {"weight_decay": 0.1, "dropout": 0.1}
-L2_INIT = 0.01
-# arm -> (transfer mode, source, the arm's own keys)
-ARMS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "scratch": ("scratch", PLAIN, {}),
-    "finetune": ("finetune", PLAIN, {"head_init": "fresh"}),
-    "finetune-mean": ("finetune", PLAIN, {"head_init": "mean"}),
-    "finetune-regpre": ("finetune", REGULARISED, {"head_init": "mean"}),
-    "finetune-l2init": ("finetune", PLAIN, {"head_init": "mean", "l2_init": L2_INIT}),
-    "progressive": ("progressive", PLAIN, {}),
-    "distill": ("distill", PLAIN, {}),
+BENCH = "transfer_pays"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Where transfer should pay: the source tasks, the targets and the budgets.
+
+    Attributes:
+        sources: the task entries the source agent learns together.
+        targets: the target task entries (each learned alone, from the source).
+        pretrain_steps: env steps per source task.
+        target_steps: env steps per target.
+        protocol: one sentence for the report on the tasks and their settings.
+    """
+
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    pretrain_steps: int
+    target_steps: int
+    protocol: str
+
+
+SETTINGS = {
+    "minigrid": Setting(
+        ("MiniGrid-DoorKey-5x5-v0",),
+        ("MiniGrid-DoorKey-6x6-v0", "MiniGrid-DoorKey-8x8-v0"),
+        100_000,
+        100_000,
+        "MiniGrid at its family defaults; observations: the agent's 7x7 view (object, colour "
+        "and state indices); each episode a new random layout of the env's size.",
+    ),
+    "minatar-asterix": Setting(
+        ("family:minatar-variants:train:4",),
+        ("family:minatar-variants:held-out@0", "family:minatar-variants:held-out@1"),
+        100_000,
+        100_000,
+        "MinAtar Asterix variants (`family:minatar-variants`, seed 0: sticky-action "
+        "probability in [0, 0.25] and difficulty ramping on with probability 0.5, drawn per "
+        "task); the source is one `shared` agent on the first four train variants; MinAtar "
+        "defaults.",
+    ),
+}
+# arm -> (transfer mode, source, the arm's own keys); the regularised source's target trains
+# without its regularisers (only the pre-training is regularised, as in Farebrother et al. 2018)
+ARMS: dict[str, Arm] = {
+    "scratch": Arm("scratch"),
+    "finetune": Arm("finetune", PLAIN, {"head_init": "fresh"}),
+    "finetune-mean": Arm("finetune", PLAIN, {"head_init": "mean"}),
+    "finetune-regpre": Arm(
+        "finetune", REGULARISED, {"head_init": "mean", "weight_decay": 0.0, "dropout": 0.0}
+    ),
+    "finetune-l2init": Arm("finetune", PLAIN, {"head_init": "mean", "l2_init": L2_INIT}),
+    "progressive": Arm("progressive"),
+    "distill": Arm("distill"),
 }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
+    """Parse the command line; the setting fills the sources, targets and budgets not given."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source", default=SOURCE)
-    parser.add_argument("--targets", nargs="+", default=list(TARGETS))
+    parser.add_argument("--setting", choices=list(SETTINGS), default="minigrid")
+    parser.add_argument("--targets", nargs="+", default=None, help="default: the setting's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="scratch always runs"
     )
-    parser.add_argument("--pretrain-steps", type=int, default=100_000)
-    parser.add_argument("--target-steps", type=int, default=100_000)
+    parser.add_argument("--pretrain-steps", type=int, default=None, help="per source task")
+    parser.add_argument("--target-steps", type=int, default=None)
     common.add_run_arguments(parser, BENCH, eval_episodes=10, workers=2)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    setting = SETTINGS[args.setting]
+    args.sources = list(setting.sources)
+    args.targets = args.targets or list(setting.targets)
+    args.pretrain_steps = args.pretrain_steps or setting.pretrain_steps
+    args.target_steps = args.target_steps or setting.target_steps
+    args.bench = f"{BENCH}_{args.setting}"
+    if args.run_root == Path("runs") / BENCH:
+        args.run_root = Path("runs") / args.bench
+    return args
 
 
 def task_name(task: str) -> str:
-    """`MiniGrid-DoorKey-6x6-v0` -> `MiniGrid-DoorKey-6x6`, the task's name in a run."""
+    """A target's task name in a run: `MiniGrid-DoorKey-6x6-v0` -> `MiniGrid-DoorKey-6x6`,
+    `family:minatar-variants:held-out@0` -> `minatar-variants-h0` (the family's naming)."""
+    if task.startswith("family:"):
+        _, family, split = task.split(":")
+        part, _, index = split.partition("@")
+        return f"{family}-{'h' if part == 'held-out' else 't'}{index}"
     return task.rsplit("-v", 1)[0]
 
 
 def short(task: str) -> str:
-    """`MiniGrid-DoorKey-6x6-v0` -> `DoorKey-6x6` (run names)."""
+    """A target's name in run names: `DoorKey-6x6`, `minatar-variants-h0`."""
     return task_name(task).removeprefix("MiniGrid-")
 
 
@@ -84,7 +145,7 @@ def arms(args: argparse.Namespace) -> list[str]:
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The keys every run sets (the rest: the MiniGrid defaults)."""
+    """The keys every run sets (the rest: the tasks' family defaults)."""
     return {
         "train_freq": args.train_freq,
         "eval_freq": args.eval_freq,
@@ -103,9 +164,9 @@ def pretrain_job(kind: str, seed: int, args: argparse.Namespace) -> common.Job:
     """The source agent of one seed, plain or with the pre-training regularisers."""
     name = pretrain_name(kind, seed)
     config = {**settings(args), **(REGULARISERS if kind == REGULARISED else {})}
-    argv = common.pretrain_argv([args.source], args.pretrain_steps, seed, args.run_root / name,
+    argv = common.pretrain_argv(args.sources, args.pretrain_steps, seed, args.run_root / name,
                                 config)  # fmt: skip
-    info = {"benchmark": BENCH, "source_kind": kind, "seed": seed, "tasks": [args.source],
+    info = {"benchmark": args.bench, "source_kind": kind, "seed": seed, "tasks": args.sources,
             "pretrain_steps": args.pretrain_steps, "settings": config}  # fmt: skip
     return common.Job(name, common.PRETRAIN, argv, info)
 
@@ -120,7 +181,7 @@ def target_job(target: str, arm: str, seed: int, args: argparse.Namespace) -> co
         args.run_root / name, config,
     )  # fmt: skip
     info = {
-        "benchmark": BENCH, "target": task_name(target), "arm": arm, "seed": seed,
+        "benchmark": args.bench, "target": task_name(target), "arm": arm, "seed": seed,
         "pretrain": source, "pretrain_steps": args.pretrain_steps,
         "target_steps": args.target_steps, "settings": config,
     }  # fmt: skip
@@ -141,29 +202,31 @@ def build_jobs(args: argparse.Namespace) -> list[common.Job]:
 
 
 def layout(args: argparse.Namespace) -> common.Layout:
-    """Run folders under `--run-root`, result JSONs under `--out-dir/transfer_minigrid_runs`."""
-    return common.Layout(args.run_root, args.out_dir / f"{BENCH}_runs")
+    """Run folders under `--run-root` (default `runs/transfer_pays_<setting>`), result JSONs
+    under `--out-dir/transfer_pays_<setting>_runs`."""
+    return common.Layout(args.run_root, args.out_dir / f"{args.bench}_runs")
 
 
 def report_spec(args: argparse.Namespace) -> common.ReportSpec:
     """The report's title, order and protocol notes."""
     regularisers = ", ".join(f"{k} {v}" for k, v in REGULARISERS.items())
+    setting = SETTINGS[args.setting]
     return common.ReportSpec(
-        bench=BENCH,
-        title="Transfer along a MiniGrid curriculum",
+        bench=args.bench,
+        title=f"Where transfer should pay: {args.setting}",
         modes=tuple(ARMS),
-        target_order=tuple(task_name(t) for t in TARGETS),
-        target_label="target layout",
+        target_order=tuple(task_name(t) for t in setting.targets),
+        target_label="target",
         notes=(
-            f"- protocol: per seed, a source agent learns {short(args.source)} with the "
-            f"MiniGrid defaults, plainly and with {regularisers} (the `regularised` source); "
-            "each arm then learns the target with the same seed and budget: `finetune` with a "
-            "fresh head, `finetune-mean` from the source's head (`head_init: mean`), "
-            "`finetune-regpre` as finetune-mean from the regularised source, `finetune-l2init` "
-            f"as finetune-mean with `l2_init` {L2_INIT}, `progressive` (a new column with "
-            "lateral adapters from the frozen source column), `distill`; scratch learns from a "
-            "fresh network. MiniGrid observations: the agent's 7x7 view (object, colour and "
-            "state indices); each episode a new random layout of the env's size.",
+            f"- protocol: per seed, a source agent learns {', '.join(args.sources)}, plainly "
+            f"and with {regularisers} (the `regularised` source); each arm then learns the "
+            "target with the same seed and budget: `finetune` with a fresh head, "
+            "`finetune-mean` from the mean of the source's heads (`head_init: mean`), "
+            "`finetune-regpre` as finetune-mean from the regularised source (the target "
+            "itself trains without the regularisers), "
+            f"`finetune-l2init` as finetune-mean with `l2_init` {L2_INIT}, `progressive` (a "
+            "new column with lateral adapters from the frozen source columns), `distill`; "
+            f"scratch learns from a fresh network. {setting.protocol}",
         ),
     )
 

@@ -48,7 +48,10 @@ def test_default_jobs_names_and_dependencies(bench, tmp_path):
     games = ["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"]
     per_seed = [
         "dml-base-without-SpaceInvaders-seed{s}",
-        *(f"continual-{m}-seed{{s}}" for m in ("finetune", "rehearsal", "ewc", "distill")),
+        *(
+            f"continual-{m}-seed{{s}}"
+            for m in ("finetune", "rehearsal", "ewc", "distill", "progressive")
+        ),
         "multitask-seed{s}",
         *(f"single-{g}-seed{{s}}" for g in games),
         "dml-add-SpaceInvaders-seed{s}",
@@ -86,6 +89,12 @@ def test_child_commands_exact(bench):
         "--seed", "1", "--run-dir", run + "continual-rehearsal-seed1", *sets(save_replay="true"),
     ]  # fmt: skip
     assert list(jobs["continual-ewc-seed1"].argv)[-14:] == sets()
+    # progressive sets its own scheme: its run carries no scheme key, nor replay
+    assert list(jobs["continual-progressive-seed1"].argv) == [
+        "continual", "--sequence", five, "--method", "progressive", "--steps-per-task", "100000",
+        "--seed", "1", "--run-dir", run + "continual-progressive-seed1", *sets()[2:],
+    ]  # fmt: skip
+    assert "scheme" not in jobs["continual-progressive-seed1"].info["settings"]
     assert list(jobs["single-Freeway-seed1"].argv) == [
         "train", "--tasks", "minatar:Freeway", "--steps", "100000", "--seed", "1",
         "--run-dir", run + "single-Freeway-seed1", *sets(),
@@ -293,6 +302,41 @@ def test_a_continual_result_rebuilds_the_evaluation_matrix(bench, tmp_path):
     assert rebuilt.curves == read.curves and saved["continual"] == info
 
 
+def write_model(path, shapes):
+    """A model.pt whose online network holds zero tensors of `shapes`."""
+    import torch
+
+    from multiq.train.checkpoint import save_tensors
+
+    online = {f"w{i}": torch.zeros(shape) for i, shape in enumerate(shapes)}
+    save_tensors(path, "model", {"config": {}}, {"online": online})
+
+
+def test_results_record_the_network_weights_and_progressive_columns(bench, tmp_path):
+    continual = bench.continual
+    args = args_of(bench, tmp_path, *CLASSIC)
+    curves = {"CartPole": [(0, 1.0), (100, 10.0), (200, 4.0)], "Acrobot": [(0, -500.0)]}
+    phases = [phase("1-CartPole", ["CartPole"], 0, 100), phase("2-Acrobot", ["Acrobot"], 100, 200)]
+    random = {"CartPole": 9.0, "Acrobot": -500.0}
+    run_dir = tmp_path / "continual-progressive-seed0"
+    write_run_folder(run_dir, curves, random, phases, {"method": "progressive"})
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["progressive"] = {"column_parameters": {"CartPole": 700, "Acrobot": 950}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    write_model(run_dir / "model.pt", [(4, 64), (64,), (64, 2), (2,)])  # 256 + 64 + 128 + 2
+    job = continual.continual_job("progressive", 0, args)
+    saved = json.loads(json.dumps(continual.extract_result(job, run_dir)))
+    assert saved["parameters"] == 450
+    assert saved["column_parameters"] == {"CartPole": 700, "Acrobot": 950}
+    # a model.pt that is not a multiq model: no count; no progressive section: no columns
+    other = tmp_path / "continual-ewc-seed0"
+    write_run_folder(other, curves, random, phases, {"method": "ewc"})
+    saved = continual.extract_result(continual.continual_job("ewc", 0, args), other)
+    assert saved["parameters"] is None and "column_parameters" not in saved
+    single = continual.single_job("classic:CartPole", 0, args)
+    assert "parameters" not in continual.extract_result(single, other)
+
+
 # --- the report from hand-written results -------------------------------------------------------
 
 A = "CartPole"
@@ -475,6 +519,51 @@ def test_report_only_round_trip(bench, tmp_path, monkeypatch, capsys):
         assert (tmp_path / f"continual_minatar_{figure}.png").stat().st_size > 0
 
 
+def test_the_methods_table_gives_each_method_its_weights(bench, tmp_path):
+    continual = bench.continual
+    results = hand_results()  # recorded before the field: no `parameters`
+    counts = {"continual-rehearsal-seed0": 12_345, "continual-rehearsal-seed1": 12_345}
+    for r in results:
+        if r["name"] in counts:
+            r["parameters"] = counts[r["name"]]
+        if r["name"] == "multitask-seed1":  # seed 0's JSON predates the field
+            r["parameters"] = 999
+    a = [[0, 0], [50, 5], [100, 10], [150, 10], [200, 10]]
+    b = [[0, 0], [50, 0], [100, 0], [150, 4], [200, 8]]
+    progressive = [
+        {**continual_result("progressive", s, a, b, [[10, 0], [10, 8]]), "parameters": 20_000 + s,
+         "column_parameters": {A: 9_000, B: 11_000 + s}}
+        for s in (0, 1)
+    ]  # fmt: skip
+    groups = continual.group(results + progressive, SEQ)
+    cells = continual.parameter_cells(groups)
+    assert cells == {
+        "finetune": "-",
+        "rehearsal": "12,345",
+        "progressive": "mixed: 20,000; 20,001",
+        "multitask": "999",
+    }
+    reference, curves = continual.references(groups)
+    summaries = continual.method_summaries(groups, reference, curves)
+    table = continual.methods_table(
+        summaries, {"mean": 0.8, "low": 0.7, "high": 0.9, "n": 2}, cells
+    )
+    assert table[0].endswith("| new games' p at the end of their phase | parameters |")
+    assert table[2].startswith("| finetune | 2 |") and table[2].endswith("| - |")
+    assert table[3].startswith("| rehearsal | 2 |") and table[3].endswith("| 12,345 |")
+    assert table[4].startswith("| progressive | 2 |")
+    assert table[-1] == (
+        "| multi-task `shared` (upper reference) | 2 | 0.80 [0.70, 0.90] | - | - | - | 999 |"
+    )
+    assert continual.column_lines(groups) == [
+        "- progressive: weights per column (its input layer, trunk, the lateral adapters into "
+        "it and its head), in sequence order: CartPole 9,000, Acrobot mixed: 11,000; 11,001"
+    ]
+    # without the field anywhere (the recorded runs), every cell is `-`
+    old = continual.parameter_cells(continual.group(hand_results(), SEQ))
+    assert set(old.values()) == {"-"}
+
+
 def test_report_only_on_an_empty_results_folder(bench, tmp_path, capsys):
     assert bench.continual.main(["--report-only", "--out-dir", str(tmp_path)]) == 1
     out = capsys.readouterr().out
@@ -523,3 +612,15 @@ def test_smoke_whole_pipeline_on_two_classic_tasks(bench, tmp_path, capsys):
     assert not list((tmp_path / "runs").glob("*/replay.npz"))  # every replay was collected
     assert bench.continual.main(argv) == 0  # again: every run is skipped
     assert "6 skip" in capsys.readouterr().out
+
+
+def test_a_final_return_of_zero_is_a_reference_not_a_missing_one(bench):
+    continual = bench.continual
+    results = [
+        result(f"single-{A}-seed{s}", "single", s, task=A, tasks=[A], curves={A: REF},
+               final_returns={A: value})
+        for s, value in ((0, 0.0), (1, 4.0))
+    ]  # fmt: skip
+    reference, _ = continual.references(continual.group(results, SEQ))
+    assert reference == {A: 2.0}
+    assert continual.final_return({"final_returns": {A: None}}, A) != 0.0

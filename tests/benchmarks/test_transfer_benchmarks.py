@@ -15,6 +15,8 @@ import pytest
 from conftest import load_benchmarks
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+OLD_MINATAR_MODES = ["scratch", "finetune", "freeze", "joint", "distill"]
+NEW_ARMS = ["progressive", "finetune-regpre", "finetune-l2init"]
 SETTINGS = {"train_freq": 4, "eval_freq": 5000, "eval_episodes": 10}
 
 
@@ -146,17 +148,24 @@ def test_minatar_jobs_pretrain_on_the_other_games_then_every_mode(bench, tmp_pat
     args = minatar_args(bench, tmp_path, "--held-out", "Breakout", "Seaquest", "--seeds", "0", "1")
     jobs = bench.minatar.build_jobs(args)
     names = [job.name for job in jobs]
-    assert names[:4] == [
+    assert names[:8] == [
         "pretrain-without-Breakout-seed0",
         "pretrain-without-Seaquest-seed0",
         "pretrain-without-Breakout-seed1",
         "pretrain-without-Seaquest-seed1",
+        "pretrain-regularised-without-Breakout-seed0",
+        "pretrain-regularised-without-Seaquest-seed0",
+        "pretrain-regularised-without-Breakout-seed1",
+        "pretrain-regularised-without-Seaquest-seed1",
     ]
-    assert names[4:9] == [f"Breakout-{m}-seed0" for m in bench.minatar.MODES]
-    assert len(jobs) == 4 + 2 * 2 * 5
+    assert names[8:16] == [f"Breakout-{m}-seed0" for m in [*OLD_MINATAR_MODES, *NEW_ARMS]]
+    assert list(bench.minatar.ARMS) == [*OLD_MINATAR_MODES, *NEW_ARMS]
+    assert len(jobs) == 8 + 2 * 2 * 8
     assert {job.after for job in jobs if job.name.startswith("Seaquest-")} == {
         "pretrain-without-Seaquest-seed0",
         "pretrain-without-Seaquest-seed1",
+        "pretrain-regularised-without-Seaquest-seed0",
+        "pretrain-regularised-without-Seaquest-seed1",
     }
     assert jobs[0].info["tasks"] == ["Asterix", "Freeway", "Seaquest", "SpaceInvaders"]
 
@@ -164,6 +173,20 @@ def test_minatar_jobs_pretrain_on_the_other_games_then_every_mode(bench, tmp_pat
 def test_scratch_is_always_run(bench, tmp_path):
     args = minatar_args(bench, tmp_path, "--modes", "joint", "finetune")
     assert bench.minatar.modes(args) == ["scratch", "finetune", "joint"]
+    args = minatar_args(bench, tmp_path, "--arms", "finetune-l2init", "progressive")
+    assert bench.minatar.modes(args) == ["scratch", "progressive", "finetune-l2init"]
+
+
+def test_the_regularised_source_is_trained_only_for_the_regpre_arm(bench, tmp_path):
+    for argv, sources in (
+        (["--modes", *OLD_MINATAR_MODES, "progressive", "finetune-l2init"], ["pretrain"]),
+        (["--arms", "finetune-regpre"], ["pretrain", "pretrain-regularised"]),
+    ):
+        args = minatar_args(bench, tmp_path, "--held-out", "Freeway", "--seeds", "2", *argv)
+        jobs = bench.minatar.build_jobs(args)
+        assert [j.name for j in jobs if j.kind == "pretrain"] == [
+            f"{prefix}-without-Freeway-seed2" for prefix in sources
+        ]
 
 
 def test_minatar_child_commands_exact(bench, tmp_path):
@@ -219,10 +242,95 @@ def test_minatar_child_commands_exact(bench, tmp_path):
     assert bench.common.MULTIQ[-1].endswith("multiq")
 
 
+MINATAR_SETS = [
+    "--set", "train_freq=4", "--set", "eval_freq=10000", "--set", "eval_episodes=10",
+    "--set", "device=cpu", "--set", "tensorboard=false", "--set", "progress_bar=false",
+]  # fmt: skip
+
+
+def minatar_target_argv(arm, mode, source, *extra):
+    """A transfer_minatar target's argv for Breakout, seed 1, default budgets (a literal)."""
+    return [
+        "transfer", f"benchmarks/results/transfer_minatar_runs/{source}.model.pt",
+        "--tasks", "minatar:Breakout", "--mode", mode, "--steps", "100000", "--seed", "1",
+        "--run-dir", f"runs/transfer_minatar/Breakout-{arm}-seed1", *MINATAR_SETS, *extra,
+    ]  # fmt: skip
+
+
+def test_minatar_old_jobs_keep_their_names_and_command_lines(bench):
+    # the recorded runs (benchmarks/results/transfer_minatar_runs) are skipped by name, and a
+    # run of an old mode started afresh must be the run that was recorded
+    minatar = bench.minatar
+    jobs = {job.name: job for job in minatar.build_jobs(minatar.parse_args(["--seeds", "1"]))}
+    plain = "pretrain-without-Breakout-seed1"
+    for mode in OLD_MINATAR_MODES:
+        job = jobs[f"Breakout-{mode}-seed1"]
+        assert list(job.argv) == minatar_target_argv(mode, mode, plain)
+        assert job.after == plain and "arm" not in job.info and job.info["mode"] == mode
+    assert "source_kind" not in jobs[plain].info
+    assert jobs[plain].argv[-14:-12] == ("--set", "scheme=shared")
+
+
+def test_minatar_new_arms_learn_from_the_right_source_with_their_own_keys(bench):
+    minatar, common = bench.minatar, bench.common
+    jobs = {job.name: job for job in minatar.build_jobs(minatar.parse_args(["--seeds", "1"]))}
+    plain, regularised = (
+        "pretrain-without-Breakout-seed1",
+        "pretrain-regularised-without-Breakout-seed1",
+    )
+    source = jobs[regularised]
+    assert list(source.argv) == [
+        *jobs[plain].argv[:8], "runs/transfer_minatar/" + regularised, *jobs[plain].argv[9:],
+        "--set", "weight_decay=0.1", "--set", "dropout=0.1",
+    ]  # fmt: skip
+    assert source.kind == "pretrain" and source.info["source_kind"] == "regularised"
+    assert source.info["settings"]["dropout"] == 0.1
+    expected = {
+        "progressive": (minatar_target_argv("progressive", "progressive", plain), plain),
+        "finetune-regpre": (
+            minatar_target_argv("finetune-regpre", "finetune", regularised,
+                                "--set", "head_init=fresh", "--set", "weight_decay=0.0",
+                                "--set", "dropout=0.0"),
+            regularised,
+        ),
+        "finetune-l2init": (
+            minatar_target_argv("finetune-l2init", "finetune", plain,
+                                "--set", "head_init=fresh", "--set", "l2_init=0.01"),
+            plain,
+        ),
+    }  # fmt: skip
+    for arm, (argv, after) in expected.items():
+        job = jobs[f"Breakout-{arm}-seed1"]
+        assert (list(job.argv), job.after) == (argv, after), arm
+        # the report's row: the arm, not the mode
+        assert common.arm(job.info) == arm
+        assert job.info["pretrain"] == after
+
+
+def test_recorded_runs_of_the_old_modes_are_skipped(bench, tmp_path):
+    recorded = BENCH_DIR / "results"
+    for module, argv in (
+        (bench.minatar, []),
+        (bench.atari, ["--targets", "atari:Pacman", "atari:MsPacman"]),
+    ):
+        runs = recorded / f"{module.BENCH}_runs"
+        if not runs.is_dir():
+            pytest.skip(f"no recorded runs in {runs}")
+        args = module.parse_args([*argv, "--out-dir", str(recorded),
+                                  "--run-root", str(tmp_path / "runs")])  # fmt: skip
+        actions = {job.name: action for job, action in bench.common.plan(
+            module.build_jobs(args), module.layout(args))}  # fmt: skip
+        names = {path.stem for path in runs.glob("*.json")}
+        assert names and all(actions[name] == "skip" for name in names)
+        new = [name for name in actions if any(arm in name for arm in NEW_ARMS)]
+        assert new and not any(actions[name] == "skip" for name in new)
+
+
 def test_atari_child_commands_exact(bench):
     args = bench.atari.parse_args(
-        ["--targets", "atari:Pacman", "atari:MsPacman", "--n-envs", "8", "--device", "cuda"]
-    )
+        ["--targets", "atari:Pacman", "atari:MsPacman", "--n-envs", "8", "--device", "cuda",
+         "--modes", "scratch", "finetune", "joint"]
+    )  # fmt: skip
     jobs = bench.atari.build_jobs(args)
     assert [job.name for job in jobs] == [
         "pretrain-Tetris-seed0",
@@ -279,6 +387,42 @@ def test_atari_child_commands_exact(bench):
     ]
     assert {job.after for job in jobs[1:]} == {"pretrain-Tetris-seed0"}
     assert jobs[5].info["target"] == "MsPacman"
+    # the default runs the new arms too, the old jobs unchanged
+    default = bench.atari.parse_args(
+        ["--targets", "atari:Pacman", "atari:MsPacman", "--n-envs", "8", "--device", "cuda"]
+    )
+    every = {job.name: job for job in bench.atari.build_jobs(default)}
+    assert all(every[job.name] == job for job in jobs)
+    assert list(every)[:2] == ["pretrain-Tetris-seed0", "pretrain-regularised-Tetris-seed0"]
+    regularised = every["pretrain-regularised-Tetris-seed0"]
+    assert list(regularised.argv) == [
+        *jobs[0].argv[:8], "runs/transfer_atari/pretrain-regularised-Tetris-seed0",
+        *jobs[0].argv[9:], "--set", "weight_decay=0.1", "--set", "dropout=0.1",
+    ]  # fmt: skip
+    assert len(every) == 2 + 2 * 6
+    for arm, mode, after, extra in (
+        ("progressive", "progressive", "pretrain-Tetris-seed0", []),
+        (
+            "finetune-regpre",
+            "finetune",
+            "pretrain-regularised-Tetris-seed0",
+            ["head_init=fresh", "weight_decay=0.0", "dropout=0.0"],
+        ),
+        (
+            "finetune-l2init",
+            "finetune",
+            "pretrain-Tetris-seed0",
+            ["head_init=fresh", "l2_init=0.01"],
+        ),
+    ):
+        job = every[f"Pacman-{arm}-seed0"]
+        assert job.after == after and bench.common.arm(job.info) == arm
+        assert list(job.argv) == [
+            "transfer", f"benchmarks/results/transfer_atari_runs/{after}.model.pt",
+            "--tasks", "atari:Pacman", "--mode", mode, "--steps", "50000", "--seed", "0",
+            "--run-dir", f"runs/transfer_atari/Pacman-{arm}-seed0", *sets(10000),
+            *(item for key in extra for item in ("--set", key)),
+        ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -320,14 +464,18 @@ def test_plan_decides_from_the_folders_and_puts_pretraining_first(bench, tmp_pat
     for name in ("summary.json", "model.pt", "checkpoint.pt"):
         touch(layout.run_dir("Breakout-joint-seed0") / name)  # finished, JSON not yet written
     planned = common.plan(list(reversed(bench.minatar.build_jobs(args))), layout)
-    assert planned[0][0].name == pre
+    assert {planned[0][0].name, planned[1][0].name} == {pre, "pretrain-regularised-" + pre[9:]}
     assert {job.name: action for job, action in planned} == {
         pre: "skip",
+        "pretrain-regularised-without-Breakout-seed0": "start",
         "Breakout-scratch-seed0": "skip",
         "Breakout-finetune-seed0": "resume",
         "Breakout-freeze-seed0": "restart",
         "Breakout-joint-seed0": "collect",
         "Breakout-distill-seed0": "start",
+        "Breakout-progressive-seed0": "start",
+        "Breakout-finetune-regpre-seed0": "start",
+        "Breakout-finetune-l2init-seed0": "start",
     }
 
 
@@ -339,6 +487,9 @@ def test_targets_are_blocked_when_their_finished_pretraining_lost_its_model(benc
     actions = {j.name: a for j, a in common.plan(bench.minatar.build_jobs(args), layout)}
     assert actions.pop("pretrain-without-Freeway-seed3") == "skip"
     assert actions.pop("Freeway-joint-seed3") == "skip"
+    # the regularised source and its arm wait for a pretraining that has not run yet
+    assert actions.pop("pretrain-regularised-without-Freeway-seed3") == "start"
+    assert actions.pop("Freeway-finetune-regpre-seed3") == "start"
     assert set(actions.values()) == {"blocked"}
 
 
@@ -622,3 +773,23 @@ def test_report_path_does_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=BENCH_DIR, check=True, capture_output=True)
+
+
+def test_minatar_report_has_a_row_per_new_arm_after_the_modes(bench, tmp_path):
+    results = hand_results()
+    for seed in (0, 1, 2):
+        results += [
+            result("Breakout", "progressive", seed, scaled(1.2), FORGETTING),
+            {**result("Breakout", "finetune", seed, scaled(0.5), FORGETTING),
+             "name": f"Breakout-finetune-l2init-seed{seed}", "arm": "finetune-l2init"},
+        ]  # fmt: skip
+    write_results(tmp_path / "transfer_minatar_runs", results)
+    bench.minatar.main(["--report-only", "--out-dir", str(tmp_path)])
+    text = (tmp_path / "transfer_minatar.md").read_text()
+    rows = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    breakout = rows[: rows.index("| mode", 1)]
+    assert breakout[1:] == [f"| {m}" for m in ("scratch", "finetune", "freeze", "joint",
+                                                "progressive", "finetune-l2init")]  # fmt: skip
+    assert "| progressive | 3 |" in text and "1.20 [1.20, 1.20] |" in text
+    assert "| finetune-l2init | 3 |" in text and "0.50 [0.50, 0.50] |" in text
+    assert "`finetune-l2init`: finetune with `l2_init` 0.01" in text

@@ -1,6 +1,6 @@
-"""The MiniGrid benchmarks: the defaults screening (jobs, areas, ranking) and the curriculum's
-arms (sources, modes, keys, table rows), on hand-built numbers (an end-to-end smoke run takes
-minutes: run the scripts with tiny budgets by hand)."""
+"""The MiniGrid defaults screening (jobs, areas, ranking) and the transfer-that-pays benchmark
+(settings, sources, arms' modes and keys, table rows), on hand-built numbers (an end-to-end smoke
+run takes minutes: run the scripts with tiny budgets by hand)."""
 
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from conftest import load_benchmarks
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmarks(defaults="minigrid_defaults", curriculum="transfer_minigrid")
+    return load_benchmarks(defaults="minigrid_defaults", pays="transfer_pays")
 
 
 def flag_sets(argv) -> set[str]:
@@ -60,10 +60,12 @@ def test_the_defaults_report_ranks_by_area_scaled_to_the_best_on_each_layout(ben
     assert scores == {"a": pytest.approx(0.75), "b": pytest.approx(0.6)}
 
 
-def test_the_curriculum_runs_every_arm_from_the_right_source_with_its_own_keys(bench):
-    curriculum = bench.curriculum
+def test_every_arm_learns_the_target_from_the_right_source_with_its_own_keys(bench):
+    curriculum = bench.pays
     args = curriculum.parse_args(["--seeds", "1", "--targets", "MiniGrid-DoorKey-6x6-v0",
                                   "--target-steps", "2000"])  # fmt: skip
+    assert (args.pretrain_steps, args.target_steps) == (100_000, 2000)
+    assert args.run_root == Path("runs/transfer_pays_minigrid")
     jobs = curriculum.build_jobs(args)
     plain, regularised, *targets = jobs
     assert (plain.name, regularised.name) == ("source-plain-seed1", "source-regularised-seed1")
@@ -79,12 +81,28 @@ def test_the_curriculum_runs_every_arm_from_the_right_source_with_its_own_keys(b
     assert by_arm["finetune-regpre"].after == "source-regularised-seed1"
     assert {j.after for a, j in by_arm.items() if a != "finetune-regpre"} == {"source-plain-seed1"}
     assert "head_init=fresh" in flag_sets(by_arm["finetune"].argv)
+    # only the pre-training is regularised
+    assert {"weight_decay=0.0", "dropout=0.0"} <= flag_sets(by_arm["finetune-regpre"].argv)
     assert {"head_init=mean", "l2_init=0.01"} <= flag_sets(by_arm["finetune-l2init"].argv)
     assert all(j.info["target"] == "MiniGrid-DoorKey-6x6" for j in targets)
     # without the regularised arm there is no regularised source to train
     no_regpre = curriculum.parse_args(["--seeds", "1", "--arms", "finetune"])
     names = [j.name for j in curriculum.build_jobs(no_regpre)]
     assert "source-regularised-seed1" not in names
+
+
+def test_the_minatar_setting_pretrains_one_agent_on_four_asterix_variants(bench):
+    pays = bench.pays
+    args = pays.parse_args(["--setting", "minatar-asterix", "--seeds", "0", "--arms", "finetune"])
+    source, *targets = pays.build_jobs(args)
+    assert source.argv[source.argv.index("--tasks") + 1] == "family:minatar-variants:train:4"
+    assert [j.info["target"] for j in targets] == [
+        "minatar-variants-h0", "minatar-variants-h0", "minatar-variants-h1", "minatar-variants-h1"
+    ]  # fmt: skip
+    assert pays.layout(args).results_dir == Path(
+        "benchmarks/results/transfer_pays_minatar-asterix_runs"
+    )
+    assert pays.task_name("MiniGrid-DoorKey-8x8-v0") == "MiniGrid-DoorKey-8x8"
 
 
 def test_report_rows_follow_the_arm_a_job_named_else_the_mode(bench):
