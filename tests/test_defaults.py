@@ -90,11 +90,20 @@ def test_tasks_of_several_families_keep_the_base_defaults():
     assert "several observation families (vector: t0; minatar: t1)" in chosen.describe()
 
 
-def test_a_family_without_a_row_keeps_the_base_defaults():
+def test_minigrid_tasks_take_the_minigrid_row():
     cfg, chosen = resolved(Config(), MINIGRID)
-    assert cfg == Config().settled() and chosen.family == "minigrid" and not chosen.applied
+    row = FAMILY_DEFAULTS["minigrid"]
+    assert chosen.family == "minigrid" and dict(chosen.applied) == row
+    assert {key: getattr(cfg, key) for key in row} == row
+    # measured by benchmarks/minigrid_defaults.py: the vector row's values
+    assert row == FAMILY_DEFAULTS["vector"]
+
+
+def test_a_family_without_a_row_keeps_the_base_defaults():
+    cfg, chosen = resolved(Config(), ((3, 7, 7), np.float32))  # small float images: `other`
+    assert cfg == Config().settled() and chosen.family == "other" and not chosen.applied
     assert chosen.describe() == (
-        "defaults for minigrid tasks: the base ones (as for minatar; no row of their own)"
+        "defaults for other tasks: the base ones (as for minatar; no row of their own)"
     )
 
 

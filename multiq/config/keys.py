@@ -13,11 +13,15 @@ such key not set explicitly (`multiq.tasks.defaults`). The families:
 
 - ``minatar`` (MinAtar's 10x10 grids): the MinAtar paper's DQN (Young & Tian 2019); the base
   family, whose values are the defaults, which tasks of several families (or of a family
-  without values, such as ``minigrid``) keep.
+  without values) keep.
 - ``vector`` (classic control): configs/classic.yaml, at the train_freq 4 that
   tests/test_learning.py calibrated (CartPole and Acrobot far above random in 20k steps).
 - ``atari`` (4x84x84 frame stacks): rl-zoo's Atari DQN (10M steps, 100k replay and learning
   starts, Adam 1e-4, target copy every 1k steps); evaluation every 100k as configs/atari.yaml.
+- ``minigrid`` (MiniGrid's 3x7x7 index grids): the vector family's values, chosen by
+  benchmarks/minigrid_defaults.py (candidates on DoorKey-5x5 and LavaGapS5, 3 seeds each;
+  benchmarks/results/minigrid_defaults.md): the base values learned neither layout in 100k
+  steps.
 """
 
 from __future__ import annotations
@@ -253,31 +257,31 @@ class ConfigKeys:
         "training length in env steps per task; at least `learning_starts + train_freq * "
         "n_envs`, so that an update runs.",
         bounds=at_least(1),
-        by_family={"vector": 100_000, "atari": 10_000_000},
+        by_family={"vector": 100_000, "atari": 10_000_000, "minigrid": 100_000},
         resume_may_change=True,
     )
     learning_rate: float = dqn(
-        2.5e-4, "Adam learning rate.", bounds=above(0), by_family={"vector": 1e-3, "atari": 1e-4}
+        2.5e-4, "Adam learning rate.", bounds=above(0), by_family={"vector": 1e-3, "atari": 1e-4, "minigrid": 1e-3}
     )
     batch_size: int = dqn(
         32,
         "samples per task per gradient step (at most `buffer_size`).",
         bounds=at_least(1),
-        by_family={"vector": 64, "atari": 32},
+        by_family={"vector": 64, "atari": 32, "minigrid": 64},
     )
     gamma: float = dqn(0.99, "discount factor.", bounds=fraction(open_low=True))
     n_step: int = dqn(
         1,
         "length of the n-step return (1 = one-step TD; below `buffer_size`).",
         bounds=at_least(1),
-        by_family={"vector": 3, "atari": 1},
+        by_family={"vector": 3, "atari": 1, "minigrid": 3},
     )
     double_q: bool = dqn(True, "use Double DQN targets (online net picks, target net evaluates).")
     target_update_interval: int = dqn(
         1_000,
         "env steps per task between target updates.",
         bounds=at_least(1),
-        by_family={"vector": 500, "atari": 1_000},
+        by_family={"vector": 500, "atari": 1_000, "minigrid": 500},
     )
     tau: float = dqn(
         1.0,
@@ -349,7 +353,7 @@ class ConfigKeys:
         0.1,
         "fraction of training over which epsilon decays.",
         bounds=fraction(),
-        by_family={"vector": 0.2, "atari": 0.1},
+        by_family={"vector": 0.2, "atari": 0.1, "minigrid": 0.2},
     )
     exploration_initial_eps: float = exploration(
         1.0, "epsilon at the start of training.", bounds=fraction()
@@ -365,13 +369,13 @@ class ConfigKeys:
         100_000,
         "replay capacity in transitions per task (above `n_step`, at least `batch_size`).",
         bounds=at_least(1),
-        by_family={"vector": 50_000, "atari": 100_000},
+        by_family={"vector": 50_000, "atari": 100_000, "minigrid": 50_000},
     )
     learning_starts: int = replay(
         1_000,
         "env steps per task collected before updates start.",
         bounds=at_least(0),
-        by_family={"vector": 1_000, "atari": 100_000},
+        by_family={"vector": 1_000, "atari": 100_000, "minigrid": 1_000},
     )
     train_freq: int = replay(
         4,
@@ -379,7 +383,7 @@ class ConfigKeys:
         "env steps of all tasks together, which is the same under the `uniform` task schedule, "
         "where every vector step steps every task).",
         bounds=at_least(1),
-        by_family={"vector": 4, "atari": 4},
+        by_family={"vector": 4, "atari": 4, "minigrid": 4},
     )
     task_schedule: str = replay(
         "uniform",
@@ -405,7 +409,7 @@ class ConfigKeys:
         10_000,
         "env steps per task between evaluations (0 = only at the end).",
         bounds=at_least(0),
-        by_family={"vector": 10_000, "atari": 100_000},
+        by_family={"vector": 10_000, "atari": 100_000, "minigrid": 10_000},
     )
     eval_episodes: int = evaluation(
         10, "episodes per task per evaluation.", bounds=between(1, MAX_EVAL_EPISODES)

@@ -64,7 +64,7 @@ def test_every_arm_learns_the_target_from_the_right_source_with_its_own_keys(ben
     curriculum = bench.pays
     args = curriculum.parse_args(["--seeds", "1", "--targets", "MiniGrid-DoorKey-6x6-v0",
                                   "--target-steps", "2000"])  # fmt: skip
-    assert (args.pretrain_steps, args.target_steps) == (100_000, 2000)
+    assert (args.pretrain_steps, args.target_steps) == (50_000, 2000)
     assert args.run_root == Path("runs/transfer_pays_minigrid")
     jobs = curriculum.build_jobs(args)
     plain, regularised, *targets = jobs

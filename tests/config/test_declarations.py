@@ -114,7 +114,7 @@ def test_allowed_values_in_words():
 
 
 def test_family_defaults_come_from_the_declarations():
-    assert list(FAMILY_DEFAULTS) == [BASE_FAMILY, "vector", "atari"]
+    assert list(FAMILY_DEFAULTS) == [BASE_FAMILY, "vector", "atari", "minigrid"]
     for family, row in FAMILY_DEFAULTS.items():
         assert row == {k: key.by_family[family] for k, key in KEYS.items() if key.by_family}
     defaults = Config()
