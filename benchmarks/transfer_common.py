@@ -751,11 +751,12 @@ def finite_mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def verdict_text(low: float, high: float, seeds: int) -> str:
-    """`verdict` of a transfer-ratio interval, or why there is none."""
+def verdict_text(low: float, high: float, seeds: int, undefined: int = 0) -> str:
+    """`verdict` of a transfer-ratio interval, or why there is none (`undefined`: seeds whose
+    ratio is undefined because scratch did not learn)."""
     if seeds < 2:
         return "one seed only, no interval: no verdict"
-    return verdict(low, high)
+    return verdict(low, high, undefined)
 
 
 # --- report text ----------------------------------------------------------------------------------
@@ -780,19 +781,29 @@ def target_rows(summary: Mapping[str, dict], target: str) -> list[str]:
     """The markdown table of one target: a row per mode, scratch first (the reference)."""
     lines = [
         "| mode | seeds | first return | jumpstart | final return | transfer ratio | "
-        "steps to threshold | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "area difference | steps to threshold | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for mode, row in summary.get(target, {}).items():
         stats = row["target"]
-        ratio = stats["transfer_ratio"]
         text = "reference" if mode == SCRATCH else row_verdict(row)
         lines.append(
             f"| {mode} | {len(row['seeds'])} | {fmt_stat(stats['first_return'])} | "
             f"{fmt_stat(stats['jumpstart'])} | {fmt_stat(stats['final_return'])} | "
-            f"{fmt_stat(ratio)} | {fmt_steps(stats['time_to_threshold_steps'])} | {text} |"
+            f"{ratio_cell(stats['transfer_ratio'])} | {fmt_stat(stats.get('area_difference'))} | "
+            f"{fmt_steps(stats['time_to_threshold_steps'])} | {text} |"
         )
     return lines
+
+
+def ratio_cell(ratio: Mapping[str, Any]) -> str:
+    """The transfer-ratio interval, and how many seeds it leaves out because scratch did not
+    learn there (their ratio is undefined; the area difference still counts them)."""
+    undefined = int(ratio.get("undefined", 0))
+    if not undefined:
+        return fmt_stat(ratio)
+    seeds = "seed" if undefined == 1 else "seeds"
+    return f"{fmt_stat(ratio)} ({undefined} {seeds} undefined: scratch did not learn)"
 
 
 def forgetting_rows(summary: Mapping[str, dict], target: str) -> list[str]:
@@ -838,7 +849,7 @@ def verdict_lines(
 def row_verdict(row: Mapping[str, Any]) -> str:
     """The verdict of one target and mode from its transfer-ratio interval over seeds."""
     ratio = row["target"]["transfer_ratio"]
-    return verdict_text(ratio["low"], ratio["high"], len(row["seeds"]))
+    return verdict_text(ratio["low"], ratio["high"], len(row["seeds"]), ratio.get("undefined", 0))
 
 
 def pooled_line(table: Table, targets: Sequence[str], mode: str) -> str:
@@ -935,7 +946,10 @@ def metric_notes(target_steps: str) -> list[str]:
         f"budget {target_steps} env steps; means with 95% bootstrap intervals over seeds: "
         "first return (evaluation at step 0, before any target training); jumpstart = first "
         "return - scratch's; final return (last evaluation); transfer ratio = area under the "
-        "eval curve above the random return / scratch's (1 = as scratch); steps to threshold = "
+        "eval curve above the random return / scratch's (1 = as scratch; undefined in a seed where "
+        "scratch did not learn, its area above random being about 0); area difference = the mean "
+        "return gained over scratch per env step (the area between the two curves / the steps); "
+        "steps to threshold = "
         "first eval step reaching random + 0.8 x (scratch final - random), over the seeds that "
         "reached it. Verdict from the transfer-ratio interval: positive (all > 1), negative "
         "(all < 1), none (it includes 1). Forgetting of a source task = its return at the "

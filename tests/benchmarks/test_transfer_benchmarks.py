@@ -678,6 +678,18 @@ def test_verdict_text(bench, low, high, seeds, phrase):
     assert phrase in bench.common.verdict_text(low, high, seeds)
 
 
+def test_a_ratio_left_undefined_where_scratch_did_not_learn_says_so(bench):
+    common = bench.common
+    ratio = {"mean": 1.5, "low": 1.2, "high": 1.8, "n": 2, "undefined": 1}
+    assert common.ratio_cell(ratio) == (
+        "1.50 [1.20, 1.80] (1 seed undefined: scratch did not learn)"
+    )
+    assert common.ratio_cell({**ratio, "undefined": 0}) == "1.50 [1.20, 1.80]"
+    nan = float("nan")
+    text = common.verdict_text(nan, nan, 3, undefined=3)
+    assert "scratch did not learn" in text and "area difference" in text
+
+
 def test_report_tables_by_hand(bench):
     common = bench.common
     results = hand_results()
@@ -686,11 +698,13 @@ def test_report_tables_by_hand(bench):
     summary = common.summarise(table, ["Breakout", "Freeway"], modes)
     rows = common.target_rows(summary, "Breakout")
     assert rows[2].startswith("| scratch | 3 | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] | 10.00")
-    assert rows[2].endswith(
-        "| 1.00 [1.00, 1.00] | 10,000 [10,000, 10,000] (3/3 seeds) | reference |"
+    assert rows[2].endswith(  # ratio 1, area difference 0 against itself
+        "| 1.00 [1.00, 1.00] | 0.00 [0.00, 0.00] | 10,000 [10,000, 10,000] (3/3 seeds) | "
+        "reference |"
     )
     freeze = next(row for row in rows if row.startswith("| freeze"))
-    assert "| 4.00 [4.00, 4.00] | 0.40 [0.40, 0.40] | not reached (0/3 seeds) |" in freeze
+    assert "| 4.00 [4.00, 4.00] | 0.40 [0.40, 0.40] | -" in freeze  # below scratch's area
+    assert "| not reached (0/3 seeds) |" in freeze
     assert freeze.endswith("| negative transfer |")
     forgetting = common.forgetting_rows(summary, "Breakout")
     assert forgetting[0] == "| mode | Asterix | Seaquest |"
