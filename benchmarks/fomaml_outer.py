@@ -8,8 +8,9 @@ each: Q at start (the mean over 256 start states of the first held-out task of m
 meta benchmark computes it), the last post-adaptation evaluation return of the run (meta.csv's
 `post_return`: theta adapted for `inner_steps` on the evaluation tasks) and the wall time.
 
-Resuming as the meta benchmark: a run whose JSON exists under `--out-dir/fomaml_outer_runs` is
-not run again; `--report-only` rebuilds `fomaml_outer.md` from the JSONs.
+Resuming as the meta benchmark: a run whose JSON exists under
+`--out-dir/fomaml_outer_runs/<family>` is not run again; `--report-only` rebuilds
+`fomaml_outer_<family>.md` from the JSONs.
 
     python benchmarks/fomaml_outer.py [--settings adam:0.001 adam:0.01 sgd:0.05 ...]
         [--seeds 0] [--family cartpole-physics] [--workers 2] [--report-only]
@@ -89,9 +90,10 @@ def last_post_return(result: Mapping[str, Any]) -> float:
     return float(rows[-1]["post_return"]) if rows else math.nan
 
 
-def markdown(results: Sequence[Mapping[str, Any]], load: float) -> str:
+def markdown(results: Sequence[Mapping[str, Any]], load: float, family: str) -> str:
+    scale = "no discounted return exceeds 100 in size (gamma 0.99, |reward| <= 1)"
     lines = [
-        "# FOMAML's outer step: finite, and learning?",
+        f"# FOMAML's outer step on `{family}`: finite, and learning?",
         "",
         f"- date of this report: {common.now()}; command: `{common.invocation()}`",
         f"- runs launched by: {common.distinct(r.get('invocation', '?') for r in results)}",
@@ -100,8 +102,8 @@ def markdown(results: Sequence[Mapping[str, Any]], load: float) -> str:
         "- each run: the meta benchmark's FOMAML pretraining (120k env steps, 40 outer "
         "iterations of 4 tasks x (500 inner + 250 query steps), 8 train tasks) with the outer "
         "optimiser and `meta_lr` of its row; Q at start: mean over 256 start states of the "
-        "first held-out task of max_a Q (no discounted return exceeds 100); post return: the "
-        "run's last evaluation of theta adapted for 500 steps (a random policy scores about 10-20)",
+        f"first held-out task of max_a Q ({scale}); post return: the run's last evaluation of "
+        "theta adapted for 500 steps",
         "",
         "| optimiser | meta_lr | seed | Q at start | last post-adaptation return | wall s |",
         "|---|---:|---:|---:|---:|---:|",
@@ -118,7 +120,9 @@ def markdown(results: Sequence[Mapping[str, Any]], load: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    layout = common.Layout(args.run_root, args.out_dir / f"{BENCH}_runs")
+    layout = common.Layout(
+        args.run_root / args.family, args.out_dir / f"{BENCH}_runs" / args.family
+    )
     jobs = [job(args, s, seed, layout) for s in args.settings for seed in args.seeds]
     load = os.getloadavg()[0]
     if not args.report_only:
@@ -130,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         print("no finished runs yet")
         return 0
-    path = args.out_dir / f"{BENCH}.md"
-    path.write_text(markdown(results, load), encoding="utf-8")
+    path = args.out_dir / f"{BENCH}_{args.family}.md"
+    path.write_text(markdown(results, load, args.family), encoding="utf-8")
     print(path.read_text())
     return 0
 
