@@ -261,7 +261,10 @@ class ConfigKeys:
         resume_may_change=True,
     )
     learning_rate: float = dqn(
-        2.5e-4, "Adam learning rate.", bounds=above(0), by_family={"vector": 1e-3, "atari": 1e-4, "minigrid": 1e-3}
+        2.5e-4,
+        "Adam learning rate.",
+        bounds=above(0),
+        by_family={"vector": 1e-3, "atari": 1e-4, "minigrid": 1e-3},
     )
     batch_size: int = dqn(
         32,
