@@ -158,11 +158,18 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     return bootstrap_ci(values) if len(values) else (math.nan, math.nan, math.nan)
 
 
+def shared_pairs(table: Mapping, arm: str, base: str, k: int, base_k: int | None = None) -> list:
+    """The (task, seed) pairs with a return of `arm` at k and of `base` at `base_k` (or k)."""
+    ours = table.get(arm, {}).get(k, {})
+    theirs = table.get(base, {}).get(k if base_k is None else base_k, {})
+    return sorted(set(ours) & set(theirs))
+
+
 def paired(table: Mapping, arm: str, base: str, k: int, base_k: int | None = None) -> tuple:
     """Mean and 95% interval of return(arm, k) - return(base, base_k) over shared pairs."""
     ours = table.get(arm, {}).get(k, {})
     theirs = table.get(base, {}).get(k if base_k is None else base_k, {})
-    keys = sorted(set(ours) & set(theirs))
+    keys = shared_pairs(table, arm, base, k, base_k)
     return interval([ours[key] - theirs[key] for key in keys])
 
 
@@ -180,6 +187,9 @@ def verdict(table: Mapping, ks: Sequence[int]) -> list[str]:
         words = []
         for k in ks:
             if k == 0:
+                continue
+            if len(shared_pairs(table, arm, TODAY, k)) < 2:
+                words.append(f"k = {k}: fewer than 2 (task, seed) pairs, no interval: no verdict")
                 continue
             mean, low, high = paired(table, arm, TODAY, k)
             word = "no clear difference"

@@ -55,3 +55,12 @@ def test_returns_at_k_paired_dips_and_the_verdict_on_hand_built_numbers(bench):
     assert tx.paired(table, "today", "today", 1000, base_k=0)[0] == -70.0  # the dip
     (line,) = tx.verdict(table, [0, 1000])
     assert line == "- eps against today: k = 1000: ahead (+62.5 [50.0, 75.0])"
+
+
+def test_a_single_pair_gets_no_verdict(bench):
+    tx = bench.tx
+    table = {"today": {1000: {("t0", 0): 20.0}}, "eps": {1000: {("t0", 0): 95.0}}}
+    (line,) = tx.verdict(table, [0, 1000])
+    assert line == (
+        "- eps against today: k = 1000: fewer than 2 (task, seed) pairs, no interval: no verdict"
+    )
