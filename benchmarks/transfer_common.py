@@ -33,6 +33,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -384,6 +385,7 @@ def run_jobs(
     Returns:
         job name -> succeeded (skipped jobs count as succeeded, blocked ones as failed).
     """
+    interruptible()
     outcome = {job.name: action == SKIP for job, action in planned if action in (SKIP, BLOCKED)}
     pending = [(job, action) for job, action in planned if action not in (SKIP, BLOCKED)]
     ready = threading.Condition()
@@ -408,6 +410,14 @@ def run_jobs(
         thread.start()
     _join(threads, stop)
     return outcome
+
+
+def interruptible() -> None:
+    """Lets SIGINT raise KeyboardInterrupt here (so `kill -INT` stops a benchmark as Ctrl-C does)
+    also when it was started in the background by a non-interactive shell, which starts it with
+    SIGINT ignored. Only the main thread may set a handler; elsewhere nothing changes."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _execute_safely(execute: Callable[[Job, str], bool], job: Job, action: str) -> bool:

@@ -807,3 +807,14 @@ def test_minatar_report_has_a_row_per_new_arm_after_the_modes(bench, tmp_path):
     assert "| progressive | 3 |" in text and "1.20 [1.20, 1.20] |" in text
     assert "| finetune-l2init | 3 |" in text and "0.50 [0.50, 0.50] |" in text
     assert "`finetune-l2init`: finetune with `l2_init` 0.01" in text
+
+
+def test_a_benchmark_started_with_sigint_ignored_takes_ctrl_c_again(bench):
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job's shell leaves it
+    try:
+        bench.common.interruptible()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
