@@ -314,7 +314,9 @@ def test_config_of_one_key(capsys):
         "learning_rate = 0.00025",
         "    type: float; allowed: > 0",
         "    Adam learning rate.",
-        "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001 (unless set)",
+        "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001, minigrid 0.001 "
+        "(unless",
+        "    set)",
     ]
 
 

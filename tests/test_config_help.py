@@ -91,7 +91,9 @@ def test_format_keys_gives_one_block_per_key():
         "learning_rate = 0.00025",
         "    type: float; allowed: > 0",
         "    Adam learning rate.",
-        "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001 (unless set)",
+        "    by observation family: minatar 0.00025, vector 0.001, atari 0.0001, minigrid 0.001 "
+        "(unless",
+        "    set)",
     ]
     assert blocks[1].startswith("balancer = fixed\n")
     assert "pcgrad" in blocks[1]
@@ -118,7 +120,7 @@ def test_yaml_comments_every_key():
 
 def test_yaml_leaves_the_keys_that_follow_the_tasks_commented_out(tmp_path):
     text = format_yaml(key_help(["balancer", "learning_rate"]))
-    assert "# by observation family: minatar 0.00025, vector 0.001, atari 0.0001" in text
+    assert "# by observation family: minatar 0.00025, vector 0.001, atari 0.0001, minigrid" in text
     assert "\n  # learning_rate: 0.00025" in text
     path = tmp_path / "config.yaml"
     path.write_text(text)
@@ -128,7 +130,7 @@ def test_yaml_leaves_the_keys_that_follow_the_tasks_commented_out(tmp_path):
 
 def test_family_defaults_of_each_key():
     (n_step, seed) = key_help(["n_step", "seed"])
-    assert n_step.by_family == {"minatar": 1, "vector": 3, "atari": 1}
+    assert n_step.by_family == {"minatar": 1, "vector": 3, "atari": 1, "minigrid": 3}
     assert seed.by_family == {}
 
 
