@@ -2,7 +2,7 @@
 
 A *setting* (`SETTINGS`) names source tasks, target tasks and budgets where knowledge carried
 over should help and learning from scratch is slow:
-- ``minigrid``: MiniGrid DoorKey 5x5 as the source, DoorKey 8x8 and 6x6 as targets (a
+- ``minigrid``: MiniGrid DoorKey 5x5 as the source, DoorKey 6x6 and 8x8 as targets (a
   curriculum of growing layouts; MiniGrid defaults);
 - ``minatar-asterix``: one `shared` agent on four variants of MinAtar Asterix (sticky-action
   probability and difficulty ramping drawn per task, `family:minatar-variants`) as the source,
@@ -68,7 +68,7 @@ class Setting:
 SETTINGS = {
     "minigrid": Setting(
         ("MiniGrid-DoorKey-5x5-v0",),
-        ("MiniGrid-DoorKey-8x8-v0", "MiniGrid-DoorKey-6x6-v0"),
+        ("MiniGrid-DoorKey-6x6-v0", "MiniGrid-DoorKey-8x8-v0"),
         50_000,
         100_000,
         "MiniGrid at its family defaults, with which DoorKey-5x5 is solved by 20k env steps "
