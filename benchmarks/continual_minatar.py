@@ -175,15 +175,7 @@ def layout(args: argparse.Namespace) -> common.Layout:
 
 def settings(args: argparse.Namespace, save_replay: bool = False) -> dict[str, Any]:
     """The multiq config keys (`--set`) of a run; `--set` of this script comes last."""
-    config: dict[str, Any] = {
-        "scheme": "shared",
-        "train_freq": args.train_freq,
-        "eval_freq": args.eval_freq,
-        "eval_episodes": args.eval_episodes,
-        "device": "cpu",
-        "tensorboard": False,
-        "progress_bar": False,
-    }
+    config: dict[str, Any] = {"scheme": "shared", **common.cpu_run_settings(args)}
     if save_replay:
         config["save_replay"] = True
     config.update(item.split("=", 1) for item in args.set)

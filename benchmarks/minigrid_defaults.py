@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -200,12 +199,9 @@ def write_report(args: argparse.Namespace, layout: common.Layout, load: float) -
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     layout = common.Layout(args.run_root, args.out_dir / f"{BENCH}_runs")
-    load = os.getloadavg()[0]
-    if not args.report_only:
-        common.run_benchmark(all_jobs(args, layout), layout, args.workers)
-    path = write_report(args, layout, load)
-    if path is not None:
-        print(path.read_text())
+    common.run_then_report(
+        args, all_jobs(args, layout), layout, lambda load: write_report(args, layout, load)
+    )
     return 0
 
 

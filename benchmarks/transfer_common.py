@@ -96,6 +96,36 @@ def add_run_arguments(
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
 
 
+def cpu_run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The multiq config keys (`--set`) every CPU run of a benchmark sets from the options of
+    `add_run_arguments` (the schedule and evaluation), on the CPU, without TensorBoard or a
+    progress bar."""
+    return {
+        "train_freq": args.train_freq,
+        "eval_freq": args.eval_freq,
+        "eval_episodes": args.eval_episodes,
+        "device": "cpu",
+        "tensorboard": False,
+        "progress_bar": False,
+    }
+
+
+def run_then_report(
+    args: argparse.Namespace,
+    jobs: Sequence[Job],
+    layout: Layout,
+    write_report: Callable[[float], Path | None],
+) -> None:
+    """Runs (or resumes) the jobs unless `--report-only`, then writes the report with
+    `write_report(load average at the start)` and prints it."""
+    load = os.getloadavg()[0]
+    if not args.report_only:
+        run_benchmark(jobs, layout, args.workers)
+    path = write_report(load)
+    if path is not None:
+        print(path.read_text())
+
+
 def multiq_program() -> tuple[str, ...]:
     """The `multiq` command: the console script beside this interpreter, else `multiq` on PATH."""
     beside = Path(sys.executable).with_name("multiq")
@@ -507,12 +537,7 @@ def run_and_report(
     args: argparse.Namespace, jobs: Sequence[Job], layout: Layout, spec: ReportSpec
 ) -> None:
     """Runs (or resumes) the jobs unless `--report-only`, then rebuilds and prints the report."""
-    load = os.getloadavg()[0]
-    if not args.report_only:
-        run_benchmark(jobs, layout, args.workers)
-    path = write_report(spec, args.out_dir, load)
-    if path is not None:
-        print(path.read_text())
+    run_then_report(args, jobs, layout, lambda load: write_report(spec, args.out_dir, load))
 
 
 def run_benchmark(jobs: Sequence[Job], layout: Layout, workers: int) -> dict[str, bool]:

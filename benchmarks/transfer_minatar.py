@@ -78,14 +78,7 @@ def modes(args: argparse.Namespace) -> list[str]:
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The multiq config keys (`--set`) of the target runs."""
-    return {
-        "train_freq": args.train_freq,
-        "eval_freq": args.eval_freq,
-        "eval_episodes": args.eval_episodes,
-        "device": "cpu",
-        "tensorboard": False,
-        "progress_bar": False,
-    }
+    return common.cpu_run_settings(args)
 
 
 def pretrain_settings(args: argparse.Namespace) -> dict[str, Any]:

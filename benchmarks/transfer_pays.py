@@ -148,14 +148,7 @@ def arms(args: argparse.Namespace) -> list[str]:
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keys every run sets (the rest: the tasks' family defaults)."""
-    return {
-        "train_freq": args.train_freq,
-        "eval_freq": args.eval_freq,
-        "eval_episodes": args.eval_episodes,
-        "device": "cpu",
-        "tensorboard": False,
-        "progress_bar": False,
-    }
+    return common.cpu_run_settings(args)
 
 
 def pretrain_name(kind: str, seed: int) -> str:
