@@ -60,15 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=[TARGETS[0]])
-    parser.add_argument(
-        "--arms",
-        "--modes",
-        dest="modes",
-        nargs="+",
-        choices=list(ARMS),
-        default=list(ARMS),
-        help="transfer modes and arms (scratch is always run)",
-    )
+    common.add_arms_argument(parser, ARMS, "--modes", dest="modes")
     parser.add_argument("--pretrain-steps", type=int, default=50_000, help="Tetris env steps")
     parser.add_argument("--target-steps", type=int, default=50_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

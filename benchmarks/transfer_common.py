@@ -96,6 +96,18 @@ def add_run_arguments(
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report")
 
 
+def add_arms_argument(
+    parser: argparse.ArgumentParser, arms: Iterable[str], *aliases: str, dest: str = "arms"
+) -> None:
+    """`--arms` (and its `aliases`, e.g. the older `--modes`): which arms to run, all by
+    default."""
+    names = list(arms)
+    parser.add_argument(
+        "--arms", *aliases, dest=dest, nargs="+", choices=names, default=names,
+        help="transfer modes and arms (scratch is always run)",
+    )  # fmt: skip
+
+
 def cpu_run_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The multiq config keys (`--set`) every CPU run of a benchmark sets from the options of
     `add_run_arguments` (the schedule and evaluation), on the CPU, without TensorBoard or a

@@ -56,15 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--held-out", nargs="+", choices=GAMES, default=list(HELD_OUT))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--arms",
-        "--modes",
-        dest="modes",
-        nargs="+",
-        choices=list(ARMS),
-        default=list(ARMS),
-        help="transfer modes and arms (scratch is always run)",
-    )
+    common.add_arms_argument(parser, ARMS, "--modes", dest="modes")
     parser.add_argument("--pretrain-steps", type=int, default=100_000, help="per source game")
     parser.add_argument("--target-steps", type=int, default=100_000)
     common.add_run_arguments(parser, BENCH, eval_episodes=10, workers=2)

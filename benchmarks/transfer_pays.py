@@ -108,9 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--setting", choices=list(SETTINGS), default="minigrid")
     parser.add_argument("--targets", nargs="+", default=None, help="default: the setting's")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--arms", nargs="+", choices=list(ARMS), default=list(ARMS), help="scratch always runs"
-    )
+    common.add_arms_argument(parser, ARMS)
     parser.add_argument("--pretrain-steps", type=int, default=None, help="per source task")
     parser.add_argument("--target-steps", type=int, default=None)
     common.add_run_arguments(parser, BENCH, eval_episodes=10, workers=2)
