@@ -801,6 +801,8 @@ def finite_mean(values: Sequence[float]) -> float:
 def verdict_text(low: float, high: float, seeds: int, undefined: int = 0) -> str:
     """`verdict` of a transfer-ratio interval, or why there is none (`undefined`: seeds whose
     ratio is undefined because scratch did not learn)."""
+    if seeds < 2 and undefined:
+        return f"a defined ratio in fewer than 2 seeds ({undefined} undefined): no verdict"
     if seeds < 2:
         return "one seed only, no interval: no verdict"
     return verdict(low, high, undefined)
@@ -896,7 +898,8 @@ def verdict_lines(
 def row_verdict(row: Mapping[str, Any]) -> str:
     """The verdict of one target and mode from its transfer-ratio interval over seeds."""
     ratio = row["target"]["transfer_ratio"]
-    return verdict_text(ratio["low"], ratio["high"], len(row["seeds"]), ratio.get("undefined", 0))
+    defined = int(ratio.get("n", len(row["seeds"])))  # seeds whose ratio is defined
+    return verdict_text(ratio["low"], ratio["high"], defined, ratio.get("undefined", 0))
 
 
 def pooled_line(table: Table, targets: Sequence[str], mode: str) -> str:

@@ -688,6 +688,10 @@ def test_a_ratio_left_undefined_where_scratch_did_not_learn_says_so(bench):
     nan = float("nan")
     text = common.verdict_text(nan, nan, 3, undefined=3)
     assert "scratch did not learn" in text and "area difference" in text
+    # two seeds, one undefined: one defined ratio is no interval
+    row = {"seeds": [0, 1], "target": {"transfer_ratio": {**ratio, "n": 1, "undefined": 1}}}
+    expected = "a defined ratio in fewer than 2 seeds (1 undefined): no verdict"
+    assert common.row_verdict(row) == expected
 
 
 def test_report_tables_by_hand(bench):
