@@ -187,13 +187,10 @@ def markdown(args: argparse.Namespace, results: Sequence[Mapping[str, Any]], loa
 
 
 def write_report(args: argparse.Namespace, layout: common.Layout, load: float) -> Path | None:
-    results = [r for r in common.load_results(layout.results_dir) if r["kind"] == TRAIN]
-    if not results:
-        print(f"no finished runs under {layout.results_dir} yet")
-        return None
-    path = args.out_dir / f"{BENCH}.md"
-    path.write_text(markdown(args, results, load), encoding="utf-8")
-    return path
+    def render(results: list[dict[str, Any]]) -> str:
+        return markdown(args, [r for r in results if r["kind"] == TRAIN], load)
+
+    return common.write_markdown_report(layout, args.out_dir / f"{BENCH}.md", TRAIN, render)
 
 
 def main(argv: list[str] | None = None) -> int:

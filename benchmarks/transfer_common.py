@@ -138,6 +138,19 @@ def run_then_report(
         print(path.read_text())
 
 
+def write_markdown_report(
+    layout: Layout, path: Path, kind: str, render: Callable[[list[dict[str, Any]]], str]
+) -> Path | None:
+    """Writes `render(results)` to `path` once a run of `kind` has a result JSON; else says
+    there is none yet and returns None."""
+    results = load_results(layout.results_dir)
+    if not any(r["kind"] == kind for r in results):
+        print(f"no finished {kind} runs under {layout.results_dir} yet")
+        return None
+    path.write_text(render(results), encoding="utf-8")
+    return path
+
+
 def multiq_program() -> tuple[str, ...]:
     """The `multiq` command: the console script beside this interpreter, else `multiq` on PATH."""
     beside = Path(sys.executable).with_name("multiq")

@@ -232,13 +232,10 @@ def markdown(args: argparse.Namespace, results: Sequence[Mapping[str, Any]], loa
 
 
 def write_report(args: argparse.Namespace, layout: common.Layout, load: float) -> Path | None:
-    results = common.load_results(layout.results_dir)
-    if not any(r["kind"] == common.TARGET for r in results):
-        print(f"no finished target runs under {layout.results_dir} yet")
-        return None
     path = args.out_dir / f"{BENCH}.md"
-    path.write_text(markdown(args, results, load), encoding="utf-8")
-    return path
+    return common.write_markdown_report(
+        layout, path, common.TARGET, lambda results: markdown(args, results, load)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
