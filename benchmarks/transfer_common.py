@@ -832,8 +832,13 @@ def fmt_stat(stat: Mapping[str, float] | None, spec: str = ".2f") -> str:
 
 
 def fmt_steps(stat: Mapping[str, float]) -> str:
-    """Steps to threshold over the seeds that reached it, with how many did."""
-    counts = f"({stat['reached']}/{stat['seeds']} seeds)"
+    """Steps to threshold over the seeds that reached it, with how many did and in how many
+    the threshold was undefined (scratch ended at random)."""
+    undefined = stat.get("undefined", 0)
+    if undefined == stat["seeds"]:
+        return "undefined: scratch ended at random"
+    counts = f"({stat['reached']}/{stat['seeds'] - undefined} seeds"
+    counts += f"; {undefined} undefined: scratch ended at random)" if undefined else ")"
     if stat["reached"] == 0:
         return f"not reached {counts}"
     return f"{fmt_stat(stat, ',.0f')} {counts}"
@@ -1012,9 +1017,9 @@ def metric_notes(target_steps: str) -> list[str]:
         "eval curve above the random return / scratch's (1 = as scratch; undefined in a seed where "
         "scratch did not learn, its area above random being about 0); area difference = the mean "
         "return gained over scratch per env step (the area between the two curves / the steps); "
-        "steps to threshold = "
-        "first eval step reaching random + 0.8 x (scratch final - random), over the seeds that "
-        "reached it. Verdict from the transfer-ratio interval: positive (all > 1), negative "
+        "steps to threshold = first eval step reaching random + 0.8 x (scratch final - "
+        "random), over the seeds that reached it (undefined in a seed where scratch ended at "
+        "random). Verdict from the transfer-ratio interval: positive (all > 1), negative "
         "(all < 1), none (it includes 1). Forgetting of a source task = its return at the "
         "target's step 0 - at the end (positive: forgot).",
     ]

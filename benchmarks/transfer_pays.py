@@ -36,7 +36,7 @@ checkpoint.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ class Setting:
         pretrain_steps: env steps per source task.
         target_steps: env steps per target.
         protocol: one sentence for the report on the tasks and their settings.
+        run_keys: multiq keys every run of the setting sets besides `cpu_run_settings`.
     """
 
     sources: tuple[str, ...]
@@ -63,6 +64,7 @@ class Setting:
     pretrain_steps: int
     target_steps: int
     protocol: str
+    run_keys: dict[str, Any] = field(default_factory=dict)
 
 
 SETTINGS = {
@@ -84,7 +86,9 @@ SETTINGS = {
         "MinAtar Asterix variants (`family:minatar-variants`, seed 0: sticky-action "
         "probability in [0, 0.25] and difficulty ramping on with probability 0.5, drawn per "
         "task); the source is one `shared` agent on the first four train variants; MinAtar "
-        "defaults.",
+        "defaults; each run steps its envs between updates in one process "
+        "(`async_updates: false`), two runs at a time on the two cores.",
+        {"async_updates": False},
     ),
 }
 # arm -> (transfer mode, source, the arm's own keys); the regularised source's target trains
@@ -146,7 +150,7 @@ def arms(args: argparse.Namespace) -> list[str]:
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """The keys every run sets (the rest: the tasks' family defaults)."""
-    return common.cpu_run_settings(args)
+    return {**common.cpu_run_settings(args), **SETTINGS[args.setting].run_keys}
 
 
 def pretrain_name(kind: str, seed: int) -> str:

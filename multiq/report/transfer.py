@@ -15,7 +15,10 @@ the threshold, so a run whose curve equals scratch's scores jumpstart 0 and rati
   UNDEFINED_TOLERANCE (1%) of the return scale (the largest |R − R_rand| of either curve over
   that range), since a ratio over a near-zero area is noise; the area difference
   ∫(R − R_scratch) / (steps), the mean return gained over scratch, is defined there too;
-- time to threshold = the first eval step whose return >= R_rand + f·(R_scratch_final − R_rand).
+- time to threshold = the first eval step whose return >= R_rand + f·(R_scratch_final − R_rand);
+  undefined (None, with `NO_THRESHOLD`) when scratch's final return is not above random by more
+  than UNDEFINED_TOLERANCE of the return scale: the threshold would sit at random, which every
+  curve reaches at its first evaluation.
 
 Per source task (the run's own curve): forgetting = first eval − last eval (positive: forgot),
 also divided by (first eval − R_rand), what the source training had gained over random.
@@ -47,6 +50,7 @@ THRESHOLD_FRACTION = 0.8
 UNDEFINED_TOLERANCE = 0.01
 SCRATCH_DID_NOT_LEARN = "undefined: scratch did not learn (area above random ≈ 0)"
 NO_COMMON_STEPS = "undefined: the two curves share no step range"
+NO_THRESHOLD = "undefined: scratch ended at random"
 SCRATCH_MODE = "scratch"
 NOT_REACHED = "not reached"
 _REQUIRED_KEYS = ("mode", "source_tasks", "target_tasks")
@@ -132,8 +136,9 @@ def transfer_metrics(
         undefined, e.g. `SCRATCH_DID_NOT_LEARN`), area_difference (∫(R − R_scratch) per step
         over the common step range: the mean return gained over scratch), scratch_area
         (∫(R_scratch − R_rand) per step), return_scale (the largest |R − R_rand| of either
-        curve there), threshold_return, time_to_threshold_steps,
-        scratch_time_to_threshold_steps (None: never reached). Source entries (source tasks
+        curve there), threshold_return (NaN when undefined), threshold_note (None, or
+        `NO_THRESHOLD`), time_to_threshold_steps, scratch_time_to_threshold_steps (None: never
+        reached, or the threshold is undefined). Source entries (source tasks
         with eval returns in the run): random_return, return_before, return_after, forgetting,
         forgetting_normalised.
 
@@ -294,7 +299,8 @@ def aggregate_seeds(
         `{"seeds": n, "threshold_fraction", "confidence", "target": {task: {metric: stat}},
         "source": {task: {metric: stat}}}`, a stat being `{"mean", "low", "high", "n"}` (n: seeds
         with a finite value; NaNs are left out). The time-to-threshold stats are over the seeds
-        that reached the threshold, with `"reached"` (how many did) and `"seeds"` instead of n.
+        that reached the threshold, with `"reached"` (how many did), `"seeds"` instead of n and
+        `"undefined"` (in how many the threshold was undefined: scratch ended at random).
         The transfer-ratio stat also has `"undefined"`: how many seeds' ratios were undefined
         and left out (scratch did not learn there; their area difference still counts). Each
         target task also has `"verdict"` (see `verdict`) from its transfer-ratio interval and
@@ -448,8 +454,11 @@ def _target_metrics(
     random = _target_random(task, run, scratch)
     first, final = float(curve[0][1]), float(curve[-1][1])
     scratch_first, scratch_final = float(baseline[0][1]), float(baseline[-1][1])
-    threshold = random + threshold_fraction * (scratch_final - random)
     areas = compare_areas(curve, baseline, random)
+    threshold_note = None
+    threshold = random + threshold_fraction * (scratch_final - random)
+    if not scratch_final - random > UNDEFINED_TOLERANCE * areas.scale:  # also catches nan
+        threshold_note, threshold = NO_THRESHOLD, math.nan
     return {
         "random_return": random,
         "first_return": first,
@@ -464,9 +473,14 @@ def _target_metrics(
         "scratch_area": areas.baseline_area,
         "return_scale": areas.scale,
         "threshold_return": threshold,
-        "time_to_threshold_steps": steps_to_threshold(curve, threshold),
-        "scratch_time_to_threshold_steps": steps_to_threshold(baseline, threshold),
+        "threshold_note": threshold_note,
+        "time_to_threshold_steps": _steps_to(curve, threshold, threshold_note),
+        "scratch_time_to_threshold_steps": _steps_to(baseline, threshold, threshold_note),
     }
+
+
+def _steps_to(curve: Series, threshold: float, note: str | None) -> int | None:
+    return None if note else steps_to_threshold(curve, threshold)
 
 
 def _curve(run: TransferRun, task: str, role: str) -> Series:
@@ -515,9 +529,10 @@ def _check_same_targets(runs: Sequence[TransferRun]) -> None:
 
 def _aggregate_target(per_seed: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, Any]:
     steps_keys = ("time_to_threshold_steps", "scratch_time_to_threshold_steps")
-    skipped = (*steps_keys, "transfer_ratio_note")
+    skipped = (*steps_keys, "transfer_ratio_note", "threshold_note")
     values = [{k: v for k, v in m.items() if k not in skipped} for m in per_seed]
     stats: dict[str, Any] = _aggregate_values(values, settings)
+    no_threshold = sum(1 for m in per_seed if m["threshold_note"] is not None)
     for key in steps_keys:
         reached = [float(m[key]) for m in per_seed if m[key] is not None]
         mean, low, high = bootstrap_ci(reached, **settings)
@@ -527,6 +542,7 @@ def _aggregate_target(per_seed: list[dict[str, Any]], settings: dict[str, Any]) 
             "high": high,
             "reached": len(reached),
             "seeds": len(per_seed),
+            "undefined": no_threshold,
         }
     undefined = sum(1 for m in per_seed if m["transfer_ratio_note"] == SCRATCH_DID_NOT_LEARN)
     ratio = stats["transfer_ratio"]
@@ -589,8 +605,18 @@ def _target_block(target: Mapping[str, Mapping[str, Any]], threshold_fraction: f
         ("steps to threshold", "time_to_threshold_steps", _format_steps),
         ("scratch steps to threshold", "scratch_time_to_threshold_steps", _format_steps),
     ]
-    cells = [(label, [fmt(target[task][key]) for task in target]) for label, key, fmt in rows]
+    cells = [
+        (label, [_cell(target[task], key, fmt) for task in target]) for label, key, fmt in rows
+    ]
     return _block("target task (vs scratch)", list(target), cells)
+
+
+def _cell(metrics: Mapping[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
+    """The formatted metric, or the threshold's note where the threshold is undefined."""
+    note = metrics.get("threshold_note")
+    if note and (key == "threshold_return" or key.endswith("time_to_threshold_steps")):
+        return note
+    return fmt(metrics[key])
 
 
 def _target_block_alone(run: TransferRun) -> str:

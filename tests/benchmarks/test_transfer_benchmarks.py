@@ -694,6 +694,19 @@ def test_a_ratio_left_undefined_where_scratch_did_not_learn_says_so(bench):
     assert common.row_verdict(row) == expected
 
 
+def test_steps_to_threshold_cell_counts_seeds_without_a_threshold(bench):
+    fmt = bench.common.fmt_steps
+    stat = {"mean": 5000.0, "low": 4000.0, "high": 6000.0, "reached": 2, "seeds": 3}
+    assert fmt({**stat, "undefined": 0}) == "5,000 [4,000, 6,000] (2/3 seeds)"
+    assert fmt(stat) == "5,000 [4,000, 6,000] (2/3 seeds)"  # results from before the count
+    assert fmt({**stat, "undefined": 1}) == (
+        "5,000 [4,000, 6,000] (2/2 seeds; 1 undefined: scratch ended at random)"
+    )
+    nan = float("nan")
+    none = {"mean": nan, "low": nan, "high": nan, "reached": 0, "seeds": 3, "undefined": 3}
+    assert fmt(none) == "undefined: scratch ended at random"
+
+
 def test_report_tables_by_hand(bench):
     common = bench.common
     results = hand_results()

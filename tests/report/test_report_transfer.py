@@ -21,7 +21,12 @@ from multiq.report import (
     transfer_metrics,
     verdict,
 )
-from multiq.report.transfer import area_ratio, source_metrics, steps_to_threshold
+from multiq.report.transfer import (
+    NO_THRESHOLD,
+    area_ratio,
+    source_metrics,
+    steps_to_threshold,
+)
 
 HEADER = "step,wall_time_s,key,value\n"
 Curves = dict[str, list[tuple[int, float]]]
@@ -189,6 +194,27 @@ def test_steps_to_threshold_reached_and_never() -> None:
     assert half["scratch_time_to_threshold_steps"] == 10
     assert steps_to_threshold([(0, 0.0), (10, 3.0), (20, 7.9)], 8.0) is None
     assert steps_to_threshold([(0, 0.0), (10, 8.0)], 8.0) == 10
+
+
+@pytest.mark.parametrize("scratch_final", [2.0, 1.5, 2.05])  # random 2; 2.05 is within 1%
+def test_threshold_undefined_when_scratch_ends_at_random(scratch_final: float) -> None:
+    # Scratch learned (area > 0) but ended at random: a threshold at random would be "reached"
+    # at step 0 by every curve, so there is none.
+    run = _run({"Tgt": [(0, 2.0), (10, 9.0), (20, 9.0)]}, {"Tgt": 2.0})
+    scratch = _scratch([(0, 2.0), (10, 8.0), (20, scratch_final)], random=2.0)
+    target = transfer_metrics(run, scratch)["target"]["Tgt"]
+    assert target["threshold_note"] == NO_THRESHOLD
+    assert math.isnan(target["threshold_return"])
+    assert target["time_to_threshold_steps"] is None
+    assert target["scratch_time_to_threshold_steps"] is None
+    assert not math.isnan(target["transfer_ratio"])  # scratch's area is still above random
+
+
+def test_aggregate_counts_seeds_without_a_threshold() -> None:
+    learned = (_seed_pair(20.0, 4.0)[0], _scratch([(0, 0.0), (10, 10.0)]))
+    at_random = (_seed_pair(20.0, 4.0)[0], _scratch([(0, 0.0), (5, 4.0), (10, 0.0)]))
+    steps = aggregate_seeds([learned, at_random])["target"]["Tgt"]["time_to_threshold_steps"]
+    assert (steps["reached"], steps["seeds"], steps["undefined"]) == (1, 2, 1)
 
 
 def test_threshold_is_above_the_random_return() -> None:
@@ -395,6 +421,19 @@ def test_format_transfer_report_threshold_not_reached(tmp_path: Path) -> None:
     report = format_transfer_report(scratch_dir, run_dir, threshold_fraction=0.9)
     assert _row(report, "steps to threshold") == ["not", "reached"]  # 5 < 0.9 * 10
     assert "note: the baseline's mode is 'finetune'" in report
+
+
+def test_format_transfer_report_says_the_threshold_is_undefined(tmp_path: Path) -> None:
+    run_dir, _ = _report_folders(tmp_path)
+    flat = _write_run(
+        tmp_path / "flat",
+        {"Tgt": [(0, 0.0), (1000, 0.0), (2000, 0.0)]},
+        logged_random={"Tgt": 0.0},
+        transfer=_transfer_info("scratch"),
+    )
+    report = format_transfer_report(run_dir, flat)
+    for label in ("steps to threshold", "scratch steps to threshold"):
+        assert " ".join(_row(report, label)) == NO_THRESHOLD
 
 
 def test_format_transfer_report_without_baseline(tmp_path: Path) -> None:
