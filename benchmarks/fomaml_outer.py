@@ -60,12 +60,11 @@ def job(args: argparse.Namespace, setting: str, seed: int, layout: common.Layout
     meta_args = argparse.Namespace(
         family=args.family, n_train=8, pretrain_steps=args.pretrain_steps
     )
-    (base,) = [j for j in meta_classic.pretrain_jobs(meta_args, seed, layout)
+    meta = {"meta_lr": lr, "meta_outer_optimizer": optimiser}
+    (base,) = [j for j in meta_classic.pretrain_jobs(meta_args, seed, layout, meta)
                if j.info["init"] == "fomaml"]  # fmt: skip
     argv = [*base.argv]
     argv[argv.index("--run-dir") + 1] = str(layout.run_dir(name))
-    argv[argv.index(f"meta_lr={meta_classic.META_SETTINGS['meta_lr']}")] = f"meta_lr={lr}"
-    argv += ["--set", f"meta_outer_optimizer={optimiser}"]
     info = {"optimiser": optimiser, "meta_lr": float(lr), "seed": seed, "family": args.family}
     return common.Job(name, common.PRETRAIN, tuple(argv), info)
 

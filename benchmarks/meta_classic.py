@@ -59,7 +59,7 @@ SETTINGS: dict[str, Any] = {
 }  # fmt: skip
 META_SETTINGS: dict[str, Any] = {
     "meta_batch_size": 4, "inner_steps": 500, "meta_step_size": 0.5, "meta_lr": 0.001,
-    "meta_query_steps": 250, "meta_eval_freq": 5,
+    "meta_query_steps": 250, "meta_eval_freq": 5, "meta_outer_optimizer": "adam",
 }  # fmt: skip
 MULTITASK_SETTINGS: dict[str, Any] = {
     "learning_starts": 200, "target_update_interval": 250, "buffer_size": 50_000,
@@ -93,16 +93,23 @@ def iterations(algo: str, budget: int) -> int:
     return max(1, budget // (META_SETTINGS["meta_batch_size"] * per_task))
 
 
-def pretrain_jobs(args: argparse.Namespace, seed: int, layout: common.Layout) -> list[common.Job]:
-    """The three pretraining runs of one seed."""
+def pretrain_jobs(
+    args: argparse.Namespace,
+    seed: int,
+    layout: common.Layout,
+    meta_settings: Mapping[str, Any] | None = None,
+) -> list[common.Job]:
+    """The three pretraining runs of one seed; `meta_settings` replaces `META_SETTINGS` values
+    in the meta-learning runs (as `benchmarks/fomaml_outer.py` does)."""
     train_tasks = f"family:{args.family}:train:{args.n_train}"
+    meta = {**META_SETTINGS, **(meta_settings or {}), "meta_tasks": train_tasks}
     jobs = []
     for algo in ALGOS:
         name = f"{algo}-seed{seed}"
         argv = (
             "meta", "--algo", algo, "--meta-iterations", str(iterations(algo, args.pretrain_steps)),
             "--run-dir", str(layout.run_dir(name)), "--seed", str(seed),
-            *common.set_flags({**SETTINGS, **META_SETTINGS, "meta_tasks": train_tasks}),
+            *common.set_flags({**SETTINGS, **meta}),
         )  # fmt: skip
         jobs.append(common.Job(name, common.PRETRAIN, argv, {"init": algo, "seed": seed}))
     name = f"{MULTITASK}-seed{seed}"
