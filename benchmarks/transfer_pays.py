@@ -18,7 +18,9 @@ al. 2018). Each target is then learned for `--target-steps` env steps per arm, s
 - ``finetune-regpre``: as ``finetune-mean``, from the regularised source;
 - ``finetune-l2init``: as ``finetune-mean`` plus the L2-SP term (`l2_init`, Li et al. 2018);
 - ``progressive``: a new column with lateral adapters from the frozen source columns (Rusu et
-  al. 2016);
+  al. 2016), a copy of the source's newest column with a fresh head (`head_init: fresh`);
+- ``progressive-mean``: the same with the head of the column it copies (`head_init: mean`: the
+  target first acts as the source);
 - ``distill``: `multiq transfer --mode distill`.
 The report (`transfer_pays_<setting>.md` and `.png`, rebuilt from the result JSONs by
 `--report-only`) gives per target and arm the first return, jumpstart, final return, transfer
@@ -101,7 +103,8 @@ ARMS: dict[str, Arm] = {
         "finetune", REGULARISED, {"head_init": "mean", "weight_decay": 0.0, "dropout": 0.0}
     ),
     "finetune-l2init": Arm("finetune", PLAIN, {"head_init": "mean", "l2_init": L2_INIT}),
-    "progressive": Arm("progressive"),
+    "progressive": Arm("progressive", PLAIN, {"head_init": "fresh"}),
+    "progressive-mean": Arm("progressive", PLAIN, {"head_init": "mean"}),
     "distill": Arm("distill"),
 }
 
@@ -222,7 +225,9 @@ def report_spec(args: argparse.Namespace) -> common.ReportSpec:
             "`finetune-regpre` as finetune-mean from the regularised source (the target "
             "itself trains without the regularisers), "
             f"`finetune-l2init` as finetune-mean with `l2_init` {L2_INIT}, `progressive` (a "
-            "new column with lateral adapters from the frozen source columns), `distill`; "
+            "new column with lateral adapters from the frozen source columns, copying the "
+            "source's with a fresh head), `progressive-mean` (the same with the source's head), "
+            "`distill`; "
             f"scratch learns from a fresh network. {setting.protocol}",
         ),
     )

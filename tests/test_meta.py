@@ -10,11 +10,12 @@ import torch
 from tiny_config import META_POOL, TINY_META
 from wandb_files import record_with
 
-from multiq.agents.learner import Learner, LearnerSettings, mean_head_init
+from multiq.agents.learner import Learner, LearnerSettings
 from multiq.api import MultiTaskDQN
 from multiq.cli import main
 from multiq.config import Config
 from multiq.errors import ConfigError
+from multiq.nets.base import mean_head_init
 from multiq.recipes.meta import (
     ALGORITHMS,
     META_TASK,

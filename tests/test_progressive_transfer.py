@@ -187,13 +187,19 @@ def test_progressive_starts_far_better_than_scratch(tmp_path):
     source.learn(evaluate=False)
     models = {
         mode: MultiTaskDQN.from_pretrained(
-            source, TARGET, mode=mode, run_dir=tmp_path / mode, total_steps_per_task=2_000
-        )
+            source,
+            TARGET,
+            mode=mode,
+            run_dir=tmp_path / mode,
+            total_steps_per_task=2_000,
+            head_init="mean",
+        )  # fmt: skip
         for mode in ("progressive", "scratch")
     }
     progressive = models["progressive"]
     assert progressive.task_names == ["CartPole", VARIANT]
-    # the new column starts as a copy of the source's, its adapter from it at zero
+    # head_init mean: the new column starts as a copy of the source's (its head too), its
+    # adapter from it at zero
     q = q_values(progressive)
     assert torch.equal(q_values(progressive, {VARIANT: PROBE["CartPole"]}), q)
     lengths = {mode: greedy_episode_lengths(model, VARIANT) for mode, model in models.items()}

@@ -36,7 +36,6 @@ from multiq.mtl import PopArt, build_balancer, shared_params
 from multiq.mtl.interference import conflict_stats
 from multiq.mtl.reduce import per_task_mean
 from multiq.nets import SchemeOptions, build_qnet, dropout_active
-from multiq.nets.base import MultiTaskQNet
 from multiq.replay.buffers import NStepSample
 from multiq.tasks.spec import TaskSpec
 
@@ -183,14 +182,15 @@ class Learner:
 
         The new task's target-network modules start as copies of its online ones; its loss
         weight is `weight` (default: the mean of the others'). `head_init` ``mean`` starts its
-        head as the mean of the held heads of the same shape (``fresh``, or none such: random).
+        head from the held heads (`MultiTaskQNet.inherit_head`: their mean where of the same
+        shape; progressive: the head of the column the new one copies); ``fresh``: random.
         """
         before = set(self.online.state_dict())
         held = list(self.specs)
         self.online.add_task(spec)
         self.target.add_task(spec)
         if head_init == "mean":
-            mean_head_init(self.online, spec.name, held)
+            self.online.inherit_head(spec.name, held)
         new = {k: v for k, v in self.online.state_dict().items() if k not in before}
         self.target.load_state_dict(new, strict=False)
         self.target.requires_grad_(False)
@@ -542,30 +542,6 @@ def nonfinite_message(
         f"non-finite gradient norm ({float(grad_norm)}) in an update of tasks {list(names)} "
         "(finite losses); the step was not taken"
     )
-
-
-def mean_head_init(net: MultiTaskQNet, name: str, held: Sequence[str]) -> bool:
-    """Sets the group ``head/<name>`` to the mean of the held tasks' head groups whose tensors
-    have the same shapes; returns False (head left as it is) when none has.
-
-    Args:
-        net: a network with `param_groups()`.
-        name: the new task.
-        held: the tasks whose heads are averaged (those of another shape are skipped).
-    """
-    groups = net.param_groups()
-    new = groups.get(f"head/{name}")
-    if not new:
-        return False
-    shapes = [p.shape for p in new]
-    sources = [groups[f"head/{t}"] for t in held if f"head/{t}" in groups]
-    sources = [ps for ps in sources if [p.shape for p in ps] == shapes]
-    if not sources:
-        return False
-    with torch.no_grad():
-        for i, param in enumerate(new):
-            param.copy_(torch.stack([ps[i] for ps in sources]).mean(0))
-    return True
 
 
 def equal_weights(names) -> dict[str, float]:

@@ -247,7 +247,8 @@ class ConfigKeys:
         "fresh",
         "how a task added to a trained agent (`add_task`, transfer, adapt-k) gets its Q head: "
         "`fresh` (new random weights) or `mean` (the mean of the held heads with the same "
-        "number of actions, e.g. the one head of a meta-trained model).",
+        "number of actions, e.g. the one head of a meta-trained model; `progressive`: the head "
+        "of the column the new one copies).",
         choices=names.HEAD_INITS,
     )
 

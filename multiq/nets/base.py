@@ -99,6 +99,12 @@ class MultiTaskQNet(nn.Module, abc.ABC):
             self._task_ids[key] = task_ids_for(key, self.device)
         return self._task_ids[key]
 
+    def inherit_head(self, name: str, held: Sequence[str]) -> bool:
+        """`head_init: mean` for task `name`, just added: its head starts as the mean of the
+        held tasks' heads of the same shapes (`mean_head_init`); False (head left random) when
+        none has. A scheme whose new task copies one earlier task's modules overrides this."""
+        return mean_head_init(self, name, held)
+
     def set_progress(self, fraction: float) -> None:
         """Tells the net how far training has come (0 = start, 1 = end), e.g. for annealing."""
 
@@ -131,3 +137,27 @@ class MultiTaskQNet(nn.Module, abc.ABC):
             [sum B_t, A] Q-values, A the largest action count among the batch's tasks; columns
             beyond a task's own action count are padding.
         """
+
+
+def mean_head_init(net: MultiTaskQNet, name: str, held: Sequence[str]) -> bool:
+    """Sets the group ``head/<name>`` to the mean of the held tasks' head groups whose tensors
+    have the same shapes; returns False (head left as it is) when none has.
+
+    Args:
+        net: a network with `param_groups()`.
+        name: the new task.
+        held: the tasks whose heads are averaged (those of another shape are skipped).
+    """
+    groups = net.param_groups()
+    new = groups.get(f"head/{name}")
+    if not new:
+        return False
+    shapes = [p.shape for p in new]
+    sources = [groups[f"head/{t}"] for t in held if f"head/{t}" in groups]
+    sources = [ps for ps in sources if [p.shape for p in ps] == shapes]
+    if not sources:
+        return False
+    with torch.no_grad():
+        for i, param in enumerate(new):
+            param.copy_(torch.stack([ps[i] for ps in sources]).mean(0))
+    return True

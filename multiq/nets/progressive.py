@@ -9,10 +9,12 @@ vectors; `REDUCTION`) and U a layer shaped as column k's own layer i (the same c
 linear map). The head's input gets one more adapter from each earlier column's last layer.
 
 A task added later (`add_task`) starts as a copy of the newest column: its input layer if the
-observations have the same signature, its body, its adapters from the older columns, and its
-head if the action count matches; its adapter from the column it copies starts at zero (U = 0).
-So it starts computing exactly that column's Q-values (a jumpstart), and can only add to them.
-A task given to the constructor gets a fresh column (the paper's random initialisation).
+observations have the same signature, its body and its adapters from the older columns; its
+adapter from the column it copies starts at zero (U = 0). Its head starts random; with
+`head_init: mean` (`inherit_head`) it is that column's head where the action count matches, so
+the new column starts computing exactly that column's Q-values (a jumpstart) and can only add
+to them. A task given to the constructor gets a fresh column (the paper's random
+initialisation).
 
 Earlier columns see the new task's observations too: through their own input layer when the
 signature is theirs, else through an input layer the new column owns (so a target with other
@@ -226,8 +228,8 @@ class ProgressiveQNet(MultiTaskQNet):
 
     def warm_start(self, name: str, source: str) -> None:
         """Column `name` starts as a copy of column `source` (see the module docstring): the
-        same input layer where the signatures match, body, adapters from the older columns,
-        head where the action counts match; the adapter from `source` starts at zero.
+        same input layer where the signatures match, body, adapters from the older columns; the
+        adapter from `source` starts at zero. The head is `inherit_head`'s.
 
         Raises:
             TaskError: `source` is not a column before `name`.
@@ -247,14 +249,19 @@ class ProgressiveQNet(MultiTaskQNet):
             for adapter in new.adapters(source):
                 for p in adapter.U.parameters():
                     p.zero_()
-            if self.specs.get(source, None) is not None and (
-                self.num_actions[source] == self._actions_of(name)
-            ):
-                self.heads.head(name).load_state_dict(self.heads.head(source).state_dict())
 
-    def _actions_of(self, name: str) -> int:
-        head = self.heads.head(name)
-        return head.advantage.out_features
+    def inherit_head(self, name: str, held: Sequence[str]) -> bool:
+        """`head_init: mean`: the head of the column `name` copied (the one before it) when it
+        is held and has as many actions; else False, the head left random. (The mean of heads
+        over other columns' features would not match the copied body.)"""
+        order = list(self.columns)
+        index = order.index(name)
+        source = order[index - 1] if index > 0 else None
+        if source not in held or self.num_actions[source] != self.num_actions[name]:
+            return False
+        with torch.no_grad():
+            self.heads.head(name).load_state_dict(self.heads.head(source).state_dict())
+        return True
 
     def load_source(self, scheme: str, state: Mapping[str, torch.Tensor]) -> None:
         """Loads a trained `shared`, `independent` or `progressive` net's weights into the

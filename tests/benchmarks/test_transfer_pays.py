@@ -77,10 +77,13 @@ def test_every_arm_learns_the_target_from_the_right_source_with_its_own_keys(ben
     mode = {arm: j.argv[j.argv.index("--mode") + 1] for arm, j in by_arm.items()}
     assert mode == {"scratch": "scratch", "finetune": "finetune", "finetune-mean": "finetune",
                     "finetune-regpre": "finetune", "finetune-l2init": "finetune",
-                    "progressive": "progressive", "distill": "distill"}  # fmt: skip
+                    "progressive": "progressive", "progressive-mean": "progressive",
+                    "distill": "distill"}  # fmt: skip
     assert by_arm["finetune-regpre"].after == "source-regularised-seed1"
     assert {j.after for a, j in by_arm.items() if a != "finetune-regpre"} == {"source-plain-seed1"}
     assert "head_init=fresh" in flag_sets(by_arm["finetune"].argv)
+    assert "head_init=fresh" in flag_sets(by_arm["progressive"].argv)
+    assert "head_init=mean" in flag_sets(by_arm["progressive-mean"].argv)
     # only the pre-training is regularised
     assert {"weight_decay=0.0", "dropout=0.0"} <= flag_sets(by_arm["finetune-regpre"].argv)
     assert {"head_init=mean", "l2_init=0.01"} <= flag_sets(by_arm["finetune-l2init"].argv)

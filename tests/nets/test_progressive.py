@@ -160,11 +160,15 @@ def test_a_task_added_later_starts_as_a_copy_of_the_newest_column():
     x = obs_of(c)
     assert not torch.equal(net({"a": x}), net({"b": x}))
     net.add_task(c)
+    assert torch.equal(net.columns["c"].body[1].weight, net.columns["b"].body[1].weight)
+    assert not torch.equal(net({"c": x}), net({"b": x}))  # its head starts random
+    assert net.inherit_head("c", ["a", "b"])  # head_init mean: the head of the column it copies
     assert torch.equal(net({"c": x}), net({"b": x}))  # the adapter from b starts at 0
     adapters = net.columns["c"].laterals["b"]
     assert all(torch.count_nonzero(_u_linear(a.U).weight) == 0 for a in adapters)
-    # other actions: the head is fresh, the body still the copy
+    # other actions: no head to inherit, the body still the copy
     net.add_task(spec("d", (4, 10, 10), np.bool_, 6))
+    assert not net.inherit_head("d", ["a", "b", "c"])
     assert torch.equal(net.columns["d"].body[1].weight, net.columns["c"].body[1].weight)
     assert net({"d": x}).shape == (5, 6)
 
