@@ -256,7 +256,9 @@ class ProgressiveQNet(MultiTaskQNet):
         over other columns' features would not match the copied body.)"""
         order = list(self.columns)
         index = order.index(name)
-        source = order[index - 1] if index > 0 else None
+        if index == 0:
+            return False
+        source = order[index - 1]
         if source not in held or self.num_actions[source] != self.num_actions[name]:
             return False
         with torch.no_grad():

@@ -162,6 +162,7 @@ def test_a_task_added_later_starts_as_a_copy_of_the_newest_column():
     net.add_task(c)
     assert torch.equal(net.columns["c"].body[1].weight, net.columns["b"].body[1].weight)
     assert not torch.equal(net({"c": x}), net({"b": x}))  # its head starts random
+    assert not net.inherit_head("a", ["b"])  # the first column copied none
     assert net.inherit_head("c", ["a", "b"])  # head_init mean: the head of the column it copies
     assert torch.equal(net({"c": x}), net({"b": x}))  # the adapter from b starts at 0
     adapters = net.columns["c"].laterals["b"]
