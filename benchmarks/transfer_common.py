@@ -52,6 +52,7 @@ from multiq.report.stats import bootstrap_ci
 from multiq.report.transfer import (
     TransferRun,
     aggregate_seeds,
+    area_verdict,
     read_transfer_run,
     transfer_metrics,
     verdict,
@@ -914,10 +915,18 @@ def verdict_lines(
 
 
 def row_verdict(row: Mapping[str, Any]) -> str:
-    """The verdict of one target and mode from its transfer-ratio interval over seeds."""
-    ratio = row["target"]["transfer_ratio"]
+    """The verdict of one target and mode from its transfer-ratio interval over seeds; where
+    scratch did not learn in so many seeds that fewer than 2 ratios are defined, from the
+    area-difference interval over every seed (defined in each)."""
+    ratio, area = row["target"]["transfer_ratio"], row["target"].get("area_difference")
     defined = int(ratio.get("n", len(row["seeds"])))  # seeds whose ratio is defined
-    return verdict_text(ratio["low"], ratio["high"], defined, ratio.get("undefined", 0))
+    undefined = int(ratio.get("undefined", 0))
+    if defined < 2 and undefined and area is not None and area.get("n", 0) >= 2:
+        return (
+            f"{area_verdict(area['low'], area['high'])}; the ratio is undefined in "
+            f"{undefined} of {defined + undefined} seeds (scratch did not learn)"
+        )
+    return verdict_text(ratio["low"], ratio["high"], defined, undefined)
 
 
 def pooled_line(table: Table, targets: Sequence[str], mode: str) -> str:
@@ -1020,8 +1029,9 @@ def metric_notes(target_steps: str) -> list[str]:
         "steps to threshold = first eval step reaching random + 0.8 x (scratch final - "
         "random), over the seeds that reached it (undefined in a seed where scratch ended at "
         "random). Verdict from the transfer-ratio interval: positive (all > 1), negative "
-        "(all < 1), none (it includes 1). Forgetting of a source task = its return at the "
-        "target's step 0 - at the end (positive: forgot).",
+        "(all < 1), none (it includes 1); where fewer than 2 seeds have a defined ratio, from "
+        "the area-difference interval over all seeds (positive: all > 0). Forgetting of a "
+        "source task = its return at the target's step 0 - at the end (positive: forgot).",
     ]
 
 

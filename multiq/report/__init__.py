@@ -48,6 +48,7 @@ from multiq.report.table import format_markdown_table, format_table
 from multiq.report.transfer import (
     TransferRun,
     aggregate_seeds,
+    area_verdict,
     format_transfer_report,
     read_transfer_run,
     transfer_metrics,
@@ -81,6 +82,7 @@ __all__ = [
     "TransferRun",
     "aggregate_continual",
     "aggregate_seeds",
+    "area_verdict",
     "bootstrap_ci",
     "build_conflict_figure",
     "build_figure",

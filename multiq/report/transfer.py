@@ -365,6 +365,24 @@ def verdict(ratio_low: float, ratio_high: float, undefined_seeds: int = 0) -> st
     return "no clear transfer (interval includes 1)"
 
 
+def area_verdict(low: float, high: float) -> str:
+    """Reads an area-difference interval (the mean return gained over scratch), for targets
+    where scratch did not learn and the ratio is undefined.
+
+    Returns:
+        "positive transfer (area difference > 0)" (low > 0), "negative transfer (area
+        difference < 0)" (high < 0), "no clear transfer (area difference interval includes 0)",
+        or "undetermined (no finite area difference)" when an end is nan.
+    """
+    if math.isnan(low) or math.isnan(high):
+        return "undetermined (no finite area difference)"
+    if low > 0.0:
+        return "positive transfer (area difference > 0)"
+    if high < 0.0:
+        return "negative transfer (area difference < 0)"
+    return "no clear transfer (area difference interval includes 0)"
+
+
 def json_safe(value: Any) -> Any:
     """`value` with every non-finite float (an undefined metric) replaced by None, recursively
     through dicts, lists and tuples, so `json.dumps` writes null rather than NaN.

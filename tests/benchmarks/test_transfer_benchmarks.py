@@ -694,6 +694,20 @@ def test_a_ratio_left_undefined_where_scratch_did_not_learn_says_so(bench):
     assert common.row_verdict(row) == expected
 
 
+def test_the_verdict_reads_the_area_difference_where_scratch_mostly_did_not_learn(bench):
+    ratio = {"mean": 0.5, "low": 0.5, "high": 0.5, "n": 1, "undefined": 2}
+    area = {"mean": 0.3, "low": 0.1, "high": 0.5, "n": 3}
+    row = {"seeds": [0, 1, 2], "target": {"transfer_ratio": ratio, "area_difference": area}}
+    assert bench.common.row_verdict(row) == (
+        "positive transfer (area difference > 0); the ratio is undefined in 2 of 3 seeds "
+        "(scratch did not learn)"
+    )
+    # two defined ratios: the ratio's interval decides, as before
+    two = {**ratio, "n": 2, "undefined": 1, "low": 0.4, "high": 0.6}
+    row = {"seeds": [0, 1, 2], "target": {"transfer_ratio": two, "area_difference": area}}
+    assert bench.common.row_verdict(row) == "negative transfer"
+
+
 def test_steps_to_threshold_cell_counts_seeds_without_a_threshold(bench):
     fmt = bench.common.fmt_steps
     stat = {"mean": 5000.0, "low": 4000.0, "high": 6000.0, "reached": 2, "seeds": 3}

@@ -24,6 +24,7 @@ from multiq.report import (
 from multiq.report.transfer import (
     NO_THRESHOLD,
     area_ratio,
+    area_verdict,
     source_metrics,
     steps_to_threshold,
 )
@@ -331,6 +332,20 @@ def test_bootstrap_ci_rejects_bad_settings(kwargs: dict[str, float]) -> None:
 )
 def test_verdict(low: float, high: float, expected: str) -> None:
     assert verdict(low, high) == expected
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (0.01, 0.3, "positive transfer (area difference > 0)"),
+        (-0.5, -0.1, "negative transfer (area difference < 0)"),
+        (-0.2, 0.4, "no clear transfer (area difference interval includes 0)"),
+        (0.0, 0.4, "no clear transfer (area difference interval includes 0)"),
+        (math.nan, 0.1, "undetermined (no finite area difference)"),
+    ],
+)
+def test_area_verdict(low: float, high: float, expected: str) -> None:
+    assert area_verdict(low, high) == expected
 
 
 def _seed_pair(run_final: float, forgotten_to: float) -> tuple[TransferRun, TransferRun]:
