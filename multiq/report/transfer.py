@@ -492,13 +492,9 @@ def _target_metrics(
         "return_scale": areas.scale,
         "threshold_return": threshold,
         "threshold_note": threshold_note,
-        "time_to_threshold_steps": _steps_to(curve, threshold, threshold_note),
-        "scratch_time_to_threshold_steps": _steps_to(baseline, threshold, threshold_note),
+        "time_to_threshold_steps": steps_to_threshold(curve, threshold),  # None at a NaN
+        "scratch_time_to_threshold_steps": steps_to_threshold(baseline, threshold),
     }
-
-
-def _steps_to(curve: Series, threshold: float, note: str | None) -> int | None:
-    return None if note else steps_to_threshold(curve, threshold)
 
 
 def _curve(run: TransferRun, task: str, role: str) -> Series:
